@@ -1,0 +1,71 @@
+//! Connecting to Postgres, creating the database on first start, and applying `migrations/`.
+
+use std::{str::FromStr, time::Duration};
+
+use anyhow::Context;
+use sqlx::{
+    ConnectOptions, Connection, Executor, PgConnection, PgPool,
+    postgres::{PgConnectOptions, PgPoolOptions},
+};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+pub fn connect_options(database_url: &str) -> anyhow::Result<PgConnectOptions> {
+    PgConnectOptions::from_str(database_url)
+        .context("DATABASE_URL is not a valid Postgres URL")
+        .map(|o| o.log_statements(tracing::log::LevelFilter::Debug))
+}
+
+/// A pool that gives up quickly when Postgres is down, so requests answer 503 instead of hanging.
+pub async fn pool(options: PgConnectOptions, max_connections: u32) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_with(options)
+        .await
+        .context("could not connect to Postgres")
+}
+
+/// Creates the database named in `options` when it does not exist yet, connecting to the
+/// server's `postgres` database to do so.
+pub async fn create_database_if_missing(options: &PgConnectOptions) -> anyhow::Result<()> {
+    let name = options.get_database().unwrap_or("postgres").to_string();
+    let mut admin = PgConnection::connect_with(&options.clone().database("postgres"))
+        .await
+        .context("could not connect to the Postgres server to create the database")?;
+    let exists: bool = sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await?;
+    if !exists {
+        let statement = format!("create database \"{}\"", name.replace('"', "\"\""));
+        match admin.execute(sqlx::AssertSqlSafe(statement)).await {
+            Ok(_) => tracing::info!(database = %name, "created database"),
+            // Another instance created it between our check and our statement.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            Err(e) => return Err(e).with_context(|| format!("could not create database {name}")),
+        }
+    }
+    Ok(())
+}
+
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(pool).await.context("migrations failed")
+}
+
+/// Errors that mean "Postgres cannot be reached right now" rather than "this query is wrong".
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(e) => {
+            // Class 08 (connection exception) and 57P0x (admin shutdown, crash shutdown, cannot connect now).
+            e.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P"))
+        }
+        _ => false,
+    }
+}
+
+/// Whether a database error is a unique violation of the named constraint or index.
+pub fn is_unique_violation(error: &sqlx::Error, constraint: &str) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.is_unique_violation() && e.constraint() == Some(constraint))
+}

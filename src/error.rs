@@ -1,0 +1,165 @@
+//! The one mapping from failures to the contract's error body: `{error: {code, message, fields?}}`.
+//!
+//! Domain layers have their own `thiserror` enums; each converts into [`ApiError`] here, so the
+//! status policy lives in one place. Internal causes are logged with their whole chain and never
+//! sent to the client.
+
+use std::{collections::BTreeMap, time::Duration};
+
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Field name → what is wrong with it, in words for a person.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FieldErrors(BTreeMap<String, String>);
+
+impl FieldErrors {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn single(field: &str, message: impl Into<String>) -> Self {
+        let mut errors = Self::new();
+        errors.add(field, message);
+        errors
+    }
+
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0.entry(field.to_string()).or_insert_with(|| message.into());
+    }
+
+    /// Records the error of a parse under `field` and yields the value when it parsed.
+    pub fn check<T, E: std::fmt::Display>(&mut self, field: &str, result: Result<T, E>) -> Option<T> {
+        result.map_err(|e| self.add(field, e.to_string())).ok()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(())` when nothing was recorded, so handlers can `errors.finish()?`.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.is_empty() { Ok(()) } else { Err(ApiError::Validation(self)) }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 422: input that parsed as JSON but is not acceptable; names each field.
+    #[error("validation failed")]
+    Validation(FieldErrors),
+    /// 400: a body that is not JSON/form at all, or a malformed header.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("authentication required")]
+    Unauthorized,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Conflict(String),
+    /// The provider refused what the caller gave us (a key, a number, a domain).
+    #[error("{message}")]
+    ProviderRejected { message: String, field: Option<&'static str> },
+    #[error("too many requests")]
+    RateLimited { retry_after: Duration },
+    /// A dependency (the database, a provider) cannot be reached: retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// The contract's error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// One of validation_failed, unauthorized, forbidden, not_found, conflict, provider_rejected,
+    /// rate_limited, unavailable, internal.
+    pub code: &'static str,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<BTreeMap<String, String>>,
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) | Self::ProviderRejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Validation(_) | Self::BadRequest(_) => "validation_failed",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::ProviderRejected { .. } => "provider_rejected",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    pub fn validation(field: &str, message: impl Into<String>) -> Self {
+        Self::Validation(FieldErrors::single(field, message))
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        if crate::db::is_unavailable(&error) {
+            tracing::warn!(error = %error, "database unavailable");
+            return Self::Unavailable("the database is unavailable; try again shortly".into());
+        }
+        Self::Internal(anyhow::Error::new(error).context("database query failed"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let code = self.code();
+        let retry_after = match &self {
+            Self::RateLimited { retry_after } => Some(retry_after.as_secs().max(1)),
+            Self::Unavailable(_) => Some(5),
+            _ => None,
+        };
+        let (message, fields) = match self {
+            Self::Internal(cause) => {
+                tracing::error!(error = ?cause, "internal error");
+                ("an internal error occurred".to_string(), None)
+            }
+            Self::Validation(FieldErrors(fields)) => ("the request has invalid fields".to_string(), Some(fields)),
+            Self::ProviderRejected { field: Some(field), message } => {
+                (message.clone(), Some(BTreeMap::from([(field.to_string(), message)])))
+            }
+            other => (other.to_string(), None),
+        };
+        let mut response = (status, Json(ErrorBody { error: ErrorDetail { code, message, fields } })).into_response();
+        if let Some(secs) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}

@@ -1,0 +1,151 @@
+//! Dentite Messaging: the multi-tenant messaging core. `main.rs` parses the command line; this
+//! crate builds the application so that tests can run it on a random port.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod messaging;
+pub mod outreach;
+pub mod practices;
+pub mod telemetry;
+pub mod types;
+pub mod webhooks;
+
+use std::{future::Future, net::SocketAddr, sync::Arc};
+
+use anyhow::Context;
+use metrics_exporter_prometheus::PrometheusHandle;
+use sqlx::PgPool;
+use tokio::{net::TcpListener, sync::watch};
+
+use crate::{auth::TokenSigner, config::Settings, crypto::Keyring, messaging::MessagingServiceFactory};
+
+/// What every handler and background task shares. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub pool: PgPool,
+    pub settings: Arc<Settings>,
+    pub keyring: Arc<Keyring>,
+    pub tokens: Arc<TokenSigner>,
+    pub messaging: Arc<MessagingServiceFactory>,
+    pub metrics: PrometheusHandle,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    pub migrate: bool,
+    /// Whether this instance runs the send workers and schedulers (tests may want a bare API).
+    pub background: bool,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self { migrate: true, background: true }
+    }
+}
+
+/// A built, bound application; `run_until_stopped` serves it.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    options: ServeOptions,
+}
+
+impl Application {
+    /// Creates the database when missing, migrates (unless told not to) and binds `BIND_ADDR`.
+    pub async fn build(settings: Settings, options: ServeOptions) -> anyhow::Result<Self> {
+        let connect = db::connect_options(&settings.database_url)?;
+        if options.migrate {
+            db::create_database_if_missing(&connect).await?;
+        }
+        let pool = db::pool(connect, 20).await?;
+        if options.migrate {
+            db::migrate(&pool).await?;
+        }
+        let listener = TcpListener::bind(settings.bind_addr)
+            .await
+            .with_context(|| format!("could not listen on BIND_ADDR={}", settings.bind_addr))?;
+        let keyring = Arc::new(Keyring::new(&settings.keys));
+        let messaging = Arc::new(MessagingServiceFactory::new(&settings, pool.clone(), keyring.clone())?);
+        if settings.uses_outbox() {
+            tracing::warn!("a system provider account is not configured: that channel goes to the outbox");
+        }
+        let state = AppState {
+            keyring,
+            messaging,
+            tokens: Arc::new(TokenSigner::from_seed(&settings.auth_signing_key.0)?),
+            metrics: telemetry::metrics_handle(),
+            settings: Arc::new(settings),
+            pool,
+        };
+        Ok(Self { listener, state, options })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish and stops the
+    /// background tasks.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let background = if self.options.background {
+            Self::spawn_background(&self.state, stop_rx.clone())
+        } else {
+            Vec::new()
+        };
+        let app = api::app(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        tracing::info!(addr = %self.local_addr(), "serving");
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutting down: finishing in-flight requests");
+            })
+            .await
+            .context("HTTP server failed")?;
+        let _ = stop_tx.send(true);
+        for task in background {
+            let _ = task.await;
+        }
+        Ok(())
+    }
+
+    fn spawn_background(state: &AppState, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![tokio::spawn(state.messaging.clone().listen_for_changes(stop))]
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+/// reqwest and sqlx share rustls; one process-wide crypto provider (ring) serves both.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,108 @@
+//! A health circuit per practice credential. After repeated account failures the custom account
+//! is skipped (when the practice allows fallback) until a probe after the cool-down, or a
+//! successful test send, shows it works again. Kept per instance: each instance learns the
+//! account's health from its own sends within a few messages.
+
+use std::{
+    collections::HashMap,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::Channel;
+
+const FAILURES_TO_OPEN: u32 = 3;
+const COOL_DOWN: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// Sending normally.
+    Healthy,
+    /// Recent failures, not yet enough to stop using the account.
+    Degraded,
+    /// The account is skipped until the cool-down ends.
+    Open,
+}
+
+#[derive(Default)]
+struct State {
+    consecutive_failures: u32,
+    opened_at: Option<Instant>,
+}
+
+#[derive(Default)]
+pub struct CircuitBreakers {
+    states: Mutex<HashMap<(Uuid, Channel), State>>,
+}
+
+impl CircuitBreakers {
+    /// Whether the custom account should be skipped now. After the cool-down one send is let
+    /// through as a probe (half-open); its result closes or re-opens the circuit.
+    pub fn should_skip(&self, practice_id: Uuid, channel: Channel) -> bool {
+        let mut states = self.states.lock().expect("circuit lock is never poisoned");
+        match states.get_mut(&(practice_id, channel)) {
+            Some(State { opened_at: Some(opened), .. }) if opened.elapsed() < COOL_DOWN => true,
+            Some(state @ State { opened_at: Some(_), .. }) => {
+                // Half-open: restart the cool-down so only this send probes.
+                state.opened_at = Some(Instant::now());
+                false
+            }
+            _ => false,
+        }
+    }
+
+    pub fn record_success(&self, practice_id: Uuid, channel: Channel) {
+        let mut states = self.states.lock().expect("circuit lock is never poisoned");
+        if states.remove(&(practice_id, channel)).is_some_and(|s| s.opened_at.is_some()) {
+            metrics::counter!("messaging_circuit_transitions_total", "channel" => channel.as_str(), "to" => "closed").increment(1);
+        }
+    }
+
+    pub fn record_failure(&self, practice_id: Uuid, channel: Channel) {
+        let mut states = self.states.lock().expect("circuit lock is never poisoned");
+        let state = states.entry((practice_id, channel)).or_default();
+        state.consecutive_failures += 1;
+        if state.consecutive_failures >= FAILURES_TO_OPEN && state.opened_at.is_none() {
+            state.opened_at = Some(Instant::now());
+            metrics::counter!("messaging_circuit_transitions_total", "channel" => channel.as_str(), "to" => "open").increment(1);
+            tracing::warn!(%practice_id, channel = channel.as_str(), "custom account circuit opened after repeated failures");
+        }
+    }
+
+    pub fn health(&self, practice_id: Uuid, channel: Channel) -> Health {
+        let states = self.states.lock().expect("circuit lock is never poisoned");
+        match states.get(&(practice_id, channel)) {
+            None => Health::Healthy,
+            Some(State { opened_at: Some(_), .. }) => Health::Open,
+            Some(_) => Health::Degraded,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn three_failures_open_the_circuit_and_a_success_closes_it() {
+        let circuits = CircuitBreakers::default();
+        let practice = Uuid::new_v4();
+        for _ in 0..2 {
+            circuits.record_failure(practice, Channel::Email);
+        }
+        assert_eq!(circuits.health(practice, Channel::Email), Health::Degraded);
+        assert!(!circuits.should_skip(practice, Channel::Email));
+        circuits.record_failure(practice, Channel::Email);
+        assert_eq!(circuits.health(practice, Channel::Email), Health::Open);
+        assert!(circuits.should_skip(practice, Channel::Email));
+        assert!(!circuits.should_skip(practice, Channel::Sms), "channels are separate");
+        circuits.record_success(practice, Channel::Email);
+        assert_eq!(circuits.health(practice, Channel::Email), Health::Healthy);
+        assert!(!circuits.should_skip(practice, Channel::Email));
+    }
+}

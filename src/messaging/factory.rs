@@ -1,0 +1,340 @@
+//! MessagingServiceFactory: for a practice and a channel, the accounts that may send, built once
+//! and cached.
+//!
+//! A cached [`Route`] holds the decrypted clients, so a settings change must reach every instance
+//! at once: changes notify `SETTINGS_CHANNEL` inside their transaction and each instance's
+//! listener invalidates its cache; the TTL bounds staleness should a notification be missed.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use moka::future::Cache;
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::{PgPool, postgres::PgListener};
+use tokio::sync::watch;
+use url::Url;
+use uuid::Uuid;
+
+use super::{
+    Accepted, Channel, OutgoingMessage, ProviderError, ProviderKind,
+    circuit::CircuitBreakers,
+    outbox,
+    sendgrid::{OutgoingEmail, SendGridClient},
+    settings::{PracticeMessagingConfig, SETTINGS_CHANNEL},
+    twilio::{OutgoingSms, TwilioClient},
+};
+use crate::{
+    config::Settings,
+    crypto::{CredentialField, CryptoError, Keyring},
+};
+
+/// One account able to send one channel, knowing which provider it is.
+pub struct Sender {
+    kind: ProviderKind,
+    transport: Transport,
+}
+
+enum Transport {
+    SendGrid { client: SendGridClient, from_email: String, from_name: Option<String> },
+    Twilio { client: TwilioClient, from: String, status_callback: String },
+    Outbox { pool: PgPool, sender: String },
+}
+
+impl Sender {
+    pub fn kind(&self) -> ProviderKind {
+        self.kind
+    }
+
+    pub async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
+        match &self.transport {
+            Transport::SendGrid { client, from_email, from_name } => {
+                let email = OutgoingEmail {
+                    to: message.to.clone(),
+                    to_name: None,
+                    from_email: from_email.clone(),
+                    from_name: from_name.clone(),
+                    subject: message.subject.clone().unwrap_or_default(),
+                    text_body: message.body.clone(),
+                    html_body: None,
+                    custom_args: [
+                        ("outreach_log_id".to_string(), message.outreach_log_id.to_string()),
+                        ("practice_id".to_string(), message.practice_id.to_string()),
+                    ]
+                    .into(),
+                    headers: message.headers.clone(),
+                };
+                client.send(&email).await.map(|a| Accepted { provider_message_id: a.provider_message_id })
+            }
+            Transport::Twilio { client, from, status_callback } => {
+                let sms = OutgoingSms {
+                    to: message.to.clone(),
+                    from: from.clone(),
+                    body: message.body.clone(),
+                    status_callback: Some(status_callback.clone()),
+                };
+                client.send_sms(&sms).await.map(|a| Accepted { provider_message_id: a.provider_message_id })
+            }
+            Transport::Outbox { pool, sender } => outbox::store(pool, sender, message).await,
+        }
+    }
+}
+
+/// The accounts for one practice and channel.
+pub struct Route {
+    pub practice_id: Uuid,
+    pub channel: Channel,
+    /// The practice's own account, when chosen and complete.
+    pub custom: Option<Arc<Sender>>,
+    pub system: Arc<Sender>,
+    pub fallback_enabled: bool,
+    /// Why a chosen custom account is not used (incomplete, unverified).
+    pub custom_blocker: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FactoryError {
+    #[error("practice {0} does not exist")]
+    UnknownPractice(Uuid),
+    #[error("could not read the practice's settings: {0}")]
+    Database(Arc<sqlx::Error>),
+    #[error("stored credential {field} of practice {practice_id} cannot be decrypted: {source}")]
+    Decrypt { practice_id: Uuid, field: &'static str, source: CryptoError },
+}
+
+pub struct MessagingServiceFactory {
+    pool: PgPool,
+    keyring: Arc<Keyring>,
+    http: reqwest::Client,
+    sendgrid_base: String,
+    twilio_base: String,
+    webhook_base: Url,
+    system_email: Arc<Sender>,
+    system_sms: Arc<Sender>,
+    cache: Cache<(Uuid, Channel), Arc<Route>>,
+    builds: AtomicU64,
+    pub circuits: CircuitBreakers,
+}
+
+/// Enough for every active practice's two channels on one instance; beyond it the least used go.
+const CACHE_CAPACITY: u64 = 50_000;
+
+impl MessagingServiceFactory {
+    pub fn new(settings: &Settings, pool: PgPool, keyring: Arc<Keyring>) -> anyhow::Result<Self> {
+        let http = super::provider_error::http_client(settings.provider_timeout)?;
+        let sendgrid_base = settings.sendgrid_api_base_url.as_str().trim_end_matches('/').to_string();
+        let twilio_base = settings.twilio_api_base_url.as_str().trim_end_matches('/').to_string();
+        let outbox = |sender: &str| Transport::Outbox { pool: pool.clone(), sender: sender.to_string() };
+        let system_email = Arc::new(match &settings.system_sendgrid {
+            Some(system) => Sender {
+                kind: ProviderKind::SystemSendgrid,
+                transport: Transport::SendGrid {
+                    client: SendGridClient::new(http.clone(), &sendgrid_base, system.api_key.clone()),
+                    from_email: system.from_email.clone(),
+                    from_name: Some(system.from_name.clone()),
+                },
+            },
+            None => Sender { kind: ProviderKind::Outbox, transport: outbox("outbox@dentite.local") },
+        });
+        let system_sms = Arc::new(match &settings.system_twilio {
+            Some(system) => Sender {
+                kind: ProviderKind::SystemTwilio,
+                transport: Transport::Twilio {
+                    client: TwilioClient::new(http.clone(), &twilio_base, system.account_sid.clone(), system.auth_token.clone()),
+                    from: system.phone_number.clone(),
+                    status_callback: webhook_url(&settings.webhook_base_url, "/api/webhooks/twilio"),
+                },
+            },
+            None => Sender { kind: ProviderKind::Outbox, transport: outbox("outbox") },
+        });
+        Ok(Self {
+            cache: Cache::builder()
+                .max_capacity(CACHE_CAPACITY)
+                .time_to_live(settings.client_cache_ttl)
+                .build(),
+            pool,
+            keyring,
+            http,
+            sendgrid_base,
+            twilio_base,
+            webhook_base: settings.webhook_base_url.clone(),
+            system_email,
+            system_sms,
+            builds: AtomicU64::new(0),
+            circuits: CircuitBreakers::default(),
+        })
+    }
+
+    /// The accounts for this practice and channel, from the cache or built once however many
+    /// callers ask at the same moment.
+    pub async fn route(&self, practice_id: Uuid, channel: Channel) -> Result<Arc<Route>, FactoryError> {
+        self.cache
+            .try_get_with((practice_id, channel), self.build(practice_id, channel))
+            .await
+            .map_err(|e| (*e).clone())
+    }
+
+    /// Drops the cached routes of a practice on this instance.
+    pub async fn invalidate(&self, practice_id: Uuid) {
+        self.cache.invalidate(&(practice_id, Channel::Email)).await;
+        self.cache.invalidate(&(practice_id, Channel::Sms)).await;
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// How many routes this instance has built (cache misses that did the work).
+    pub fn builds(&self) -> u64 {
+        self.builds.load(Ordering::Relaxed)
+    }
+
+    pub fn system_sender(&self, channel: Channel) -> &Arc<Sender> {
+        match channel {
+            Channel::Email => &self.system_email,
+            Channel::Sms => &self.system_sms,
+        }
+    }
+
+    /// A client for checking credentials that are not saved yet.
+    pub fn sendgrid_client(&self, api_key: SecretString) -> SendGridClient {
+        SendGridClient::new(self.http.clone(), &self.sendgrid_base, api_key)
+    }
+
+    pub fn twilio_client(&self, account_sid: String, auth_token: SecretString) -> TwilioClient {
+        TwilioClient::new(self.http.clone(), &self.twilio_base, account_sid, auth_token)
+    }
+
+    /// The practice's own SendGrid client, for domain authentication and webhook set-up.
+    pub fn custom_sendgrid_client(&self, config: &PracticeMessagingConfig) -> Result<Option<SendGridClient>, FactoryError> {
+        let key = self.decrypt(config, CredentialField::SendGridApiKey, config.sendgrid_api_key.as_deref())?;
+        Ok(key.map(|key| self.sendgrid_client(key)))
+    }
+
+    /// The URL our webhook for this practice lives at, as handed to providers.
+    pub fn webhook_url(&self, path: &str) -> String {
+        webhook_url(&self.webhook_base, path)
+    }
+
+    fn decrypt(
+        &self,
+        config: &PracticeMessagingConfig,
+        field: CredentialField,
+        envelope: Option<&str>,
+    ) -> Result<Option<SecretString>, FactoryError> {
+        self.keyring
+            .decrypt_if_present(envelope, config.id, field)
+            .map_err(|source| FactoryError::Decrypt { practice_id: config.id, field: field.column(), source })
+    }
+
+    async fn build(&self, practice_id: Uuid, channel: Channel) -> Result<Arc<Route>, FactoryError> {
+        self.builds.fetch_add(1, Ordering::Relaxed);
+        let config = PracticeMessagingConfig::load(&self.pool, practice_id)
+            .await
+            .map_err(|e| FactoryError::Database(Arc::new(e)))?
+            .ok_or(FactoryError::UnknownPractice(practice_id))?;
+        let (custom, fallback_enabled, custom_blocker) = match channel {
+            Channel::Email => (self.custom_email(&config)?, config.email_fallback_enabled, config.custom_email_blocker()),
+            Channel::Sms => (self.custom_sms(&config)?, config.sms_fallback_enabled, config.custom_sms_blocker()),
+        };
+        Ok(Arc::new(Route {
+            practice_id,
+            channel,
+            custom: custom.map(Arc::new),
+            system: self.system_sender(channel).clone(),
+            fallback_enabled,
+            custom_blocker,
+        }))
+    }
+
+    fn custom_email(&self, config: &PracticeMessagingConfig) -> Result<Option<Sender>, FactoryError> {
+        if !config.wants_custom_email() || config.custom_email_blocker().is_some() {
+            return Ok(None);
+        }
+        let Some(client) = self.custom_sendgrid_client(config)? else { return Ok(None) };
+        Ok(config.sendgrid_from_email.clone().map(|from_email| Sender {
+            kind: ProviderKind::CustomSendgrid,
+            transport: Transport::SendGrid { client, from_email, from_name: config.sendgrid_from_name.clone() },
+        }))
+    }
+
+    fn custom_sms(&self, config: &PracticeMessagingConfig) -> Result<Option<Sender>, FactoryError> {
+        if !config.wants_custom_sms() || config.custom_sms_blocker().is_some() {
+            return Ok(None);
+        }
+        let sid = self.decrypt(config, CredentialField::TwilioAccountSid, config.twilio_account_sid.as_deref())?;
+        let token = self.decrypt(config, CredentialField::TwilioAuthToken, config.twilio_auth_token.as_deref())?;
+        let (Some(sid), Some(token), Some(from)) = (sid, token, config.twilio_phone_number.clone()) else {
+            return Ok(None);
+        };
+        Ok(Some(Sender {
+            kind: ProviderKind::CustomTwilio,
+            transport: Transport::Twilio {
+                client: self.twilio_client(sid.expose_secret().to_string(), token),
+                from,
+                status_callback: self.webhook_url(&format!("/api/webhooks/twilio/{}", config.id)),
+            },
+        }))
+    }
+
+    /// Invalidates this instance's cache whenever any instance changes a practice's settings.
+    /// Reconnects after a lost connection and then clears everything, since notifications sent
+    /// while disconnected are lost.
+    pub async fn listen_for_changes(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        loop {
+            let mut listener = match listen(&self.pool).await {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not listen for settings changes; retrying");
+                    if wait_or_stop(&mut stop, Duration::from_secs(2)).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            self.cache.invalidate_all();
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    notification = listener.try_recv() => match notification {
+                        Ok(Some(n)) => match n.payload().parse::<Uuid>() {
+                            Ok(practice_id) => self.invalidate(practice_id).await,
+                            Err(_) => tracing::warn!(payload = n.payload(), "ignoring malformed settings notification"),
+                        },
+                        // The connection dropped: reconnect, and forget everything cached meanwhile.
+                        Ok(None) => self.cache.invalidate_all(),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "settings listener failed; reconnecting");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(SETTINGS_CHANNEL).await?;
+    Ok(listener)
+}
+
+fn webhook_url(base: &Url, path: &str) -> String {
+    format!("{}{}", base.as_str().trim_end_matches('/'), path)
+}
+
+/// Sleeps, or returns true at once if the service is stopping.
+pub async fn wait_or_stop(stop: &mut watch::Receiver<bool>, duration: Duration) -> bool {
+    if *stop.borrow() {
+        return true;
+    }
+    tokio::select! {
+        _ = stop.changed() => true,
+        () = tokio::time::sleep(duration) => false,
+    }
+}

@@ -1,0 +1,58 @@
+//! The outbox: a real provider that keeps each message in the database instead of sending it, so
+//! the whole product runs on a machine without SendGrid or Twilio accounts.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{Accepted, OutgoingMessage, ProviderError};
+
+pub async fn store(pool: &PgPool, sender: &str, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "insert into outbox_messages (id, practice_id, outreach_log_id, channel, recipient, sender, subject, body, headers)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(id)
+    .bind(message.practice_id)
+    .bind(message.outreach_log_id)
+    .bind(message.channel.as_str())
+    .bind(&message.to)
+    .bind(sender)
+    .bind(&message.subject)
+    .bind(&message.body)
+    .bind(sqlx::types::Json(&message.headers))
+    .execute(pool)
+    .await
+    .map_err(|e| ProviderError::Unavailable { message: format!("the outbox could not store the message: {e}") })?;
+    Ok(Accepted { provider_message_id: Some(format!("outbox-{id}")) })
+}
+
+#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxEntry {
+    pub id: Uuid,
+    pub outreach_log_id: Option<Uuid>,
+    pub channel: String,
+    pub recipient: String,
+    pub sender: String,
+    pub subject: Option<String>,
+    pub body: String,
+    #[schema(value_type = Object)]
+    pub headers: sqlx::types::JsonValue,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The practice's outbox, newest first.
+pub async fn list(pool: &PgPool, practice_id: Uuid, limit: i64) -> Result<Vec<OutboxEntry>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, outreach_log_id, channel, recipient, sender, subject, body, headers, created_at
+         from outbox_messages where practice_id = $1 order by created_at desc, id limit $2",
+    )
+    .bind(practice_id)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}

@@ -1,0 +1,107 @@
+//! A practice's messaging configuration as stored, and the rules that decide which account is
+//! usable for each channel.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+/// One row of `practices`, the messaging columns only. Secrets are still encrypted here.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PracticeMessagingConfig {
+    pub id: Uuid,
+    pub name: String,
+    pub email_provider: String,
+    pub sendgrid_api_key: Option<String>,
+    pub sendgrid_from_email: Option<String>,
+    pub sendgrid_from_name: Option<String>,
+    pub sendgrid_domain: Option<String>,
+    pub sendgrid_domain_subdomain: Option<String>,
+    pub sendgrid_domain_id: Option<i64>,
+    pub sendgrid_domain_records: sqlx::types::JsonValue,
+    pub sendgrid_domain_created_at: Option<DateTime<Utc>>,
+    pub email_domain_verified: bool,
+    pub email_domain_last_checked_at: Option<DateTime<Utc>>,
+    pub sendgrid_webhook_verify_key: Option<String>,
+    pub sendgrid_webhook_id: Option<String>,
+    pub email_fallback_enabled: bool,
+    pub email_last_tested_at: Option<DateTime<Utc>>,
+    pub sms_provider: String,
+    pub twilio_account_sid: Option<String>,
+    pub twilio_auth_token: Option<String>,
+    pub twilio_phone_number: Option<String>,
+    pub sms_fallback_enabled: bool,
+    pub sms_last_tested_at: Option<DateTime<Utc>>,
+    pub settings_version: i64,
+}
+
+const COLUMNS: &str = "id, name, email_provider, sendgrid_api_key, sendgrid_from_email, sendgrid_from_name,
+    sendgrid_domain, sendgrid_domain_subdomain, sendgrid_domain_id, sendgrid_domain_records, sendgrid_domain_created_at,
+    email_domain_verified, email_domain_last_checked_at, sendgrid_webhook_verify_key, sendgrid_webhook_id,
+    email_fallback_enabled, email_last_tested_at, sms_provider, twilio_account_sid, twilio_auth_token,
+    twilio_phone_number, sms_fallback_enabled, sms_last_tested_at, settings_version";
+
+impl PracticeMessagingConfig {
+    pub async fn load(db: impl PgExecutor<'_>, practice_id: Uuid) -> Result<Option<Self>, sqlx::Error> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("select {COLUMNS} from practices where id = $1")))
+            .bind(practice_id)
+            .fetch_optional(db)
+            .await
+    }
+
+    /// The same row, locked for an update in the caller's transaction.
+    pub async fn load_for_update(db: impl PgExecutor<'_>, practice_id: Uuid) -> Result<Option<Self>, sqlx::Error> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("select {COLUMNS} from practices where id = $1 for update")))
+            .bind(practice_id)
+            .fetch_optional(db)
+            .await
+    }
+
+    pub fn wants_custom_email(&self) -> bool {
+        self.email_provider == "custom_sendgrid"
+    }
+
+    pub fn wants_custom_sms(&self) -> bool {
+        self.sms_provider == "custom_twilio"
+    }
+
+    /// Why the chosen custom SendGrid account cannot send yet, if it cannot.
+    pub fn custom_email_blocker(&self) -> Option<&'static str> {
+        if !self.wants_custom_email() {
+            None
+        } else if self.sendgrid_api_key.is_none() {
+            Some("custom SendGrid has no API key")
+        } else if self.sendgrid_from_email.is_none() {
+            Some("custom SendGrid has no from address")
+        } else if !self.email_domain_verified {
+            Some("custom SendGrid domain is not verified")
+        } else {
+            None
+        }
+    }
+
+    /// Why the chosen custom Twilio account cannot send, if it cannot.
+    pub fn custom_sms_blocker(&self) -> Option<&'static str> {
+        if !self.wants_custom_sms() {
+            None
+        } else if self.twilio_account_sid.is_none() || self.twilio_auth_token.is_none() {
+            Some("custom Twilio credentials are incomplete")
+        } else if self.twilio_phone_number.is_none() {
+            Some("custom Twilio has no phone number")
+        } else {
+            None
+        }
+    }
+}
+
+/// Tells every instance (this one included) that a practice's settings changed. Sent inside the
+/// transaction that makes the change, so the notification goes out exactly when it commits.
+pub const SETTINGS_CHANNEL: &str = "dentite_practice_settings";
+
+pub async fn notify_changed(db: impl PgExecutor<'_>, practice_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query("select pg_notify($1, $2)")
+        .bind(SETTINGS_CHANNEL)
+        .bind(practice_id.to_string())
+        .execute(db)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! The durable send queue: one `send_jobs` row per message, in Postgres.
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::messaging::Channel;
+
+/// Workers LISTEN here; a NOTIFY wakes them as soon as work is committed.
+pub const QUEUE_CHANNEL: &str = "dentite_send_jobs";
+
+/// A message to record and queue.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub practice_id: Uuid,
+    pub patient_id: Option<Uuid>,
+    pub channel: Channel,
+    pub recipient: String,
+    pub subject: Option<String>,
+    pub body: String,
+    pub sequence_enrollment_id: Option<Uuid>,
+    pub sequence_step: Option<i32>,
+}
+
+/// Writes the outreach log (status `queued`) and its job in the caller's transaction, and wakes
+/// the workers when that transaction commits. Returns the outreach log id.
+pub async fn enqueue(db: &mut PgConnection, message: &NewMessage) -> Result<Uuid, sqlx::Error> {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "insert into outreach_logs (id, practice_id, patient_id, message_type, recipient, subject, body,
+                                    sequence_enrollment_id, sequence_step)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(id)
+    .bind(message.practice_id)
+    .bind(message.patient_id)
+    .bind(message.channel.as_str())
+    .bind(&message.recipient)
+    .bind(&message.subject)
+    .bind(&message.body)
+    .bind(message.sequence_enrollment_id)
+    .bind(message.sequence_step)
+    .execute(&mut *db)
+    .await?;
+    sqlx::query("insert into send_jobs (outreach_log_id, practice_id) values ($1, $2)")
+        .bind(id)
+        .bind(message.practice_id)
+        .execute(&mut *db)
+        .await?;
+    sqlx::query("select pg_notify($1, '')").bind(QUEUE_CHANNEL).execute(&mut *db).await?;
+    Ok(id)
+}

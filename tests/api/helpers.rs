@@ -1,0 +1,233 @@
+use std::{collections::HashMap, time::Duration};
+
+use dentite::{Application, AppState, ServeOptions, auth::Role, config::Settings};
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::{Value, json};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use uuid::Uuid;
+use wiremock::MockServer;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Where tests create their throwaway databases: TEST_DATABASE_URL, else DATABASE_URL's server,
+/// else the local trust-auth Postgres.
+fn server_url() -> String {
+    let url = std::env::var("TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@localhost:5432/postgres".into());
+    let mut url = url::Url::parse(&url).expect("database URL parses");
+    url.set_path("/postgres");
+    url.to_string()
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub pool: PgPool,
+    pub state: AppState,
+    pub sendgrid: MockServer,
+    pub twilio: MockServer,
+    pub http: reqwest::Client,
+    database_name: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Builder for the environment a test app starts with.
+pub struct TestEnv {
+    vars: HashMap<String, String>,
+    background: bool,
+    database_name: String,
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        let vars = [
+            ("ENCRYPTION_KEY", "11".repeat(32)),
+            ("AUTH_SIGNING_KEY", "22".repeat(32)),
+            ("BIND_ADDR", "127.0.0.1:0".to_string()),
+            ("WEBHOOK_BASE_URL", "https://hooks.dentite.test".to_string()),
+            ("SEND_POLL_MS", "50".to_string()),
+            ("SEND_RETRY_BASE_MS", "50".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        Self { vars, background: true, database_name: format!("dentite_test_{}", Uuid::new_v4().simple()) }
+    }
+
+    pub fn var(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.vars.insert(name.to_string(), value.into());
+        self
+    }
+
+    /// Share a database with another app (two instances of the service).
+    pub fn database(mut self, name: &str) -> Self {
+        self.database_name = name.to_string();
+        self
+    }
+
+    pub fn without_background(mut self) -> Self {
+        self.background = false;
+        self
+    }
+
+    /// System SendGrid and Twilio accounts pointing at the fakes.
+    pub fn with_system_accounts(self) -> Self {
+        self.var("SENDGRID_API_KEY", SYSTEM_SENDGRID_KEY)
+            .var("SENDGRID_FROM_EMAIL", "noreply@dentite.test")
+            .var("SENDGRID_FROM_NAME", "Dentite")
+            .var("TWILIO_ACCOUNT_SID", SYSTEM_TWILIO_SID)
+            .var("TWILIO_AUTH_TOKEN", SYSTEM_TWILIO_TOKEN)
+            .var("TWILIO_PHONE_NUMBER", SYSTEM_TWILIO_NUMBER)
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        dentite::install_crypto_provider();
+        let sendgrid = MockServer::start().await;
+        let twilio = MockServer::start().await;
+        let mut url = url::Url::parse(&server_url()).unwrap();
+        url.set_path(&format!("/{}", self.database_name));
+        let vars = self
+            .vars
+            .into_iter()
+            .chain([
+                ("DATABASE_URL".to_string(), url.to_string()),
+                ("SENDGRID_API_BASE_URL".to_string(), sendgrid.uri()),
+                ("TWILIO_API_BASE_URL".to_string(), twilio.uri()),
+            ])
+            .fold(HashMap::new(), |mut map, (k, v)| {
+                map.entry(k).or_insert(v);
+                map
+            });
+        let settings = Settings::load(&vars, std::path::Path::new("/nonexistent/dev-keys")).expect("test settings load");
+        let app = Application::build(settings, ServeOptions { migrate: true, background: self.background })
+            .await
+            .expect("application builds");
+        let address = format!("http://{}", app.local_addr());
+        let state = app.state().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            address,
+            pool: state.pool.clone(),
+            state,
+            sendgrid,
+            twilio,
+            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+            database_name: self.database_name,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+}
+
+pub const SYSTEM_SENDGRID_KEY: &str = "SG.system-key.secret-part";
+pub const SYSTEM_TWILIO_SID: &str = "AC00000000000000000000000000000000";
+pub const SYSTEM_TWILIO_TOKEN: &str = "00000000000000000000000000000000";
+pub const SYSTEM_TWILIO_NUMBER: &str = "+15550000000";
+
+pub async fn spawn_app() -> TestApp {
+    TestEnv::new().spawn().await
+}
+
+/// A practice user with a token.
+pub struct Login {
+    pub token: String,
+    pub user_id: Uuid,
+    pub practice_id: Option<Uuid>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub fn request(&self, method: Method, path: &str, login: Option<&Login>) -> RequestBuilder {
+        let builder = self.http.request(method, self.url(path));
+        match login {
+            Some(login) => builder.bearer_auth(&login.token),
+            None => builder,
+        }
+    }
+
+    pub async fn get(&self, path: &str, login: &Login) -> Response {
+        self.request(Method::GET, path, Some(login)).send().await.unwrap()
+    }
+
+    pub async fn send_json(&self, method: Method, path: &str, login: &Login, body: &Value) -> Response {
+        self.request(method, path, Some(login)).json(body).send().await.unwrap()
+    }
+
+    pub async fn create_practice(&self, name: &str) -> Uuid {
+        dentite::practices::create(&self.pool, name).await.unwrap()
+    }
+
+    pub async fn create_user(&self, practice: Option<Uuid>, role: Role) -> (String, Uuid) {
+        let email = format!("{}@practice.test", Uuid::new_v4().simple());
+        let parsed = dentite::types::EmailAddress::parse(&email).unwrap();
+        let id = dentite::auth::create_user(&self.pool, &parsed, PASSWORD, role, practice).await.unwrap();
+        (email, id)
+    }
+
+    pub async fn post_login(&self, email: &str, password: &str) -> Response {
+        self.http
+            .post(self.url("/api/auth/login"))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Creates a user of the given role (in `practice`, or a platform admin) and logs in.
+    pub async fn login_as(&self, practice: Option<Uuid>, role: Role) -> Login {
+        let (email, user_id) = self.create_user(practice, role).await;
+        let response = self.post_login(&email, PASSWORD).await;
+        assert_eq!(response.status(), 200, "login of a fresh user succeeds");
+        let body: Value = response.json().await.unwrap();
+        Login { token: body["token"].as_str().unwrap().to_string(), user_id, practice_id: practice }
+    }
+
+    /// A new practice with an owner logged in.
+    pub async fn practice_owner(&self) -> Login {
+        let practice = self.create_practice("Smile Dental").await;
+        self.login_as(Some(practice), Role::Owner).await
+    }
+
+    pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    /// Drops the test's database, so runs do not pile databases up on the developer's Postgres.
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let name = self.database_name.clone();
+        let pool = self.pool.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                pool.close().await;
+                if let Ok(mut admin) = PgConnection::connect(&server_url()).await {
+                    let statement = format!("drop database if exists \"{name}\" with (force)");
+                    let _ = admin.execute(sqlx::AssertSqlSafe(statement)).await;
+                }
+            });
+        })
+        .join()
+        .ok();
+    }
+}
