@@ -22,7 +22,13 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tokio::{net::TcpListener, sync::watch};
 
-use crate::{auth::TokenSigner, config::Settings, crypto::Keyring, messaging::MessagingServiceFactory};
+use crate::{
+    auth::TokenSigner,
+    config::Settings,
+    crypto::Keyring,
+    messaging::MessagingServiceFactory,
+    outreach::{unsubscribe::UnsubscribeLinks, worker::Workers},
+};
 
 /// What every handler and background task shares. Cheap to clone.
 #[derive(Clone)]
@@ -32,13 +38,14 @@ pub struct AppState {
     pub keyring: Arc<Keyring>,
     pub tokens: Arc<TokenSigner>,
     pub messaging: Arc<MessagingServiceFactory>,
+    pub unsubscribe: Arc<UnsubscribeLinks>,
     pub metrics: PrometheusHandle,
 }
 
 #[derive(Debug, Clone, Copy)]
 pub struct ServeOptions {
     pub migrate: bool,
-    /// Whether this instance runs the send workers and schedulers (tests may want a bare API).
+    /// Whether this instance runs the send workers and schedulers (tests drive them by hand).
     pub background: bool,
 }
 
@@ -75,6 +82,7 @@ impl Application {
             tracing::warn!("a system provider account is not configured: that channel goes to the outbox");
         }
         let state = AppState {
+            unsubscribe: Arc::new(UnsubscribeLinks::new(&settings.auth_signing_key.0, &settings.webhook_base_url)),
             keyring,
             messaging,
             tokens: Arc::new(TokenSigner::from_seed(&settings.auth_signing_key.0)?),
@@ -97,11 +105,11 @@ impl Application {
     /// background tasks.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let background = if self.options.background {
-            Self::spawn_background(&self.state, stop_rx.clone())
-        } else {
-            Vec::new()
-        };
+        // The settings listener keeps this instance's client cache coherent, so it always runs.
+        let mut background = vec![tokio::spawn(self.state.messaging.clone().listen_for_changes(stop_rx.clone()))];
+        if self.options.background {
+            background.extend(Self::spawn_background(&self.state, stop_rx));
+        }
         let app = api::app(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         tracing::info!(addr = %self.local_addr(), "serving");
         axum::serve(self.listener, app)
@@ -119,7 +127,14 @@ impl Application {
     }
 
     fn spawn_background(state: &AppState, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-        vec![tokio::spawn(state.messaging.clone().listen_for_changes(stop))]
+        state.workers().spawn(stop)
+    }
+}
+
+impl AppState {
+    /// The send workers, as `serve` runs them; tests drive them one batch at a time.
+    pub fn workers(&self) -> Workers {
+        Workers::new(self.pool.clone(), self.messaging.clone(), self.unsubscribe.clone(), self.settings.queue.clone())
     }
 }
 

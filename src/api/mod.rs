@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod json;
+mod messages;
 mod ops;
 
 use std::time::Duration;
@@ -43,6 +44,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(ops::router())
         .merge(auth::router())
+        .merge(messages::router())
         .split_for_parts()
 }
 

@@ -36,6 +36,8 @@ use crate::{
 /// One account able to send one channel, knowing which provider it is.
 pub struct Sender {
     kind: ProviderKind,
+    /// The provider account whose rate limit this sender draws on; `None` for the outbox.
+    account_key: Option<String>,
     transport: Transport,
 }
 
@@ -48,6 +50,10 @@ enum Transport {
 impl Sender {
     pub fn kind(&self) -> ProviderKind {
         self.kind
+    }
+
+    pub fn account_key(&self) -> Option<&str> {
+        self.account_key.as_deref()
     }
 
     pub async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
@@ -96,6 +102,13 @@ pub struct Route {
     pub custom_blocker: Option<&'static str>,
 }
 
+impl Route {
+    /// The sender that will be tried first (ignoring the health circuit).
+    pub fn primary(&self) -> &Arc<Sender> {
+        self.custom.as_ref().unwrap_or(&self.system)
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FactoryError {
     #[error("practice {0} does not exist")]
@@ -132,24 +145,26 @@ impl MessagingServiceFactory {
         let system_email = Arc::new(match &settings.system_sendgrid {
             Some(system) => Sender {
                 kind: ProviderKind::SystemSendgrid,
+                account_key: Some("sendgrid:system".into()),
                 transport: Transport::SendGrid {
                     client: SendGridClient::new(http.clone(), &sendgrid_base, system.api_key.clone()),
                     from_email: system.from_email.clone(),
                     from_name: Some(system.from_name.clone()),
                 },
             },
-            None => Sender { kind: ProviderKind::Outbox, transport: outbox("outbox@dentite.local") },
+            None => Sender { kind: ProviderKind::Outbox, account_key: None, transport: outbox("outbox@dentite.local") },
         });
         let system_sms = Arc::new(match &settings.system_twilio {
             Some(system) => Sender {
                 kind: ProviderKind::SystemTwilio,
+                account_key: Some(format!("twilio:{}", system.phone_number)),
                 transport: Transport::Twilio {
                     client: TwilioClient::new(http.clone(), &twilio_base, system.account_sid.clone(), system.auth_token.clone()),
                     from: system.phone_number.clone(),
                     status_callback: webhook_url(&settings.webhook_base_url, "/api/webhooks/twilio"),
                 },
             },
-            None => Sender { kind: ProviderKind::Outbox, transport: outbox("outbox") },
+            None => Sender { kind: ProviderKind::Outbox, account_key: None, transport: outbox("outbox") },
         });
         Ok(Self {
             cache: Cache::builder()
@@ -258,6 +273,7 @@ impl MessagingServiceFactory {
         let Some(client) = self.custom_sendgrid_client(config)? else { return Ok(None) };
         Ok(config.sendgrid_from_email.clone().map(|from_email| Sender {
             kind: ProviderKind::CustomSendgrid,
+            account_key: Some(format!("sendgrid:practice:{}", config.id)),
             transport: Transport::SendGrid { client, from_email, from_name: config.sendgrid_from_name.clone() },
         }))
     }
@@ -273,6 +289,7 @@ impl MessagingServiceFactory {
         };
         Ok(Some(Sender {
             kind: ProviderKind::CustomTwilio,
+            account_key: Some(format!("twilio:{from}")),
             transport: Transport::Twilio {
                 client: self.twilio_client(sid.expose_secret().to_string(), token),
                 from,

@@ -106,3 +106,30 @@ pub async fn check(
     .fetch_optional(db)
     .await
 }
+
+/// Stops the practice's active sequence enrolments of patients at this address: a patient who
+/// unsubscribes, opts out or bounces receives no further steps.
+pub async fn stop_enrollments(
+    db: &mut sqlx::PgConnection,
+    practice_id: Uuid,
+    channel: Channel,
+    address: &str,
+    reason: &str,
+) -> Result<u64, sqlx::Error> {
+    let column_matches = match channel {
+        Channel::Email => "lower(p.email) = $2",
+        Channel::Sms => "p.phone = $2",
+    };
+    let statement = format!(
+        "update sequence_enrollments e set status = 'stopped', stop_reason = $3, updated_at = now()
+         from patients p
+         where e.patient_id = p.id and e.practice_id = $1 and e.status = 'active' and {column_matches}"
+    );
+    let result = sqlx::query(sqlx::AssertSqlSafe(statement))
+        .bind(practice_id)
+        .bind(normalize(channel, address))
+        .bind(reason)
+        .execute(db)
+        .await?;
+    Ok(result.rows_affected())
+}

@@ -1,4 +1,4 @@
-use std::{collections::HashMap, time::Duration};
+use std::collections::HashMap;
 
 use dentite::{Application, AppState, ServeOptions, auth::Role, config::Settings};
 use reqwest::{Method, RequestBuilder, Response};
@@ -29,7 +29,6 @@ pub struct TestApp {
     pub http: reqwest::Client,
     database_name: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 /// Builder for the environment a test app starts with.
@@ -106,7 +105,7 @@ impl TestEnv {
         let address = format!("http://{}", app.local_addr());
         let state = app.state().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(app.run_until_stopped(async {
+        tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
         }));
         TestApp {
@@ -118,7 +117,6 @@ impl TestEnv {
             http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
             database_name: self.database_name,
             stop: Some(stop),
-            server: Some(server),
         }
     }
 }
@@ -194,19 +192,6 @@ impl TestApp {
         let practice = self.create_practice("Smile Dental").await;
         self.login_as(Some(practice), Role::Owner).await
     }
-
-    pub async fn stop(mut self) {
-        self.shutdown().await;
-    }
-
-    async fn shutdown(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(server) = self.server.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), server).await;
-        }
-    }
 }
 
 impl Drop for TestApp {
@@ -216,11 +201,10 @@ impl Drop for TestApp {
             let _ = stop.send(());
         }
         let name = self.database_name.clone();
-        let pool = self.pool.clone();
+        // A thread of its own: the test's runtime may be the one blocked in this drop.
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async move {
-                pool.close().await;
                 if let Ok(mut admin) = PgConnection::connect(&server_url()).await {
                     let statement = format!("drop database if exists \"{name}\" with (force)");
                     let _ = admin.execute(sqlx::AssertSqlSafe(statement)).await;
@@ -229,5 +213,94 @@ impl Drop for TestApp {
         })
         .join()
         .ok();
+    }
+}
+
+pub const CUSTOM_SENDGRID_KEY: &str = "SG.custom-key.practice-secret";
+pub const CUSTOM_TWILIO_SID: &str = "AC11111111111111111111111111111111";
+pub const CUSTOM_TWILIO_TOKEN: &str = "11111111111111111111111111111111";
+pub const CUSTOM_TWILIO_NUMBER: &str = "+15551110000";
+
+impl TestApp {
+    /// Stores a custom SendGrid configuration directly, as a saved settings change would.
+    pub async fn configure_custom_sendgrid(&self, practice: Uuid, verified: bool, fallback: bool) {
+        let key = self.state.keyring.encrypt(CUSTOM_SENDGRID_KEY, practice, dentite::crypto::CredentialField::SendGridApiKey);
+        sqlx::query(
+            "update practices set email_provider = 'custom_sendgrid', sendgrid_api_key = $2,
+                 sendgrid_from_email = 'desk@smile.test', sendgrid_from_name = 'Smile Dental',
+                 sendgrid_domain = 'smile.test', sendgrid_domain_id = 42, email_domain_verified = $3,
+                 email_fallback_enabled = $4, settings_version = settings_version + 1
+             where id = $1",
+        )
+        .bind(practice)
+        .bind(key)
+        .bind(verified)
+        .bind(fallback)
+        .execute(&self.pool)
+        .await
+        .unwrap();
+        self.state.messaging.invalidate(practice).await;
+    }
+
+    pub async fn configure_custom_twilio(&self, practice: Uuid, fallback: bool) {
+        use dentite::crypto::CredentialField;
+        let sid = self.state.keyring.encrypt(CUSTOM_TWILIO_SID, practice, CredentialField::TwilioAccountSid);
+        let token = self.state.keyring.encrypt(CUSTOM_TWILIO_TOKEN, practice, CredentialField::TwilioAuthToken);
+        sqlx::query(
+            "update practices set sms_provider = 'custom_twilio', twilio_account_sid = $2, twilio_auth_token = $3,
+                 twilio_phone_number = $4, sms_fallback_enabled = $5, settings_version = settings_version + 1
+             where id = $1",
+        )
+        .bind(practice)
+        .bind(sid)
+        .bind(token)
+        .bind(CUSTOM_TWILIO_NUMBER)
+        .bind(fallback)
+        .execute(&self.pool)
+        .await
+        .unwrap();
+        self.state.messaging.invalidate(practice).await;
+    }
+
+    pub async fn create_patient(&self, practice: Uuid, email: &str, phone: &str) -> Uuid {
+        let id = Uuid::new_v4();
+        sqlx::query("insert into patients (id, practice_id, first_name, last_name, email, phone) values ($1, $2, 'Pat', 'Lee', $3, $4)")
+            .bind(id)
+            .bind(practice)
+            .bind(email)
+            .bind(phone)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        id
+    }
+
+    /// Queues a message through the API and returns its outreach log id.
+    pub async fn queue_message(&self, login: &Login, patient: Uuid, channel: &str) -> Uuid {
+        let response = self
+            .send_json(
+                Method::POST,
+                "/api/outreach/messages",
+                login,
+                &json!({"patientId": patient, "channel": channel, "subject": "Your benefits", "body": "Hello Pat"}),
+            )
+            .await;
+        assert_eq!(response.status(), 202);
+        let body: Value = response.json().await.unwrap();
+        body["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Runs the send workers until nothing is due.
+    pub async fn drain_queue(&self) {
+        let workers = self.state.workers();
+        while workers.run_once().await.unwrap() > 0 {}
+    }
+
+    pub async fn log_row(&self, id: Uuid) -> (String, Option<String>, Option<String>, Option<String>, Option<String>) {
+        sqlx::query_as("select status, messaging_provider, provider_message_id, fallback_reason, error from outreach_logs where id = $1")
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
     }
 }

@@ -3,3 +3,5 @@
 
 mod foundation;
 mod helpers;
+mod messaging;
+mod queue;

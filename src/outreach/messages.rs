@@ -1,0 +1,147 @@
+//! Single messages: `POST /api/outreach/messages`, with idempotency keys.
+//!
+//! A key is claimed inside the transaction that creates the message, under a transaction-scoped
+//! advisory lock: a second request with the same key while the first is in flight is told so
+//! (409) instead of waiting, and a key whose first request failed is simply free again.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::queue::{self, NewMessage};
+use crate::messaging::Channel;
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SendMessageRequest {
+    pub patient_id: Uuid,
+    pub channel: Channel,
+    pub subject: Option<String>,
+    pub body: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct QueuedMessage {
+    pub id: Uuid,
+    pub status: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("the patient does not exist")]
+    UnknownPatient,
+    #[error("this Idempotency-Key is being used by a request still in progress")]
+    KeyInProgress,
+    #[error("this Idempotency-Key was used with a different request body")]
+    KeyReused,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+const MAX_BODY_CHARS: usize = 10_000;
+const MAX_SUBJECT_CHARS: usize = 998;
+
+/// Validates, records and queues a message; with an idempotency key, the first answer is
+/// returned again for the same request.
+pub async fn send(
+    pool: &PgPool,
+    practice_id: Uuid,
+    request: &SendMessageRequest,
+    idempotency_key: Option<&str>,
+) -> Result<QueuedMessage, MessageError> {
+    let body = request.body.trim();
+    if body.is_empty() || body.chars().count() > MAX_BODY_CHARS {
+        return Err(MessageError::Invalid { field: "body", message: format!("must be 1 to {MAX_BODY_CHARS} characters") });
+    }
+    let subject = request.subject.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    match (request.channel, subject) {
+        (Channel::Email, None) => {
+            return Err(MessageError::Invalid { field: "subject", message: "an email needs a subject".into() });
+        }
+        (Channel::Email, Some(s)) if s.chars().count() > MAX_SUBJECT_CHARS || s.contains(['\r', '\n']) => {
+            return Err(MessageError::Invalid {
+                field: "subject",
+                message: format!("must be one line of at most {MAX_SUBJECT_CHARS} characters"),
+            });
+        }
+        _ => {}
+    }
+
+    let mut tx = pool.begin().await?;
+    let request_hash = idempotency_key.map(|_| hash_request(request));
+    if let (Some(key), Some(hash)) = (idempotency_key, &request_hash) {
+        let locked: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0))")
+            .bind(practice_id.to_string())
+            .bind(key)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !locked {
+            return Err(MessageError::KeyInProgress);
+        }
+        let previous: Option<(String, sqlx::types::Json<QueuedMessage>)> = sqlx::query_as(
+            "select request_hash, response_body from idempotency_keys where practice_id = $1 and key = $2",
+        )
+        .bind(practice_id)
+        .bind(key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((previous_hash, response)) = previous {
+            return if &previous_hash == hash { Ok(response.0) } else { Err(MessageError::KeyReused) };
+        }
+    }
+
+    let patient: Option<(Option<String>, Option<String>)> =
+        sqlx::query_as("select email, phone from patients where id = $1 and practice_id = $2")
+            .bind(request.patient_id)
+            .bind(practice_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let (email, phone) = patient.ok_or(MessageError::UnknownPatient)?;
+    let recipient = match request.channel {
+        Channel::Email => email,
+        Channel::Sms => phone,
+    }
+    .ok_or_else(|| MessageError::Invalid {
+        field: "channel",
+        message: format!("the patient has no {} on file", if request.channel == Channel::Email { "email address" } else { "phone number" }),
+    })?;
+
+    let id = queue::enqueue(
+        &mut tx,
+        &NewMessage {
+            practice_id,
+            patient_id: Some(request.patient_id),
+            channel: request.channel,
+            recipient,
+            subject: subject.map(str::to_string),
+            body: body.to_string(),
+            sequence_enrollment_id: None,
+            sequence_step: None,
+        },
+    )
+    .await?;
+    let answer = QueuedMessage { id, status: "queued".into() };
+    if let (Some(key), Some(hash)) = (idempotency_key, request_hash) {
+        sqlx::query(
+            "insert into idempotency_keys (practice_id, key, request_hash, response_status, response_body)
+             values ($1, $2, $3, 202, $4)",
+        )
+        .bind(practice_id)
+        .bind(key)
+        .bind(hash)
+        .bind(sqlx::types::Json(&answer))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(answer)
+}
+
+fn hash_request(request: &SendMessageRequest) -> String {
+    let canonical = serde_json::to_vec(request).expect("a request serialises");
+    hex::encode(Sha256::digest(canonical))
+}

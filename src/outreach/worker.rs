@@ -1,0 +1,325 @@
+//! Send workers: claim due jobs fairly, respect provider rate limits, deliver through the
+//! factory, record what happened, and retry transient failures with back-off.
+//!
+//! Claims are leases (`leased_until`). A worker that dies mid-send leaves its jobs to be taken
+//! up again once the lease runs out: delivery is at-least-once, and the window for a duplicate is
+//! a crash between the provider accepting a message and the outcome being committed.
+//!
+//! Fairness: each claim first picks the practice served longest ago (`send_fairness`), then takes
+//! a small batch of that practice's due jobs, so one practice's 50,000 recall messages interleave
+//! with everybody else's instead of queueing ahead of them.
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use sqlx::{PgPool, postgres::PgListener};
+use tokio::sync::{Notify, watch};
+use uuid::Uuid;
+
+use super::{queue::QUEUE_CHANNEL, rate_limit, unsubscribe::UnsubscribeLinks};
+use crate::{
+    config::QueueSettings,
+    messaging::{
+        Channel, MessagingServiceFactory, OutgoingMessage, ProviderKind,
+        delivery::{Delivery, DeliveryResult},
+        factory::wait_or_stop,
+    },
+};
+
+const CLAIM_BATCH: i64 = 16;
+
+#[derive(Clone)]
+pub struct Workers {
+    pool: PgPool,
+    messaging: Arc<MessagingServiceFactory>,
+    unsubscribe: Arc<UnsubscribeLinks>,
+    settings: QueueSettings,
+    wake: Arc<Notify>,
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimedJob {
+    job_id: i64,
+    attempts: i32,
+    first_queued_at: chrono::DateTime<chrono::Utc>,
+    outreach_log_id: Uuid,
+    practice_id: Uuid,
+    status: String,
+    message_type: String,
+    recipient: String,
+    subject: Option<String>,
+    body: String,
+}
+
+impl Workers {
+    pub fn new(
+        pool: PgPool,
+        messaging: Arc<MessagingServiceFactory>,
+        unsubscribe: Arc<UnsubscribeLinks>,
+        settings: QueueSettings,
+    ) -> Self {
+        Self { pool, messaging, unsubscribe, settings, wake: Arc::new(Notify::new()) }
+    }
+
+    /// Starts the NOTIFY listener and `settings.workers` workers; all stop when `stop` flips.
+    pub fn spawn(self, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut tasks = vec![tokio::spawn(self.clone().listen(stop.clone()))];
+        for _ in 0..self.settings.workers.max(1) {
+            tasks.push(tokio::spawn(self.clone().work(stop.clone())));
+        }
+        tasks
+    }
+
+    async fn listen(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            let listener = async {
+                let mut listener = PgListener::connect_with(&self.pool).await?;
+                listener.listen(QUEUE_CHANNEL).await?;
+                Ok::<_, sqlx::Error>(listener)
+            };
+            let mut listener = match listener.await {
+                Ok(listener) => listener,
+                Err(e) => {
+                    tracing::warn!(error = %e, "send queue listener cannot connect; workers poll meanwhile");
+                    if wait_or_stop(&mut stop, Duration::from_secs(2)).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    notification = listener.recv() => match notification {
+                        Ok(_) => self.wake.notify_waiters(),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+    }
+
+    async fn work(self, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            match self.run_once().await {
+                Ok(0) => {
+                    tokio::select! {
+                        _ = stop.changed() => {}
+                        () = self.wake.notified() => {}
+                        () = tokio::time::sleep(self.settings.poll_interval) => {}
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "send worker cannot reach the database; pausing");
+                    if wait_or_stop(&mut stop, self.settings.poll_interval.max(Duration::from_millis(500))).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Claims one batch and processes it; returns how many jobs it handled.
+    pub async fn run_once(&self) -> Result<usize, sqlx::Error> {
+        let jobs = self.claim().await?;
+        let count = jobs.len();
+        for job in jobs {
+            self.process(job).await?;
+        }
+        Ok(count)
+    }
+
+    async fn claim(&self) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let practice: Option<Uuid> = sqlx::query_scalar(
+            "update send_fairness set last_served_at = clock_timestamp()
+             where practice_id = (
+                 select f.practice_id from send_fairness f
+                 where exists (select 1 from send_jobs j
+                               where j.practice_id = f.practice_id and j.run_at <= now()
+                                 and (j.leased_until is null or j.leased_until < now()))
+                 order by f.last_served_at
+                 limit 1
+                 for update skip locked)
+             returning practice_id",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(practice_id) = practice else {
+            return Ok(Vec::new());
+        };
+        let jobs: Vec<ClaimedJob> = sqlx::query_as(
+            "with claimed as (
+                 update send_jobs set leased_until = now() + make_interval(secs => $3), attempts = attempts + 1
+                 where id in (select id from send_jobs
+                              where practice_id = $1 and run_at <= now() and (leased_until is null or leased_until < now())
+                              order by run_at, id limit $2 for update skip locked)
+                 returning id, attempts, created_at, outreach_log_id
+             ), sending as (
+                 update outreach_logs l set status = 'sending', updated_at = now()
+                 from claimed where l.id = claimed.outreach_log_id and l.status = 'queued'
+             )
+             select c.id as job_id, c.attempts, c.created_at as first_queued_at, l.id as outreach_log_id,
+                    l.practice_id, l.status, l.message_type, l.recipient, l.subject, l.body
+             from claimed c join outreach_logs l on l.id = c.outreach_log_id",
+        )
+        .bind(practice_id)
+        .bind(CLAIM_BATCH)
+        .bind(self.settings.lease.as_secs_f64())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(jobs)
+    }
+
+    async fn process(&self, job: ClaimedJob) -> Result<(), sqlx::Error> {
+        if !matches!(job.status.as_str(), "queued" | "sending") {
+            // The message already has an outcome (a job re-run after a crash): nothing to send.
+            sqlx::query("delete from send_jobs where id = $1").bind(job.job_id).execute(&self.pool).await?;
+            return Ok(());
+        }
+        let channel = Channel::parse(&job.message_type).unwrap_or(Channel::Email);
+        let route = match self.messaging.route(job.practice_id, channel).await {
+            Ok(route) => route,
+            Err(e) => {
+                tracing::error!(error = %e, job = job.job_id, "cannot build the practice's senders; retrying later");
+                return self.retry_later(&job, &e.to_string(), None).await;
+            }
+        };
+        if let Some((account, rate)) = route.primary().account_key().zip(self.rate_for(route.primary().kind())) {
+            if let Some(wait) = rate_limit::try_acquire(&self.pool, account, rate).await? {
+                // Not a failure: give the attempt back and come back when a token is there.
+                return self.postpone(&job, wait).await;
+            }
+        }
+        let message = self.message(&job, channel);
+        let final_attempt = job.attempts >= self.settings.max_attempts
+            || chrono::Utc::now() - job.first_queued_at >= chrono::Duration::from_std(self.settings.retry_horizon).unwrap_or_default();
+        let delivery = match self.messaging.deliver(&message, final_attempt).await {
+            Ok(delivery) => delivery,
+            Err(e) => {
+                tracing::warn!(error = %e, job = job.job_id, "delivery could not run; retrying later");
+                return self.retry_later(&job, &e.to_string(), None).await;
+            }
+        };
+        match &delivery.result {
+            DeliveryResult::Failed { error, retryable: true } if !final_attempt => {
+                let advised = match error {
+                    crate::messaging::ProviderError::RateLimited { retry_after } => *retry_after,
+                    _ => None,
+                };
+                self.record_attempt(&job, &delivery).await?;
+                self.retry_later(&job, &error.to_string(), advised).await
+            }
+            _ => self.finish(&job, &delivery).await,
+        }
+    }
+
+    fn rate_for(&self, kind: ProviderKind) -> Option<f64> {
+        match kind {
+            ProviderKind::SystemSendgrid | ProviderKind::CustomSendgrid => self.settings.sendgrid_rate_per_sec,
+            ProviderKind::SystemTwilio | ProviderKind::CustomTwilio => self.settings.twilio_rate_per_sec,
+            ProviderKind::Outbox => None,
+        }
+    }
+
+    fn message(&self, job: &ClaimedJob, channel: Channel) -> OutgoingMessage {
+        let headers = match channel {
+            Channel::Email => {
+                let url = self.unsubscribe.url(job.practice_id, &job.recipient);
+                BTreeMap::from([
+                    ("List-Unsubscribe".to_string(), format!("<{url}>")),
+                    ("List-Unsubscribe-Post".to_string(), "List-Unsubscribe=One-Click".to_string()),
+                ])
+            }
+            Channel::Sms => BTreeMap::new(),
+        };
+        OutgoingMessage {
+            outreach_log_id: job.outreach_log_id,
+            practice_id: job.practice_id,
+            channel,
+            to: job.recipient.clone(),
+            subject: job.subject.clone(),
+            body: job.body.clone(),
+            headers,
+        }
+    }
+
+    /// The final outcome: the log gets its status, provider and reasons; the job is done.
+    async fn finish(&self, job: &ClaimedJob, delivery: &Delivery) -> Result<(), sqlx::Error> {
+        let (status, provider_message_id, error) = match &delivery.result {
+            DeliveryResult::Sent { provider_message_id } => ("sent", provider_message_id.clone(), None),
+            DeliveryResult::Suppressed { reason } => ("suppressed", None, Some(format!("recipient is suppressed: {reason}"))),
+            DeliveryResult::Failed { error, .. } => ("failed", None, Some(error.to_string())),
+        };
+        // Status only moves forward: a webhook may already have reported delivery.
+        sqlx::query(
+            "with done as (delete from send_jobs where id = $1)
+             update outreach_logs set
+                 status = case when status in ('queued', 'sending') then $3 else status end,
+                 messaging_provider = $4, provider_message_id = coalesce($5, provider_message_id),
+                 fallback_reason = $6, error = $7, updated_at = now()
+             where id = $2",
+        )
+        .bind(job.job_id)
+        .bind(job.outreach_log_id)
+        .bind(status)
+        .bind(delivery.provider.map(ProviderKind::as_str))
+        .bind(provider_message_id)
+        .bind(&delivery.fallback_reason)
+        .bind(error)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Keeps what the failed attempt tells (provider tried, reason) while the message waits.
+    async fn record_attempt(&self, job: &ClaimedJob, delivery: &Delivery) -> Result<(), sqlx::Error> {
+        let DeliveryResult::Failed { error, .. } = &delivery.result else { return Ok(()) };
+        sqlx::query(
+            "update outreach_logs set status = 'queued', messaging_provider = $2, fallback_reason = $3,
+                 error = $4, updated_at = now()
+             where id = $1 and status in ('queued', 'sending')",
+        )
+        .bind(job.outreach_log_id)
+        .bind(delivery.provider.map(ProviderKind::as_str))
+        .bind(&delivery.fallback_reason)
+        .bind(error.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Exponential back-off with jitter (×0.5 to ×1.5), or the provider's advised delay if longer.
+    async fn retry_later(&self, job: &ClaimedJob, reason: &str, advised: Option<Duration>) -> Result<(), sqlx::Error> {
+        let exponent = u32::try_from(job.attempts.saturating_sub(1)).unwrap_or(0).min(16);
+        let backoff = self.settings.retry_base.saturating_mul(1 << exponent).mul_f64(0.5 + rand::random::<f64>());
+        let delay = advised.map_or(backoff, |advised| advised.max(backoff));
+        sqlx::query(
+            "update send_jobs set run_at = now() + make_interval(secs => $2), leased_until = null, last_error = $3
+             where id = $1",
+        )
+        .bind(job.job_id)
+        .bind(delay.as_secs_f64())
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn postpone(&self, job: &ClaimedJob, wait: Duration) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "with job as (
+                 update send_jobs set run_at = now() + make_interval(secs => $2), leased_until = null, attempts = attempts - 1
+                 where id = $1
+             )
+             update outreach_logs set status = 'queued', updated_at = now() where id = $3 and status = 'sending'",
+        )
+        .bind(job.job_id)
+        .bind(wait.as_secs_f64())
+        .bind(job.outreach_log_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
