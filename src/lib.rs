@@ -51,7 +51,10 @@ pub struct ServeOptions {
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        Self { migrate: true, background: true }
+        Self {
+            migrate: true,
+            background: true,
+        }
     }
 }
 
@@ -77,12 +80,21 @@ impl Application {
             .await
             .with_context(|| format!("could not listen on BIND_ADDR={}", settings.bind_addr))?;
         let keyring = Arc::new(Keyring::new(&settings.keys));
-        let messaging = Arc::new(MessagingServiceFactory::new(&settings, pool.clone(), keyring.clone())?);
+        let messaging = Arc::new(MessagingServiceFactory::new(
+            &settings,
+            pool.clone(),
+            keyring.clone(),
+        )?);
         if settings.uses_outbox() {
-            tracing::warn!("a system provider account is not configured: that channel goes to the outbox");
+            tracing::warn!(
+                "a system provider account is not configured: that channel goes to the outbox"
+            );
         }
         let state = AppState {
-            unsubscribe: Arc::new(UnsubscribeLinks::new(&settings.auth_signing_key.0, &settings.webhook_base_url)),
+            unsubscribe: Arc::new(UnsubscribeLinks::new(
+                &settings.auth_signing_key.0,
+                &settings.webhook_base_url,
+            )),
             keyring,
             messaging,
             tokens: Arc::new(TokenSigner::from_seed(&settings.auth_signing_key.0)?),
@@ -90,11 +102,17 @@ impl Application {
             settings: Arc::new(settings),
             pool,
         };
-        Ok(Self { listener, state, options })
+        Ok(Self {
+            listener,
+            state,
+            options,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn state(&self) -> &AppState {
@@ -103,10 +121,18 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish and stops the
     /// background tasks.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         // The settings listener keeps this instance's client cache coherent, so it always runs.
-        let mut background = vec![tokio::spawn(self.state.messaging.clone().listen_for_changes(stop_rx.clone()))];
+        let mut background = vec![tokio::spawn(
+            self.state
+                .messaging
+                .clone()
+                .listen_for_changes(stop_rx.clone()),
+        )];
         if self.options.background {
             background.extend(Self::spawn_background(&self.state, stop_rx));
         }
@@ -126,7 +152,10 @@ impl Application {
         Ok(())
     }
 
-    fn spawn_background(state: &AppState, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+    fn spawn_background(
+        state: &AppState,
+        stop: watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
         state.workers().spawn(stop)
     }
 }
@@ -134,7 +163,12 @@ impl Application {
 impl AppState {
     /// The send workers, as `serve` runs them; tests drive them one batch at a time.
     pub fn workers(&self) -> Workers {
-        Workers::new(self.pool.clone(), self.messaging.clone(), self.unsubscribe.clone(), self.settings.queue.clone())
+        Workers::new(
+            self.pool.clone(),
+            self.messaging.clone(),
+            self.unsubscribe.clone(),
+            self.settings.queue.clone(),
+        )
     }
 }
 

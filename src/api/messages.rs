@@ -47,24 +47,34 @@ async fn send_message(
                 .ok()
                 .map(str::trim)
                 .filter(|k| !k.is_empty() && k.len() <= 255)
-                .ok_or_else(|| ApiError::validation("Idempotency-Key", "must be 1 to 255 visible characters"))?,
+                .ok_or_else(|| {
+                    ApiError::validation("Idempotency-Key", "must be 1 to 255 visible characters")
+                })?,
         ),
     };
-    let queued = messages::send(&state.pool, caller.practice_id, &request, key).await.map_err(|e| match e {
-        MessageError::Invalid { field, message } => ApiError::validation(field, message),
-        MessageError::UnknownPatient => ApiError::NotFound("patient"),
-        MessageError::KeyInProgress => ApiError::Conflict(e.to_string()),
-        MessageError::KeyReused => ApiError::validation("Idempotency-Key", e.to_string()),
-        MessageError::Database(e) => e.into(),
-    })?;
+    let queued = messages::send(&state.pool, caller.practice_id, &request, key)
+        .await
+        .map_err(|e| match e {
+            MessageError::Invalid { field, message } => ApiError::validation(field, message),
+            MessageError::UnknownPatient => ApiError::NotFound("patient"),
+            MessageError::KeyInProgress => ApiError::Conflict(e.to_string()),
+            MessageError::KeyReused => ApiError::validation("Idempotency-Key", e.to_string()),
+            MessageError::Database(e) => e.into(),
+        })?;
     Ok((StatusCode::ACCEPTED, Json(queued)))
 }
 
 /// The page a patient sees on following the unsubscribe link; the button posts back.
 #[utoipa::path(get, path = "/api/unsubscribe/{token}", tag = "outreach",
     params(("token" = String, Path)), responses((status = 200, content_type = "text/html"), (status = 404, body = ErrorBody)))]
-async fn unsubscribe_page(State(state): State<AppState>, Path(token): Path<String>) -> Result<Html<String>, ApiError> {
-    let request = state.unsubscribe.verify(&token).ok_or(ApiError::NotFound("unsubscribe link"))?;
+async fn unsubscribe_page(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    let request = state
+        .unsubscribe
+        .verify(&token)
+        .ok_or(ApiError::NotFound("unsubscribe link"))?;
     let name: String = sqlx::query_scalar("select name from practices where id = $1")
         .bind(request.practice_id)
         .fetch_optional(&state.pool)
@@ -83,8 +93,14 @@ async fn unsubscribe_page(State(state): State<AppState>, Path(token): Path<Strin
 /// RFC 8058 one-click unsubscribe: adds the address to the practice's suppression ledger.
 #[utoipa::path(post, path = "/api/unsubscribe/{token}", tag = "outreach",
     params(("token" = String, Path)), responses((status = 200, content_type = "text/html"), (status = 404, body = ErrorBody)))]
-async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String>) -> Result<Html<&'static str>, ApiError> {
-    let request = state.unsubscribe.verify(&token).ok_or(ApiError::NotFound("unsubscribe link"))?;
+async fn unsubscribe(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+) -> Result<Html<&'static str>, ApiError> {
+    let request = state
+        .unsubscribe
+        .verify(&token)
+        .ok_or(ApiError::NotFound("unsubscribe link"))?;
     let mut tx = state.pool.begin().await?;
     let exists: bool = sqlx::query_scalar("select exists (select 1 from practices where id = $1)")
         .bind(request.practice_id)
@@ -93,24 +109,50 @@ async fn unsubscribe(State(state): State<AppState>, Path(token): Path<String>) -
     if !exists {
         return Err(ApiError::NotFound("unsubscribe link"));
     }
-    suppression::add(&mut *tx, Scope::Practice(request.practice_id), Channel::Email, &request.email, SuppressionReason::Unsubscribed)
-        .await?;
-    suppression::stop_enrollments(&mut tx, request.practice_id, Channel::Email, &request.email, "unsubscribed").await?;
+    suppression::add(
+        &mut *tx,
+        Scope::Practice(request.practice_id),
+        Channel::Email,
+        &request.email,
+        SuppressionReason::Unsubscribed,
+    )
+    .await?;
+    suppression::stop_enrollments(
+        &mut tx,
+        request.practice_id,
+        Channel::Email,
+        &request.email,
+        "unsubscribed",
+    )
+    .await?;
     tx.commit().await?;
-    Ok(Html("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Unsubscribed</title></head>\
-             <body><main><h1>You are unsubscribed</h1><p>You will not receive these emails any more.</p></main></body></html>"))
+    Ok(Html(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Unsubscribed</title></head>\
+             <body><main><h1>You are unsubscribed</h1><p>You will not receive these emails any more.</p></main></body></html>",
+    ))
 }
 
 /// Messages the outbox kept for the caller's practice, newest first (only while a channel uses it).
 #[utoipa::path(get, path = "/api/dev/outbox", tag = "development",
     responses((status = 200, body = [OutboxEntry]), (status = 404, body = ErrorBody)), security(("bearer" = [])))]
-async fn list_outbox(State(state): State<AppState>, caller: PracticeCaller) -> Result<Json<Vec<OutboxEntry>>, ApiError> {
+async fn list_outbox(
+    State(state): State<AppState>,
+    caller: PracticeCaller,
+) -> Result<Json<Vec<OutboxEntry>>, ApiError> {
     if !state.settings.uses_outbox() {
-        return Err(ApiError::NotFound("outbox (every channel has a provider account)"));
+        return Err(ApiError::NotFound(
+            "outbox (every channel has a provider account)",
+        ));
     }
-    Ok(Json(outbox::list(&state.pool, caller.practice_id, 200).await?))
+    Ok(Json(
+        outbox::list(&state.pool, caller.practice_id, 200).await?,
+    ))
 }
 
 fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }

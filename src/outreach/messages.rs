@@ -31,7 +31,10 @@ pub struct QueuedMessage {
 #[derive(Debug, thiserror::Error)]
 pub enum MessageError {
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("the patient does not exist")]
     UnknownPatient,
     #[error("this Idempotency-Key is being used by a request still in progress")]
@@ -55,14 +58,26 @@ pub async fn send(
 ) -> Result<QueuedMessage, MessageError> {
     let body = request.body.trim();
     if body.is_empty() || body.chars().count() > MAX_BODY_CHARS {
-        return Err(MessageError::Invalid { field: "body", message: format!("must be 1 to {MAX_BODY_CHARS} characters") });
+        return Err(MessageError::Invalid {
+            field: "body",
+            message: format!("must be 1 to {MAX_BODY_CHARS} characters"),
+        });
     }
-    let subject = request.subject.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    let subject = request
+        .subject
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty());
     match (request.channel, subject) {
         (Channel::Email, None) => {
-            return Err(MessageError::Invalid { field: "subject", message: "an email needs a subject".into() });
+            return Err(MessageError::Invalid {
+                field: "subject",
+                message: "an email needs a subject".into(),
+            });
         }
-        (Channel::Email, Some(s)) if s.chars().count() > MAX_SUBJECT_CHARS || s.contains(['\r', '\n']) => {
+        (Channel::Email, Some(s))
+            if s.chars().count() > MAX_SUBJECT_CHARS || s.contains(['\r', '\n']) =>
+        {
             return Err(MessageError::Invalid {
                 field: "subject",
                 message: format!("must be one line of at most {MAX_SUBJECT_CHARS} characters"),
@@ -74,11 +89,13 @@ pub async fn send(
     let mut tx = pool.begin().await?;
     let request_hash = idempotency_key.map(|_| hash_request(request));
     if let (Some(key), Some(hash)) = (idempotency_key, &request_hash) {
-        let locked: bool = sqlx::query_scalar("select pg_try_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0))")
-            .bind(practice_id.to_string())
-            .bind(key)
-            .fetch_one(&mut *tx)
-            .await?;
+        let locked: bool = sqlx::query_scalar(
+            "select pg_try_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0))",
+        )
+        .bind(practice_id.to_string())
+        .bind(key)
+        .fetch_one(&mut *tx)
+        .await?;
         if !locked {
             return Err(MessageError::KeyInProgress);
         }
@@ -90,7 +107,11 @@ pub async fn send(
         .fetch_optional(&mut *tx)
         .await?;
         if let Some((previous_hash, response)) = previous {
-            return if &previous_hash == hash { Ok(response.0) } else { Err(MessageError::KeyReused) };
+            return if &previous_hash == hash {
+                Ok(response.0)
+            } else {
+                Err(MessageError::KeyReused)
+            };
         }
     }
 
@@ -107,7 +128,14 @@ pub async fn send(
     }
     .ok_or_else(|| MessageError::Invalid {
         field: "channel",
-        message: format!("the patient has no {} on file", if request.channel == Channel::Email { "email address" } else { "phone number" }),
+        message: format!(
+            "the patient has no {} on file",
+            if request.channel == Channel::Email {
+                "email address"
+            } else {
+                "phone number"
+            }
+        ),
     })?;
 
     let id = queue::enqueue(
@@ -124,7 +152,10 @@ pub async fn send(
         },
     )
     .await?;
-    let answer = QueuedMessage { id, status: "queued".into() };
+    let answer = QueuedMessage {
+        id,
+        status: "queued".into(),
+    };
     if let (Some(key), Some(hash)) = (idempotency_key, request_hash) {
         sqlx::query(
             "insert into idempotency_keys (practice_id, key, request_hash, response_status, response_body)

@@ -46,10 +46,15 @@ pub async fn enqueue(db: &mut PgConnection, message: &NewMessage) -> Result<Uuid
         .bind(message.practice_id)
         .execute(&mut *db)
         .await?;
-    sqlx::query("insert into send_fairness (practice_id) values ($1) on conflict (practice_id) do nothing")
-        .bind(message.practice_id)
+    sqlx::query(
+        "insert into send_fairness (practice_id) values ($1) on conflict (practice_id) do nothing",
+    )
+    .bind(message.practice_id)
+    .execute(&mut *db)
+    .await?;
+    sqlx::query("select pg_notify($1, '')")
+        .bind(QUEUE_CHANNEL)
         .execute(&mut *db)
         .await?;
-    sqlx::query("select pg_notify($1, '')").bind(QUEUE_CHANNEL).execute(&mut *db).await?;
     Ok(id)
 }

@@ -7,7 +7,11 @@ use sqlx::PgPool;
 /// Takes one token from `account`'s bucket, refilled at `per_second` and holding at most one
 /// second's worth (at least one token). Returns `None` when a token was taken, or how long
 /// until one will be there.
-pub async fn try_acquire(pool: &PgPool, account: &str, per_second: f64) -> Result<Option<Duration>, sqlx::Error> {
+pub async fn try_acquire(
+    pool: &PgPool,
+    account: &str,
+    per_second: f64,
+) -> Result<Option<Duration>, sqlx::Error> {
     let capacity = per_second.max(1.0);
     sqlx::query("insert into rate_limit_buckets (account_key, tokens) values ($1, $2) on conflict (account_key) do nothing")
         .bind(account)

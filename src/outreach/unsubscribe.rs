@@ -21,18 +21,33 @@ pub struct Unsubscribe {
 impl UnsubscribeLinks {
     pub fn new(signing_seed: &[u8; 32], base_url: &url::Url) -> Self {
         // A separate key, so an unsubscribe token can never be confused with anything else we sign.
-        let key = Sha256::new().chain_update(b"dentite unsubscribe v1").chain_update(signing_seed).finalize().into();
-        Self { key, base_url: base_url.as_str().trim_end_matches('/').to_string() }
+        let key = Sha256::new()
+            .chain_update(b"dentite unsubscribe v1")
+            .chain_update(signing_seed)
+            .finalize()
+            .into();
+        Self {
+            key,
+            base_url: base_url.as_str().trim_end_matches('/').to_string(),
+        }
     }
 
     pub fn token(&self, practice_id: Uuid, email: &str) -> String {
         let payload = format!("{practice_id}\n{}", email.trim().to_lowercase());
         let signature = self.mac(payload.as_bytes()).finalize().into_bytes();
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(payload), URL_SAFE_NO_PAD.encode(signature))
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(payload),
+            URL_SAFE_NO_PAD.encode(signature)
+        )
     }
 
     pub fn url(&self, practice_id: Uuid, email: &str) -> String {
-        format!("{}/api/unsubscribe/{}", self.base_url, self.token(practice_id, email))
+        format!(
+            "{}/api/unsubscribe/{}",
+            self.base_url,
+            self.token(practice_id, email)
+        )
     }
 
     /// The practice and address a genuine token names; `None` for anything forged or altered.
@@ -43,11 +58,15 @@ impl UnsubscribeLinks {
         self.mac(&payload).verify_slice(&signature).ok()?;
         let payload = String::from_utf8(payload).ok()?;
         let (practice_id, email) = payload.split_once('\n')?;
-        Some(Unsubscribe { practice_id: practice_id.parse().ok()?, email: email.to_string() })
+        Some(Unsubscribe {
+            practice_id: practice_id.parse().ok()?,
+            email: email.to_string(),
+        })
     }
 
     fn mac(&self, payload: &[u8]) -> Hmac<Sha256> {
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key).expect("HMAC takes keys of any length");
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.key)
+            .expect("HMAC takes keys of any length");
         mac.update(payload);
         mac
     }
@@ -58,15 +77,28 @@ mod tests {
     use super::*;
 
     fn links() -> UnsubscribeLinks {
-        UnsubscribeLinks::new(&[7; 32], &url::Url::parse("https://hooks.example.com/").unwrap())
+        UnsubscribeLinks::new(
+            &[7; 32],
+            &url::Url::parse("https://hooks.example.com/").unwrap(),
+        )
     }
 
     #[test]
     fn a_genuine_token_names_its_practice_and_address() {
         let practice = Uuid::new_v4();
         let token = links().token(practice, "Pat@Example.com");
-        assert_eq!(links().verify(&token), Some(Unsubscribe { practice_id: practice, email: "pat@example.com".into() }));
-        assert!(links().url(practice, "pat@example.com").starts_with("https://hooks.example.com/api/unsubscribe/"));
+        assert_eq!(
+            links().verify(&token),
+            Some(Unsubscribe {
+                practice_id: practice,
+                email: "pat@example.com".into()
+            })
+        );
+        assert!(
+            links()
+                .url(practice, "pat@example.com")
+                .starts_with("https://hooks.example.com/api/unsubscribe/")
+        );
     }
 
     #[test]
@@ -77,7 +109,8 @@ mod tests {
         assert_eq!(links().verify(&format!("{other}.{signature}")), None);
         assert_eq!(links().verify(&format!("{payload}.AAAA")), None);
         assert_eq!(links().verify("garbage"), None);
-        let other_key = UnsubscribeLinks::new(&[8; 32], &url::Url::parse("https://x.test").unwrap());
+        let other_key =
+            UnsubscribeLinks::new(&[8; 32], &url::Url::parse("https://x.test").unwrap());
         assert_eq!(other_key.verify(&token), None);
     }
 }

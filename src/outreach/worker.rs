@@ -57,7 +57,13 @@ impl Workers {
         unsubscribe: Arc<UnsubscribeLinks>,
         settings: QueueSettings,
     ) -> Self {
-        Self { pool, messaging, unsubscribe, settings, wake: Arc::new(Notify::new()) }
+        Self {
+            pool,
+            messaging,
+            unsubscribe,
+            settings,
+            wake: Arc::new(Notify::new()),
+        }
     }
 
     /// Starts the NOTIFY listener and `settings.workers` workers; all stop when `stop` flips.
@@ -111,7 +117,12 @@ impl Workers {
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "send worker cannot reach the database; pausing");
-                    if wait_or_stop(&mut stop, self.settings.poll_interval.max(Duration::from_millis(500))).await {
+                    if wait_or_stop(
+                        &mut stop,
+                        self.settings.poll_interval.max(Duration::from_millis(500)),
+                    )
+                    .await
+                    {
                         return;
                     }
                 }
@@ -175,7 +186,10 @@ impl Workers {
     async fn process(&self, job: ClaimedJob) -> Result<(), sqlx::Error> {
         if !matches!(job.status.as_str(), "queued" | "sending") {
             // The message already has an outcome (a job re-run after a crash): nothing to send.
-            sqlx::query("delete from send_jobs where id = $1").bind(job.job_id).execute(&self.pool).await?;
+            sqlx::query("delete from send_jobs where id = $1")
+                .bind(job.job_id)
+                .execute(&self.pool)
+                .await?;
             return Ok(());
         }
         let channel = Channel::parse(&job.message_type).unwrap_or(Channel::Email);
@@ -186,15 +200,19 @@ impl Workers {
                 return self.retry_later(&job, &e.to_string(), None).await;
             }
         };
-        if let Some((account, rate)) = route.primary().account_key().zip(self.rate_for(route.primary().kind())) {
-            if let Some(wait) = rate_limit::try_acquire(&self.pool, account, rate).await? {
-                // Not a failure: give the attempt back and come back when a token is there.
-                return self.postpone(&job, wait).await;
-            }
+        if let Some((account, rate)) = route
+            .primary()
+            .account_key()
+            .zip(self.rate_for(route.primary().kind()))
+            && let Some(wait) = rate_limit::try_acquire(&self.pool, account, rate).await?
+        {
+            // Not a failure: give the attempt back and come back when a token is there.
+            return self.postpone(&job, wait).await;
         }
         let message = self.message(&job, channel);
         let final_attempt = job.attempts >= self.settings.max_attempts
-            || chrono::Utc::now() - job.first_queued_at >= chrono::Duration::from_std(self.settings.retry_horizon).unwrap_or_default();
+            || chrono::Utc::now() - job.first_queued_at
+                >= chrono::Duration::from_std(self.settings.retry_horizon).unwrap_or_default();
         let delivery = match self.messaging.deliver(&message, final_attempt).await {
             Ok(delivery) => delivery,
             Err(e) => {
@@ -203,7 +221,10 @@ impl Workers {
             }
         };
         match &delivery.result {
-            DeliveryResult::Failed { error, retryable: true } if !final_attempt => {
+            DeliveryResult::Failed {
+                error,
+                retryable: true,
+            } if !final_attempt => {
                 let advised = match error {
                     crate::messaging::ProviderError::RateLimited { retry_after } => *retry_after,
                     _ => None,
@@ -217,8 +238,12 @@ impl Workers {
 
     fn rate_for(&self, kind: ProviderKind) -> Option<f64> {
         match kind {
-            ProviderKind::SystemSendgrid | ProviderKind::CustomSendgrid => self.settings.sendgrid_rate_per_sec,
-            ProviderKind::SystemTwilio | ProviderKind::CustomTwilio => self.settings.twilio_rate_per_sec,
+            ProviderKind::SystemSendgrid | ProviderKind::CustomSendgrid => {
+                self.settings.sendgrid_rate_per_sec
+            }
+            ProviderKind::SystemTwilio | ProviderKind::CustomTwilio => {
+                self.settings.twilio_rate_per_sec
+            }
             ProviderKind::Outbox => None,
         }
     }
@@ -229,7 +254,10 @@ impl Workers {
                 let url = self.unsubscribe.url(job.practice_id, &job.recipient);
                 BTreeMap::from([
                     ("List-Unsubscribe".to_string(), format!("<{url}>")),
-                    ("List-Unsubscribe-Post".to_string(), "List-Unsubscribe=One-Click".to_string()),
+                    (
+                        "List-Unsubscribe-Post".to_string(),
+                        "List-Unsubscribe=One-Click".to_string(),
+                    ),
                 ])
             }
             Channel::Sms => BTreeMap::new(),
@@ -248,8 +276,14 @@ impl Workers {
     /// The final outcome: the log gets its status, provider and reasons; the job is done.
     async fn finish(&self, job: &ClaimedJob, delivery: &Delivery) -> Result<(), sqlx::Error> {
         let (status, provider_message_id, error) = match &delivery.result {
-            DeliveryResult::Sent { provider_message_id } => ("sent", provider_message_id.clone(), None),
-            DeliveryResult::Suppressed { reason } => ("suppressed", None, Some(format!("recipient is suppressed: {reason}"))),
+            DeliveryResult::Sent {
+                provider_message_id,
+            } => ("sent", provider_message_id.clone(), None),
+            DeliveryResult::Suppressed { reason } => (
+                "suppressed",
+                None,
+                Some(format!("recipient is suppressed: {reason}")),
+            ),
             DeliveryResult::Failed { error, .. } => ("failed", None, Some(error.to_string())),
         };
         // Status only moves forward: a webhook may already have reported delivery.
@@ -274,8 +308,14 @@ impl Workers {
     }
 
     /// Keeps what the failed attempt tells (provider tried, reason) while the message waits.
-    async fn record_attempt(&self, job: &ClaimedJob, delivery: &Delivery) -> Result<(), sqlx::Error> {
-        let DeliveryResult::Failed { error, .. } = &delivery.result else { return Ok(()) };
+    async fn record_attempt(
+        &self,
+        job: &ClaimedJob,
+        delivery: &Delivery,
+    ) -> Result<(), sqlx::Error> {
+        let DeliveryResult::Failed { error, .. } = &delivery.result else {
+            return Ok(());
+        };
         sqlx::query(
             "update outreach_logs set status = 'queued', messaging_provider = $2, fallback_reason = $3,
                  error = $4, updated_at = now()
@@ -291,9 +331,20 @@ impl Workers {
     }
 
     /// Exponential back-off with jitter (×0.5 to ×1.5), or the provider's advised delay if longer.
-    async fn retry_later(&self, job: &ClaimedJob, reason: &str, advised: Option<Duration>) -> Result<(), sqlx::Error> {
-        let exponent = u32::try_from(job.attempts.saturating_sub(1)).unwrap_or(0).min(16);
-        let backoff = self.settings.retry_base.saturating_mul(1 << exponent).mul_f64(0.5 + rand::random::<f64>());
+    async fn retry_later(
+        &self,
+        job: &ClaimedJob,
+        reason: &str,
+        advised: Option<Duration>,
+    ) -> Result<(), sqlx::Error> {
+        let exponent = u32::try_from(job.attempts.saturating_sub(1))
+            .unwrap_or(0)
+            .min(16);
+        let backoff = self
+            .settings
+            .retry_base
+            .saturating_mul(1 << exponent)
+            .mul_f64(0.5 + rand::random::<f64>());
         let delay = advised.map_or(backoff, |advised| advised.max(backoff));
         sqlx::query(
             "update send_jobs set run_at = now() + make_interval(secs => $2), leased_until = null, last_error = $3

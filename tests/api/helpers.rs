@@ -1,6 +1,6 @@
 use std::collections::HashMap;
 
-use dentite::{Application, AppState, ServeOptions, auth::Role, config::Settings};
+use dentite::{AppState, Application, ServeOptions, auth::Role, config::Settings};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
@@ -51,7 +51,11 @@ impl TestEnv {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        Self { vars, background: true, database_name: format!("dentite_test_{}", Uuid::new_v4().simple()) }
+        Self {
+            vars,
+            background: true,
+            database_name: format!("dentite_test_{}", Uuid::new_v4().simple()),
+        }
     }
 
     pub fn var(mut self, name: &str, value: impl Into<String>) -> Self {
@@ -98,10 +102,17 @@ impl TestEnv {
                 map.entry(k).or_insert(v);
                 map
             });
-        let settings = Settings::load(&vars, std::path::Path::new("/nonexistent/dev-keys")).expect("test settings load");
-        let app = Application::build(settings, ServeOptions { migrate: true, background: self.background })
-            .await
-            .expect("application builds");
+        let settings = Settings::load(&vars, std::path::Path::new("/nonexistent/dev-keys"))
+            .expect("test settings load");
+        let app = Application::build(
+            settings,
+            ServeOptions {
+                migrate: true,
+                background: self.background,
+            },
+        )
+        .await
+        .expect("application builds");
         let address = format!("http://{}", app.local_addr());
         let state = app.state().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -114,7 +125,10 @@ impl TestEnv {
             state,
             sendgrid,
             twilio,
-            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
             database_name: self.database_name,
             stop: Some(stop),
         }
@@ -151,11 +165,24 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str, login: &Login) -> Response {
-        self.request(Method::GET, path, Some(login)).send().await.unwrap()
+        self.request(Method::GET, path, Some(login))
+            .send()
+            .await
+            .unwrap()
     }
 
-    pub async fn send_json(&self, method: Method, path: &str, login: &Login, body: &Value) -> Response {
-        self.request(method, path, Some(login)).json(body).send().await.unwrap()
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        login: &Login,
+        body: &Value,
+    ) -> Response {
+        self.request(method, path, Some(login))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn create_practice(&self, name: &str) -> Uuid {
@@ -165,7 +192,9 @@ impl TestApp {
     pub async fn create_user(&self, practice: Option<Uuid>, role: Role) -> (String, Uuid) {
         let email = format!("{}@practice.test", Uuid::new_v4().simple());
         let parsed = dentite::types::EmailAddress::parse(&email).unwrap();
-        let id = dentite::auth::create_user(&self.pool, &parsed, PASSWORD, role, practice).await.unwrap();
+        let id = dentite::auth::create_user(&self.pool, &parsed, PASSWORD, role, practice)
+            .await
+            .unwrap();
         (email, id)
     }
 
@@ -184,7 +213,11 @@ impl TestApp {
         let response = self.post_login(&email, PASSWORD).await;
         assert_eq!(response.status(), 200, "login of a fresh user succeeds");
         let body: Value = response.json().await.unwrap();
-        Login { token: body["token"].as_str().unwrap().to_string(), user_id, practice_id: practice }
+        Login {
+            token: body["token"].as_str().unwrap().to_string(),
+            user_id,
+            practice_id: practice,
+        }
     }
 
     /// A new practice with an owner logged in.
@@ -203,7 +236,10 @@ impl Drop for TestApp {
         let name = self.database_name.clone();
         // A thread of its own: the test's runtime may be the one blocked in this drop.
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async move {
                 if let Ok(mut admin) = PgConnection::connect(&server_url()).await {
                     let statement = format!("drop database if exists \"{name}\" with (force)");
@@ -224,7 +260,11 @@ pub const CUSTOM_TWILIO_NUMBER: &str = "+15551110000";
 impl TestApp {
     /// Stores a custom SendGrid configuration directly, as a saved settings change would.
     pub async fn configure_custom_sendgrid(&self, practice: Uuid, verified: bool, fallback: bool) {
-        let key = self.state.keyring.encrypt(CUSTOM_SENDGRID_KEY, practice, dentite::crypto::CredentialField::SendGridApiKey);
+        let key = self.state.keyring.encrypt(
+            CUSTOM_SENDGRID_KEY,
+            practice,
+            dentite::crypto::CredentialField::SendGridApiKey,
+        );
         sqlx::query(
             "update practices set email_provider = 'custom_sendgrid', sendgrid_api_key = $2,
                  sendgrid_from_email = 'desk@smile.test', sendgrid_from_name = 'Smile Dental',
@@ -244,8 +284,16 @@ impl TestApp {
 
     pub async fn configure_custom_twilio(&self, practice: Uuid, fallback: bool) {
         use dentite::crypto::CredentialField;
-        let sid = self.state.keyring.encrypt(CUSTOM_TWILIO_SID, practice, CredentialField::TwilioAccountSid);
-        let token = self.state.keyring.encrypt(CUSTOM_TWILIO_TOKEN, practice, CredentialField::TwilioAuthToken);
+        let sid = self.state.keyring.encrypt(
+            CUSTOM_TWILIO_SID,
+            practice,
+            CredentialField::TwilioAccountSid,
+        );
+        let token = self.state.keyring.encrypt(
+            CUSTOM_TWILIO_TOKEN,
+            practice,
+            CredentialField::TwilioAuthToken,
+        );
         sqlx::query(
             "update practices set sms_provider = 'custom_twilio', twilio_account_sid = $2, twilio_auth_token = $3,
                  twilio_phone_number = $4, sms_fallback_enabled = $5, settings_version = settings_version + 1
@@ -296,7 +344,16 @@ impl TestApp {
         while workers.run_once().await.unwrap() > 0 {}
     }
 
-    pub async fn log_row(&self, id: Uuid) -> (String, Option<String>, Option<String>, Option<String>, Option<String>) {
+    pub async fn log_row(
+        &self,
+        id: Uuid,
+    ) -> (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    ) {
         sqlx::query_as("select status, messaging_provider, provider_message_id, fallback_reason, error from outreach_logs where id = $1")
             .bind(id)
             .fetch_one(&self.pool)

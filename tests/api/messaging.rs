@@ -29,11 +29,16 @@ fn sendgrid_accepts(key: &str, message_id: &str) -> Mock {
 }
 
 async fn system_app() -> TestApp {
-    TestEnv::new().with_system_accounts().without_background().spawn().await
+    TestEnv::new()
+        .with_system_accounts()
+        .without_background()
+        .spawn()
+        .await
 }
 
 #[tokio::test]
-async fn a_practice_without_custom_settings_sends_through_the_system_sendgrid_with_our_custom_args() {
+async fn a_practice_without_custom_settings_sends_through_the_system_sendgrid_with_our_custom_args()
+{
     let app = system_app().await;
     let practice = app.create_practice("Smile Dental").await;
     let msg = message(practice, Channel::Email, "pat@example.com");
@@ -52,7 +57,9 @@ async fn a_practice_without_custom_settings_sends_through_the_system_sendgrid_wi
 
     let delivery = app.state.messaging.deliver(&msg, true).await.unwrap();
     assert_eq!(delivery.provider.unwrap().as_str(), "system_sendgrid");
-    assert!(matches!(delivery.result, DeliveryResult::Sent { provider_message_id: Some(ref id) } if id == "sys-1"));
+    assert!(
+        matches!(delivery.result, DeliveryResult::Sent { provider_message_id: Some(ref id) } if id == "sys-1")
+    );
 }
 
 #[tokio::test]
@@ -62,12 +69,28 @@ async fn a_verified_custom_sendgrid_is_used_and_an_unverified_one_is_not() {
     let unverified = app.create_practice("Unverified").await;
     app.configure_custom_sendgrid(verified, true, true).await;
     app.configure_custom_sendgrid(unverified, false, true).await;
-    sendgrid_accepts(CUSTOM_SENDGRID_KEY, "custom-1").expect(1).mount(&app.sendgrid).await;
-    sendgrid_accepts(SYSTEM_SENDGRID_KEY, "sys-1").expect(1).mount(&app.sendgrid).await;
+    sendgrid_accepts(CUSTOM_SENDGRID_KEY, "custom-1")
+        .expect(1)
+        .mount(&app.sendgrid)
+        .await;
+    sendgrid_accepts(SYSTEM_SENDGRID_KEY, "sys-1")
+        .expect(1)
+        .mount(&app.sendgrid)
+        .await;
 
-    let custom = app.state.messaging.deliver(&message(verified, Channel::Email, "a@example.com"), true).await.unwrap();
+    let custom = app
+        .state
+        .messaging
+        .deliver(&message(verified, Channel::Email, "a@example.com"), true)
+        .await
+        .unwrap();
     assert_eq!(custom.provider.unwrap().as_str(), "custom_sendgrid");
-    let system = app.state.messaging.deliver(&message(unverified, Channel::Email, "b@example.com"), true).await.unwrap();
+    let system = app
+        .state
+        .messaging
+        .deliver(&message(unverified, Channel::Email, "b@example.com"), true)
+        .await
+        .unwrap();
     assert_eq!(system.provider.unwrap().as_str(), "system_sendgrid");
     assert!(!system.fell_back);
 }
@@ -78,20 +101,32 @@ async fn custom_twilio_sends_form_encoded_with_basic_auth_and_the_practice_statu
     let practice = app.create_practice("Smile Dental").await;
     app.configure_custom_twilio(practice, true).await;
     Mock::given(method("POST"))
-        .and(path(format!("/2010-04-01/Accounts/{CUSTOM_TWILIO_SID}/Messages.json")))
+        .and(path(format!(
+            "/2010-04-01/Accounts/{CUSTOM_TWILIO_SID}/Messages.json"
+        )))
         .and(basic_auth(CUSTOM_TWILIO_SID, CUSTOM_TWILIO_TOKEN))
         .and(body_string_contains("From=%2B15551110000"))
         .and(body_string_contains("To=%2B15557654321"))
         .and(body_string_contains(format!(
             "StatusCallback=https%3A%2F%2Fhooks.dentite.test%2Fapi%2Fwebhooks%2Ftwilio%2F{practice}"
         )))
-        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({"sid": "SM123", "status": "queued"})))
+        .respond_with(
+            ResponseTemplate::new(201)
+                .set_body_json(serde_json::json!({"sid": "SM123", "status": "queued"})),
+        )
         .expect(1)
         .mount(&app.twilio)
         .await;
-    let delivery = app.state.messaging.deliver(&message(practice, Channel::Sms, "+15557654321"), true).await.unwrap();
+    let delivery = app
+        .state
+        .messaging
+        .deliver(&message(practice, Channel::Sms, "+15557654321"), true)
+        .await
+        .unwrap();
     assert_eq!(delivery.provider.unwrap().as_str(), "custom_twilio");
-    assert!(matches!(delivery.result, DeliveryResult::Sent { provider_message_id: Some(ref id) } if id == "SM123"));
+    assert!(
+        matches!(delivery.result, DeliveryResult::Sent { provider_message_id: Some(ref id) } if id == "SM123")
+    );
 }
 
 #[tokio::test]
@@ -99,18 +134,39 @@ async fn a_cache_hit_reads_no_configuration_and_a_settings_notification_invalida
     let app = system_app().await;
     let practice = app.create_practice("Smile Dental").await;
     app.configure_custom_sendgrid(practice, true, true).await;
-    sendgrid_accepts(CUSTOM_SENDGRID_KEY, "custom").mount(&app.sendgrid).await;
-    sendgrid_accepts(SYSTEM_SENDGRID_KEY, "system").mount(&app.sendgrid).await;
-    let send = || async { app.state.messaging.deliver(&message(practice, Channel::Email, "pat@example.com"), true).await };
+    sendgrid_accepts(CUSTOM_SENDGRID_KEY, "custom")
+        .mount(&app.sendgrid)
+        .await;
+    sendgrid_accepts(SYSTEM_SENDGRID_KEY, "system")
+        .mount(&app.sendgrid)
+        .await;
+    let send = || async {
+        app.state
+            .messaging
+            .deliver(&message(practice, Channel::Email, "pat@example.com"), true)
+            .await
+    };
 
-    assert_eq!(send().await.unwrap().provider.unwrap().as_str(), "custom_sendgrid");
+    assert_eq!(
+        send().await.unwrap().provider.unwrap().as_str(),
+        "custom_sendgrid"
+    );
     let builds = app.state.messaging.builds();
     // Changed behind the cache's back: a cached route keeps serving, proving no re-read.
-    sqlx::query("update practices set email_provider = 'system_sendgrid' where id = $1").bind(practice).execute(&app.pool).await.unwrap();
-    assert_eq!(send().await.unwrap().provider.unwrap().as_str(), "custom_sendgrid");
+    sqlx::query("update practices set email_provider = 'system_sendgrid' where id = $1")
+        .bind(practice)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        send().await.unwrap().provider.unwrap().as_str(),
+        "custom_sendgrid"
+    );
     assert_eq!(app.state.messaging.builds(), builds);
 
-    dentite::messaging::settings::notify_changed(&app.pool, practice).await.unwrap();
+    dentite::messaging::settings::notify_changed(&app.pool, practice)
+        .await
+        .unwrap();
     let switched = async {
         loop {
             if send().await.unwrap().provider.unwrap().as_str() == "system_sendgrid" {
@@ -119,28 +175,54 @@ async fn a_cache_hit_reads_no_configuration_and_a_settings_notification_invalida
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(5), switched).await.expect("the notification invalidates the cache");
+    tokio::time::timeout(Duration::from_secs(5), switched)
+        .await
+        .expect("the notification invalidates the cache");
 }
 
 #[tokio::test]
 async fn a_change_committed_by_one_instance_is_used_by_another_on_its_next_send() {
     let first = system_app().await;
-    let database: String = sqlx::query_scalar("select current_database()").fetch_one(&first.pool).await.unwrap();
-    let second = TestEnv::new().with_system_accounts().without_background().database(&database).spawn().await;
+    let database: String = sqlx::query_scalar("select current_database()")
+        .fetch_one(&first.pool)
+        .await
+        .unwrap();
+    let second = TestEnv::new()
+        .with_system_accounts()
+        .without_background()
+        .database(&database)
+        .spawn()
+        .await;
     let practice = first.create_practice("Smile Dental").await;
     for app in [&first, &second] {
-        sendgrid_accepts(CUSTOM_SENDGRID_KEY, "custom").mount(&app.sendgrid).await;
-        sendgrid_accepts(SYSTEM_SENDGRID_KEY, "system").mount(&app.sendgrid).await;
+        sendgrid_accepts(CUSTOM_SENDGRID_KEY, "custom")
+            .mount(&app.sendgrid)
+            .await;
+        sendgrid_accepts(SYSTEM_SENDGRID_KEY, "system")
+            .mount(&app.sendgrid)
+            .await;
     }
     let send = |app: &TestApp| {
         let msg = message(practice, Channel::Email, "pat@example.com");
         let factory = app.state.messaging.clone();
-        async move { factory.deliver(&msg, true).await.unwrap().provider.unwrap().as_str() }
+        async move {
+            factory
+                .deliver(&msg, true)
+                .await
+                .unwrap()
+                .provider
+                .unwrap()
+                .as_str()
+        }
     };
     assert_eq!(send(&second).await, "system_sendgrid");
 
     // The first instance saves custom settings the way the settings API does: change and notify in one transaction.
-    let key = first.state.keyring.encrypt(CUSTOM_SENDGRID_KEY, practice, dentite::crypto::CredentialField::SendGridApiKey);
+    let key = first.state.keyring.encrypt(
+        CUSTOM_SENDGRID_KEY,
+        practice,
+        dentite::crypto::CredentialField::SendGridApiKey,
+    );
     let mut tx = first.pool.begin().await.unwrap();
     sqlx::query(
         "update practices set email_provider = 'custom_sendgrid', sendgrid_api_key = $2, sendgrid_from_email = 'desk@smile.test',
@@ -151,7 +233,9 @@ async fn a_change_committed_by_one_instance_is_used_by_another_on_its_next_send(
     .execute(&mut *tx)
     .await
     .unwrap();
-    dentite::messaging::settings::notify_changed(&mut *tx, practice).await.unwrap();
+    dentite::messaging::settings::notify_changed(&mut *tx, practice)
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
 
     let seen = async {
@@ -159,24 +243,50 @@ async fn a_change_committed_by_one_instance_is_used_by_another_on_its_next_send(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(5), seen).await.expect("the other instance switches to custom");
+    tokio::time::timeout(Duration::from_secs(5), seen)
+        .await
+        .expect("the other instance switches to custom");
 }
 
 async fn fallback_case(custom_response: ResponseTemplate) -> (String, bool, Option<String>) {
-    let app = TestEnv::new().with_system_accounts().without_background().var("PROVIDER_TIMEOUT_MS", "300").spawn().await;
+    let app = TestEnv::new()
+        .with_system_accounts()
+        .without_background()
+        .var("PROVIDER_TIMEOUT_MS", "300")
+        .spawn()
+        .await;
     let practice = app.create_practice("Smile Dental").await;
     app.configure_custom_sendgrid(practice, true, true).await;
-    Mock::given(method("POST")).and(path("/v3/mail/send")).and(bearer_token(CUSTOM_SENDGRID_KEY))
-        .respond_with(custom_response).expect(1).mount(&app.sendgrid).await;
-    sendgrid_accepts(SYSTEM_SENDGRID_KEY, "system").expect(1).mount(&app.sendgrid).await;
-    let delivery = app.state.messaging.deliver(&message(practice, Channel::Email, "pat@example.com"), true).await.unwrap();
+    Mock::given(method("POST"))
+        .and(path("/v3/mail/send"))
+        .and(bearer_token(CUSTOM_SENDGRID_KEY))
+        .respond_with(custom_response)
+        .expect(1)
+        .mount(&app.sendgrid)
+        .await;
+    sendgrid_accepts(SYSTEM_SENDGRID_KEY, "system")
+        .expect(1)
+        .mount(&app.sendgrid)
+        .await;
+    let delivery = app
+        .state
+        .messaging
+        .deliver(&message(practice, Channel::Email, "pat@example.com"), true)
+        .await
+        .unwrap();
     assert!(matches!(delivery.result, DeliveryResult::Sent { .. }));
-    (delivery.provider.unwrap().as_str().to_string(), delivery.fell_back, delivery.fallback_reason)
+    (
+        delivery.provider.unwrap().as_str().to_string(),
+        delivery.fell_back,
+        delivery.fallback_reason,
+    )
 }
 
 #[tokio::test]
 async fn a_custom_account_refused_with_401_falls_back_to_the_system_account() {
-    let unauthorized = ResponseTemplate::new(401).set_body_json(serde_json::json!({"errors": [{"message": "authorization required", "field": null}]}));
+    let unauthorized = ResponseTemplate::new(401).set_body_json(
+        serde_json::json!({"errors": [{"message": "authorization required", "field": null}]}),
+    );
     let (provider, fell_back, reason) = fallback_case(unauthorized).await;
     assert_eq!((provider.as_str(), fell_back), ("system_sendgrid", true));
     assert!(reason.unwrap().contains("authorization required"));
@@ -203,18 +313,51 @@ async fn a_rejected_recipient_never_falls_back_and_neither_does_a_practice_that_
     app.configure_custom_sendgrid(rejecting, true, true).await;
     app.configure_custom_sendgrid(strict, true, false).await;
     let bad_recipient = serde_json::json!({"errors": [{"message": "Does not contain a valid address.", "field": "personalizations.0.to.0.email"}]});
-    Mock::given(method("POST")).and(path("/v3/mail/send")).and(bearer_token(CUSTOM_SENDGRID_KEY))
-        .and(body_partial_json(serde_json::json!({"personalizations": [{"to": [{"email": "bad@example.com"}]}]})))
-        .respond_with(ResponseTemplate::new(400).set_body_json(bad_recipient)).expect(1).mount(&app.sendgrid).await;
-    Mock::given(method("POST")).and(path("/v3/mail/send")).and(bearer_token(CUSTOM_SENDGRID_KEY))
-        .and(body_partial_json(serde_json::json!({"personalizations": [{"to": [{"email": "pat@example.com"}]}]})))
-        .respond_with(ResponseTemplate::new(401)).expect(1).mount(&app.sendgrid).await;
-    sendgrid_accepts(SYSTEM_SENDGRID_KEY, "system").expect(0).mount(&app.sendgrid).await;
+    Mock::given(method("POST"))
+        .and(path("/v3/mail/send"))
+        .and(bearer_token(CUSTOM_SENDGRID_KEY))
+        .and(body_partial_json(
+            serde_json::json!({"personalizations": [{"to": [{"email": "bad@example.com"}]}]}),
+        ))
+        .respond_with(ResponseTemplate::new(400).set_body_json(bad_recipient))
+        .expect(1)
+        .mount(&app.sendgrid)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v3/mail/send"))
+        .and(bearer_token(CUSTOM_SENDGRID_KEY))
+        .and(body_partial_json(
+            serde_json::json!({"personalizations": [{"to": [{"email": "pat@example.com"}]}]}),
+        ))
+        .respond_with(ResponseTemplate::new(401))
+        .expect(1)
+        .mount(&app.sendgrid)
+        .await;
+    sendgrid_accepts(SYSTEM_SENDGRID_KEY, "system")
+        .expect(0)
+        .mount(&app.sendgrid)
+        .await;
 
-    let rejected = app.state.messaging.deliver(&message(rejecting, Channel::Email, "bad@example.com"), true).await.unwrap();
+    let rejected = app
+        .state
+        .messaging
+        .deliver(&message(rejecting, Channel::Email, "bad@example.com"), true)
+        .await
+        .unwrap();
     assert_eq!(rejected.provider.unwrap().as_str(), "custom_sendgrid");
-    assert!(matches!(rejected.result, DeliveryResult::Failed { retryable: false, .. }));
-    let forbidden = app.state.messaging.deliver(&message(strict, Channel::Email, "pat@example.com"), true).await.unwrap();
+    assert!(matches!(
+        rejected.result,
+        DeliveryResult::Failed {
+            retryable: false,
+            ..
+        }
+    ));
+    let forbidden = app
+        .state
+        .messaging
+        .deliver(&message(strict, Channel::Email, "pat@example.com"), true)
+        .await
+        .unwrap();
     assert_eq!(forbidden.provider.unwrap().as_str(), "custom_sendgrid");
     assert!(!forbidden.fell_back);
     assert!(matches!(forbidden.result, DeliveryResult::Failed { .. }));
@@ -225,19 +368,41 @@ async fn a_suppressed_address_is_not_sent_through_either_account() {
     let app = system_app().await;
     let practice = app.create_practice("Smile Dental").await;
     app.configure_custom_sendgrid(practice, true, true).await;
-    Mock::given(method("POST")).respond_with(ResponseTemplate::new(202)).expect(0).mount(&app.sendgrid).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(202))
+        .expect(0)
+        .mount(&app.sendgrid)
+        .await;
     use dentite::messaging::suppression::{self, Scope, SuppressionReason};
-    suppression::add(&app.pool, Scope::Practice(practice), Channel::Email, "Pat@Example.com", SuppressionReason::Bounced).await.unwrap();
-    let delivery = app.state.messaging.deliver(&message(practice, Channel::Email, "pat@example.com"), true).await.unwrap();
+    suppression::add(
+        &app.pool,
+        Scope::Practice(practice),
+        Channel::Email,
+        "Pat@Example.com",
+        SuppressionReason::Bounced,
+    )
+    .await
+    .unwrap();
+    let delivery = app
+        .state
+        .messaging
+        .deliver(&message(practice, Channel::Email, "pat@example.com"), true)
+        .await
+        .unwrap();
     assert!(delivery.provider.is_none());
-    assert!(matches!(delivery.result, DeliveryResult::Suppressed { ref reason } if reason == "bounced"));
+    assert!(
+        matches!(delivery.result, DeliveryResult::Suppressed { ref reason } if reason == "bounced")
+    );
 }
 
 #[tokio::test]
 async fn one_hundred_concurrent_first_sends_build_one_client() {
     let app = system_app().await;
     let practice = app.create_practice("Smile Dental").await;
-    sendgrid_accepts(SYSTEM_SENDGRID_KEY, "system").expect(100).mount(&app.sendgrid).await;
+    sendgrid_accepts(SYSTEM_SENDGRID_KEY, "system")
+        .expect(100)
+        .mount(&app.sendgrid)
+        .await;
     let before = app.state.messaging.builds();
     let sends = (0..100).map(|i| {
         let factory = app.state.messaging.clone();
@@ -255,12 +420,31 @@ async fn repeated_account_failures_open_the_circuit_and_route_straight_to_the_sy
     let app = system_app().await;
     let practice = app.create_practice("Smile Dental").await;
     app.configure_custom_sendgrid(practice, true, true).await;
-    Mock::given(method("POST")).and(path("/v3/mail/send")).and(bearer_token(CUSTOM_SENDGRID_KEY))
-        .respond_with(ResponseTemplate::new(500)).expect(3).mount(&app.sendgrid).await;
-    sendgrid_accepts(SYSTEM_SENDGRID_KEY, "system").expect(5).mount(&app.sendgrid).await;
+    Mock::given(method("POST"))
+        .and(path("/v3/mail/send"))
+        .and(bearer_token(CUSTOM_SENDGRID_KEY))
+        .respond_with(ResponseTemplate::new(500))
+        .expect(3)
+        .mount(&app.sendgrid)
+        .await;
+    sendgrid_accepts(SYSTEM_SENDGRID_KEY, "system")
+        .expect(5)
+        .mount(&app.sendgrid)
+        .await;
     for _ in 0..5 {
-        let delivery = app.state.messaging.deliver(&message(practice, Channel::Email, "pat@example.com"), true).await.unwrap();
+        let delivery = app
+            .state
+            .messaging
+            .deliver(&message(practice, Channel::Email, "pat@example.com"), true)
+            .await
+            .unwrap();
         assert_eq!(delivery.provider.unwrap().as_str(), "system_sendgrid");
     }
-    assert_eq!(app.state.messaging.circuits.health(practice, Channel::Email), dentite::messaging::circuit::Health::Open);
+    assert_eq!(
+        app.state
+            .messaging
+            .circuits
+            .health(practice, Channel::Email),
+        dentite::messaging::circuit::Health::Open
+    );
 }
