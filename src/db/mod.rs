@@ -57,10 +57,13 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 /// Errors that mean "Postgres cannot be reached right now" rather than "this query is wrong".
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
+        // A connection cut mid-handshake shows up as a protocol error (unexpected bytes or EOF).
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_) => true,
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(e) => {
             // Class 08 (connection exception) and 57P0x (admin shutdown, crash shutdown, cannot connect now).
             e.code()

@@ -339,3 +339,55 @@ async fn key_rotation_re_encrypts_every_credential_once_and_is_safe_to_run_again
         );
     }
 }
+
+#[tokio::test]
+async fn readyz_answers_503_while_the_database_is_unreachable_and_200_when_it_returns() {
+    let upstream = {
+        let url = url::Url::parse(&crate::helpers::server_url()).unwrap();
+        let host = url.host_str().unwrap().replace("localhost", "127.0.0.1");
+        format!("{host}:{}", url.port().unwrap_or(5432))
+            .parse()
+            .unwrap()
+    };
+    let proxy = crate::pg_proxy::PgProxy::start(upstream).await;
+    let mut url = url::Url::parse(&crate::helpers::server_url()).unwrap();
+    url.set_host(Some("127.0.0.1")).unwrap();
+    url.set_port(Some(proxy.addr.port())).unwrap();
+    url.set_path(&format!("/dentite_test_{}", uuid::Uuid::new_v4().simple()));
+    let app = TestEnv::new()
+        .without_background()
+        .var("DATABASE_URL", url.to_string())
+        .spawn()
+        .await;
+    let readyz = || async {
+        app.http
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(readyz().await, 200);
+
+    proxy.go_down();
+    assert_eq!(readyz().await, 503);
+    let response = app
+        .http
+        .post(app.url("/api/auth/login"))
+        .json(&serde_json::json!({"email": "a@b.co", "password": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(response).await, (503, "unavailable".into()));
+
+    proxy.come_back();
+    let recovered = async {
+        while readyz().await != 200 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(15), recovered)
+        .await
+        .expect("ready again once the database returns");
+}

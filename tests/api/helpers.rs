@@ -11,7 +11,7 @@ pub const PASSWORD: &str = "correct horse battery staple";
 
 /// Where tests create their throwaway databases: TEST_DATABASE_URL, else DATABASE_URL's server,
 /// else the local trust-auth Postgres.
-fn server_url() -> String {
+pub fn server_url() -> String {
     let url = std::env::var("TEST_DATABASE_URL")
         .or_else(|_| std::env::var("DATABASE_URL"))
         .unwrap_or_else(|_| "postgres://postgres@localhost:5432/postgres".into());
@@ -86,6 +86,10 @@ impl TestEnv {
 
     pub async fn spawn(self) -> TestApp {
         dentite::install_crypto_provider();
+        // TEST_LOG=1 shows the application's logs, as zero2prod's harness does.
+        if std::env::var_os("TEST_LOG").is_some() {
+            dentite::telemetry::init_tracing(dentite::config::LogFormat::Text);
+        }
         let sendgrid = MockServer::start().await;
         let twilio = MockServer::start().await;
         let mut url = url::Url::parse(&server_url()).unwrap();

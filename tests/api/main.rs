@@ -4,5 +4,6 @@
 mod foundation;
 mod helpers;
 mod messaging;
+mod pg_proxy;
 mod process;
 mod queue;
