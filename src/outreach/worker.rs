@@ -232,7 +232,27 @@ impl Workers {
                 self.record_attempt(&job, &delivery).await?;
                 self.retry_later(&job, &error.to_string(), advised).await
             }
-            _ => self.finish(&job, &delivery).await,
+            _ => self.finish_despite_outage(&job, &delivery).await,
+        }
+    }
+
+    /// The provider has acted, so the outcome must be recorded: while the database is away, keep
+    /// trying until the lease would let another worker resend it.
+    async fn finish_despite_outage(
+        &self,
+        job: &ClaimedJob,
+        delivery: &Delivery,
+    ) -> Result<(), sqlx::Error> {
+        let deadline = tokio::time::Instant::now() + self.settings.lease;
+        loop {
+            match self.finish(job, delivery).await {
+                Err(e)
+                    if crate::db::is_unavailable(&e) && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                outcome => return outcome,
+            }
         }
     }
 

@@ -342,23 +342,7 @@ async fn key_rotation_re_encrypts_every_credential_once_and_is_safe_to_run_again
 
 #[tokio::test]
 async fn readyz_answers_503_while_the_database_is_unreachable_and_200_when_it_returns() {
-    let upstream = {
-        let url = url::Url::parse(&crate::helpers::server_url()).unwrap();
-        let host = url.host_str().unwrap().replace("localhost", "127.0.0.1");
-        format!("{host}:{}", url.port().unwrap_or(5432))
-            .parse()
-            .unwrap()
-    };
-    let proxy = crate::pg_proxy::PgProxy::start(upstream).await;
-    let mut url = url::Url::parse(&crate::helpers::server_url()).unwrap();
-    url.set_host(Some("127.0.0.1")).unwrap();
-    url.set_port(Some(proxy.addr.port())).unwrap();
-    url.set_path(&format!("/dentite_test_{}", uuid::Uuid::new_v4().simple()));
-    let app = TestEnv::new()
-        .without_background()
-        .var("DATABASE_URL", url.to_string())
-        .spawn()
-        .await;
+    let (app, proxy) = crate::pg_proxy::app_behind_proxy(TestEnv::new().without_background()).await;
     let readyz = || async {
         app.http
             .get(app.url("/readyz"))

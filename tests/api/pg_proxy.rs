@@ -9,6 +9,7 @@ use std::{
     },
 };
 
+use crate::helpers::{TestApp, TestEnv, server_url};
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::watch,
@@ -58,4 +59,24 @@ impl PgProxy {
     pub fn come_back(&self) {
         self.down.store(false, Ordering::SeqCst);
     }
+}
+
+/// An app whose database connection runs through a proxy the test can cut.
+pub async fn app_behind_proxy(env: TestEnv) -> (TestApp, PgProxy) {
+    let server = url::Url::parse(&server_url()).unwrap();
+    let host = server.host_str().unwrap().replace("localhost", "127.0.0.1");
+    let proxy = PgProxy::start(
+        format!("{host}:{}", server.port().unwrap_or(5432))
+            .parse()
+            .unwrap(),
+    )
+    .await;
+    let mut url = server.clone();
+    url.set_host(Some("127.0.0.1")).unwrap();
+    url.set_port(Some(proxy.addr.port())).unwrap();
+    url.set_path(&format!("/dentite_test_{}", uuid::Uuid::new_v4().simple()));
+    (
+        env.var("DATABASE_URL", url.to_string()).spawn().await,
+        proxy,
+    )
 }
