@@ -121,42 +121,19 @@ async fn a_user_created_with_the_cli_logs_in_to_the_served_binary_and_secrets_ne
         )
         .mount(&twilio)
         .await;
-    let port = free_port();
     let log_path = std::env::temp_dir().join(format!("dentite-serve-{}.log", uuid::Uuid::new_v4()));
-    let mut server = dentite(&database_url)
-        .args(["serve"])
-        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
-        .env("RUST_LOG", "debug")
-        .env("SENDGRID_API_KEY", SYSTEM_SENDGRID_KEY)
-        .env("SENDGRID_FROM_EMAIL", "noreply@dentite.test")
-        .env("SENDGRID_API_BASE_URL", sendgrid.uri())
-        .env("TWILIO_ACCOUNT_SID", SYSTEM_TWILIO_SID)
-        .env("TWILIO_AUTH_TOKEN", SYSTEM_TWILIO_TOKEN)
-        .env("TWILIO_PHONE_NUMBER", SYSTEM_TWILIO_NUMBER)
-        .env("TWILIO_API_BASE_URL", twilio.uri())
-        .env("SEND_POLL_MS", "50")
-        .env("TWILIO_RATE_PER_SEC", "0")
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-
+    let twilio_uri = twilio.uri();
+    let env = [
+        ("RUST_LOG", "debug"),
+        ("TWILIO_ACCOUNT_SID", SYSTEM_TWILIO_SID),
+        ("TWILIO_AUTH_TOKEN", SYSTEM_TWILIO_TOKEN),
+        ("TWILIO_PHONE_NUMBER", SYSTEM_TWILIO_NUMBER),
+        ("TWILIO_API_BASE_URL", twilio_uri.as_str()),
+        ("TWILIO_RATE_PER_SEC", "0"),
+    ];
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let (mut server, base) = serve(&database_url, &sendgrid, &env, log_file.into()).await;
     let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
-    let ready = async {
-        while http
-            .get(format!("{base}/readyz"))
-            .send()
-            .await
-            .map(|r| r.status() != 200)
-            .unwrap_or(true)
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), ready)
-        .await
-        .expect("serve becomes ready");
     let login: Value = http
         .post(format!("{base}/api/auth/login"))
         .json(&json!({"email": "owner@smile.test", "password": "a long enough password"}))
@@ -238,4 +215,141 @@ async fn a_user_created_with_the_cli_logs_in_to_the_served_binary_and_secrets_ne
     ] {
         assert!(!log.contains(secret), "a secret reached the log");
     }
+}
+
+/// Starts `dentite serve` on a free port against `database_url` with the system SendGrid at
+/// `sendgrid`, its log going to `log`; returns the child and its base URL once it is ready.
+async fn serve(
+    database_url: &str,
+    sendgrid: &MockServer,
+    extra: &[(&str, &str)],
+    log: Stdio,
+) -> (std::process::Child, String) {
+    let port = free_port();
+    let mut command = dentite(database_url);
+    command
+        .args(["serve"])
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("SENDGRID_API_KEY", SYSTEM_SENDGRID_KEY)
+        .env("SENDGRID_FROM_EMAIL", "noreply@dentite.test")
+        .env("SENDGRID_API_BASE_URL", sendgrid.uri())
+        .env("SENDGRID_RATE_PER_SEC", "0")
+        .env("SEND_POLL_MS", "50")
+        .stdout(Stdio::null())
+        .stderr(log);
+    for (name, value) in extra {
+        command.env(name, value);
+    }
+    let child = command.spawn().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let ready = async {
+        while http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), ready)
+        .await
+        .expect("serve becomes ready");
+    (child, base)
+}
+
+#[tokio::test]
+async fn the_service_killed_mid_send_and_started_again_sends_every_queued_message() {
+    let app = TestEnv::new().without_background().spawn().await;
+    let database: String = sqlx::query_scalar("select current_database()")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let mut url = url::Url::parse(&app.state.settings.database_url).unwrap();
+    url.set_path(&format!("/{database}"));
+    let sendgrid = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(202).set_delay(Duration::from_millis(25)))
+        .mount(&sendgrid)
+        .await;
+    let practice = app.create_practice("Smile Dental").await;
+    let patient = app
+        .create_patient(practice, "pat@example.com", "+15557654321")
+        .await;
+    let mut tx = app.pool.begin().await.unwrap();
+    for i in 0..200 {
+        dentite::outreach::queue::enqueue(
+            &mut tx,
+            &dentite::outreach::queue::NewMessage {
+                practice_id: practice,
+                patient_id: Some(patient),
+                channel: dentite::messaging::Channel::Email,
+                recipient: format!("p{i}@example.com"),
+                subject: Some("Recall".into()),
+                body: "Time for a check-up".into(),
+                sequence_enrollment_id: None,
+                sequence_step: None,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+
+    let lease = [("SEND_LEASE_SECS", "2"), ("SEND_WORKERS", "4")];
+    let (mut first, _) = serve(url.as_str(), &sendgrid, &lease, Stdio::null()).await;
+    let some_sent = async {
+        while sendgrid.received_requests().await.unwrap().len() < 40 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), some_sent)
+        .await
+        .expect("sending started");
+    first.kill().unwrap(); // SIGKILL: no graceful shutdown
+    first.wait().unwrap();
+    let pending: i64 = sqlx::query_scalar("select count(*) from send_jobs")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert!(pending > 0, "the kill interrupted the run");
+
+    let (mut second, _) = serve(url.as_str(), &sendgrid, &lease, Stdio::null()).await;
+    let drained = async {
+        loop {
+            let left: i64 =
+                sqlx::query_scalar("select count(*) from outreach_logs where status <> 'sent'")
+                    .fetch_one(&app.pool)
+                    .await
+                    .unwrap();
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), drained)
+        .await
+        .expect("every queued message ends sent");
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    let mut sends = std::collections::HashMap::<String, usize>::new();
+    for request in sendgrid.received_requests().await.unwrap() {
+        let body: Value = serde_json::from_slice(&request.body).unwrap();
+        *sends
+            .entry(
+                body["custom_args"]["outreach_log_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            )
+            .or_default() += 1;
+    }
+    assert_eq!(sends.len(), 200);
+    // At-least-once: only messages in flight at the kill (at most one per worker) may go twice.
+    let duplicates: usize = sends.values().map(|n| n - 1).sum();
+    assert!(duplicates <= 4, "{duplicates} duplicates");
 }
