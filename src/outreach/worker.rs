@@ -156,6 +156,20 @@ impl Workers {
         )
         .fetch_optional(&mut *tx)
         .await?;
+        // When the practice due next is being claimed by another worker, take the oldest due
+        // work of anyone else rather than idling until the next poll.
+        let practice = match practice {
+            Some(practice) => Some(practice),
+            None => {
+                sqlx::query_scalar(
+                    "select practice_id from send_jobs
+                 where run_at <= now() and (leased_until is null or leased_until < now())
+                 order by run_at limit 1 for update skip locked",
+                )
+                .fetch_optional(&mut *tx)
+                .await?
+            }
+        };
         let Some(practice_id) = practice else {
             return Ok(Vec::new());
         };

@@ -1,0 +1,386 @@
+//! The one-command benchmark runner: starts what it needs on this machine (Postgres databases of
+//! its own, a fake SendGrid on loopback, the `dentite` binary), measures each figure beside a
+//! baseline taken in the same run, and prints one table.
+//!
+//! Run: `cargo bench --bench runner` (release build). Results go in BENCHMARKS.md by hand, with
+//! the machine they ran on.
+
+use std::{
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use axum::{Router, http::HeaderMap, routing::post};
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+const MESSAGES: i64 = 20_000;
+const PRACTICES: i64 = 10_000;
+const CONNECTIONS: usize = 64;
+const LOAD_DURATION: Duration = Duration::from_secs(10);
+
+struct Row {
+    name: &'static str,
+    value: f64,
+    unit: &'static str,
+    baseline_name: &'static str,
+    baseline: f64,
+}
+
+fn server_url() -> url::Url {
+    let mut url = url::Url::parse(
+        &std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@localhost:5432/postgres".into()),
+    )
+    .expect("DATABASE_URL parses");
+    url.set_path("/postgres");
+    url
+}
+
+/// A fake SendGrid that accepts every mail send as fast as it can, counting them.
+async fn fake_sendgrid() -> (String, Arc<AtomicU64>) {
+    let accepted = Arc::new(AtomicU64::new(0));
+    let counter = accepted.clone();
+    let app = Router::new().route(
+        "/v3/mail/send",
+        post(move || {
+            let n = counter.fetch_add(1, Ordering::Relaxed);
+            async move {
+                let mut headers = HeaderMap::new();
+                headers.insert("x-message-id", format!("bench{n}").parse().unwrap());
+                (axum::http::StatusCode::ACCEPTED, headers)
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let uri = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (uri, accepted)
+}
+
+struct Service {
+    child: Child,
+    base: String,
+    pool: PgPool,
+    database: String,
+}
+
+impl Service {
+    async fn start(sendgrid: &str) -> Self {
+        let database = format!("dentite_bench_{}", Uuid::new_v4().simple());
+        let mut url = server_url();
+        url.set_path(&format!("/{database}"));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_dentite"))
+            .arg("serve")
+            .env("DATABASE_URL", url.as_str())
+            .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+            .env("ENCRYPTION_KEY", "11".repeat(32))
+            .env("AUTH_SIGNING_KEY", "22".repeat(32))
+            .env("SENDGRID_API_KEY", "SG.bench.key")
+            .env("SENDGRID_FROM_EMAIL", "bench@dentite.test")
+            .env("SENDGRID_API_BASE_URL", sendgrid)
+            .env("SENDGRID_RATE_PER_SEC", "0")
+            .env("TWILIO_RATE_PER_SEC", "0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the dentite binary starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "dentite serve did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let pool = PgPool::connect(url.as_str()).await.unwrap();
+        Self {
+            child,
+            base,
+            pool,
+            database,
+        }
+    }
+
+    /// Peak resident memory of the service process so far, from /proc.
+    fn peak_rss_mib(&self) -> f64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+            .map_or(f64::NAN, |kib| kib / 1024.0)
+    }
+
+    async fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.pool.close().await;
+        let mut admin = PgConnection::connect(server_url().as_str()).await.unwrap();
+        let statement = format!("drop database if exists \"{}\" with (force)", self.database);
+        admin.execute(sqlx::AssertSqlSafe(statement)).await.unwrap();
+    }
+}
+
+/// Requests per second one sequential client gets from the fake.
+async fn raw_fake_rate(sendgrid: &str, requests: u64) -> f64 {
+    let http = reqwest::Client::new();
+    let url = format!("{sendgrid}/v3/mail/send");
+    let started = Instant::now();
+    for _ in 0..requests {
+        http.post(&url).body("{}").send().await.unwrap();
+    }
+    requests as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn send_pipeline(service: &Service, accepted: &AtomicU64) -> f64 {
+    let practice = Uuid::new_v4();
+    sqlx::query("insert into practices (id, name) values ($1, 'Bench Dental')")
+        .bind(practice)
+        .execute(&service.pool)
+        .await
+        .unwrap();
+    sqlx::query(
+        "with logs as (
+             insert into outreach_logs (id, practice_id, message_type, recipient, subject, body)
+             select gen_random_uuid(), $1, 'email', 'p' || n || '@example.com', 'Recall', 'Time for a check-up'
+             from generate_series(1, $2) n returning id)
+         insert into send_jobs (outreach_log_id, practice_id, run_at) select id, $1, now() + interval '1 hour' from logs",
+    )
+    .bind(practice)
+    .bind(MESSAGES)
+    .execute(&service.pool)
+    .await
+    .unwrap();
+    sqlx::query("insert into send_fairness (practice_id) values ($1)")
+        .bind(practice)
+        .execute(&service.pool)
+        .await
+        .unwrap();
+    let before = accepted.load(Ordering::Relaxed);
+    // Release the whole batch at once and wake the workers.
+    let started = Instant::now();
+    sqlx::query("update send_jobs set run_at = now() where practice_id = $1")
+        .bind(practice)
+        .execute(&service.pool)
+        .await
+        .unwrap();
+    sqlx::query("select pg_notify('dentite_send_jobs', '')")
+        .execute(&service.pool)
+        .await
+        .unwrap();
+    loop {
+        let left: i64 = sqlx::query_scalar("select count(*) from send_jobs")
+            .fetch_one(&service.pool)
+            .await
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(
+        accepted.load(Ordering::Relaxed) - before,
+        MESSAGES as u64,
+        "every message reached the fake once"
+    );
+    MESSAGES as f64 / elapsed
+}
+
+struct Load {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+/// `CONNECTIONS` concurrent clients hammering one URL for `LOAD_DURATION`.
+async fn load(url: &str, token: Option<&str>) -> Load {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(CONNECTIONS)
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + LOAD_DURATION;
+    let tasks = (0..CONNECTIONS).map(|_| {
+        let (http, url, token) = (http.clone(), url.to_string(), token.map(str::to_string));
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let mut request = http.get(&url);
+                if let Some(token) = &token {
+                    request = request.bearer_auth(token);
+                }
+                let started = Instant::now();
+                let response = request.send().await.unwrap();
+                assert!(
+                    response.status().is_success(),
+                    "{url}: {}",
+                    response.status()
+                );
+                response.bytes().await.unwrap();
+                latencies.push(started.elapsed());
+            }
+            latencies
+        })
+    });
+    let mut latencies: Vec<Duration> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap)
+        .collect();
+    latencies.sort();
+    let percentile = |p: f64| {
+        latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)].as_secs_f64()
+            * 1000.0
+    };
+    Load {
+        rps: latencies.len() as f64 / LOAD_DURATION.as_secs_f64(),
+        p50_ms: percentile(0.50),
+        p99_ms: percentile(0.99),
+    }
+}
+
+/// 10,000 practices with encrypted custom credentials, and an owner of the first to log in as.
+async fn seed_practices(service: &Service) -> String {
+    let keyring = dentite::crypto::Keyring::new(&dentite::crypto::KeyMaterial {
+        current: [0x11; 32],
+        previous: vec![],
+    });
+    let ids: Vec<Uuid> = (0..PRACTICES).map(|_| Uuid::new_v4()).collect();
+    let keys: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            keyring.encrypt(
+                "SG.practice.key",
+                *id,
+                dentite::crypto::CredentialField::SendGridApiKey,
+            )
+        })
+        .collect();
+    sqlx::query(
+        "insert into practices (id, name, email_provider, sendgrid_api_key, sendgrid_from_email, email_domain_verified)
+         select id, 'Practice ' || key, 'custom_sendgrid', key, 'desk@practice.test', true
+         from unnest($1::uuid[], $2::text[]) as t(id, key)",
+    )
+    .bind(&ids)
+    .bind(&keys)
+    .execute(&service.pool)
+    .await
+    .unwrap();
+    let email = dentite::types::EmailAddress::parse("owner@bench.test").unwrap();
+    dentite::auth::create_user(
+        &service.pool,
+        &email,
+        "bench password 123",
+        dentite::auth::Role::Owner,
+        Some(ids[0]),
+    )
+    .await
+    .unwrap();
+    let login: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/api/auth/login", service.base))
+        .json(&serde_json::json!({"email": "owner@bench.test", "password": "bench password 123"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    login["token"]
+        .as_str()
+        .expect("bench owner logs in")
+        .to_string()
+}
+
+fn print_table(rows: &[Row]) {
+    println!("\n| figure | value | baseline (same run) | ratio |");
+    println!("|---|---|---|---|");
+    for row in rows {
+        println!(
+            "| {} | {:.1} {} | {}: {:.1} | {:.2} |",
+            row.name,
+            row.value,
+            row.unit,
+            row.baseline_name,
+            row.baseline,
+            row.value / row.baseline
+        );
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    dentite::install_crypto_provider();
+    let (sendgrid, accepted) = fake_sendgrid().await;
+    let service = Service::start(&sendgrid).await;
+    let mut rows = Vec::new();
+
+    let raw = raw_fake_rate(&sendgrid, MESSAGES as u64).await;
+    let pipeline = send_pipeline(&service, &accepted).await;
+    rows.push(Row {
+        name: "send pipeline, 20,000 queued emails",
+        value: pipeline,
+        unit: "msg/s",
+        baseline_name: "fake's raw rate, one client",
+        baseline: raw,
+    });
+
+    let token = seed_practices(&service).await;
+    let healthz = load(&format!("{}/healthz", service.base), None).await;
+    let settings = load(
+        &format!("{}/api/practice-settings/messaging", service.base),
+        Some(&token),
+    )
+    .await;
+    rows.push(Row {
+        name: "GET settings, 64 connections",
+        value: settings.rps,
+        unit: "req/s",
+        baseline_name: "/healthz",
+        baseline: healthz.rps,
+    });
+    rows.push(Row {
+        name: "GET settings p50",
+        value: settings.p50_ms,
+        unit: "ms",
+        baseline_name: "/healthz p50",
+        baseline: healthz.p50_ms,
+    });
+    rows.push(Row {
+        name: "GET settings p99",
+        value: settings.p99_ms,
+        unit: "ms",
+        baseline_name: "/healthz p99",
+        baseline: healthz.p99_ms,
+    });
+
+    let peak = service.peak_rss_mib();
+    rows.push(Row {
+        name: "peak RSS of the service (10,000 practices)",
+        value: peak,
+        unit: "MiB",
+        baseline_name: "target",
+        baseline: 150.0,
+    });
+    print_table(&rows);
+    service.stop().await;
+}
