@@ -216,11 +216,11 @@ impl Drop for TestApp {
             let _ = stop.send(());
         }
         let name = self.database_name.clone();
-        let pool = self.pool.clone();
+        // No `pool.close()` here: it waits for checked-out connections, which are handed back by
+        // tasks of the test's runtime, blocked in this very call. `with (force)` ends them instead.
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async move {
-                pool.close().await;
                 if let Ok(mut admin) = PgConnection::connect(&server_url()).await {
                     let statement = format!("drop database if exists \"{name}\" with (force)");
                     let _ = admin.execute(sqlx::AssertSqlSafe(statement)).await;
