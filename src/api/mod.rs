@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod json;
 mod ops;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -43,6 +44,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(ops::router())
         .merge(auth::router())
+        .merge(webhooks::router())
         .split_for_parts()
 }
 
