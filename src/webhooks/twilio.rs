@@ -102,7 +102,7 @@ async fn apply_status(
     let stored = append_once(&mut tx, event).await?;
     if stored {
         match &log {
-            Some(log) => advance(&mut tx, log, &params, reported).await?,
+            Some(log) => apply_to_log(&mut tx, log, &params, reported).await?,
             None => tracing::info!(
                 message_sid = sid,
                 "Twilio {reported} for an unknown message; kept"
@@ -121,7 +121,7 @@ async fn apply_status(
     })
 }
 
-async fn advance(
+async fn apply_to_log(
     db: &mut PgConnection,
     log: &SmsLog,
     params: &Params,
@@ -392,15 +392,8 @@ async fn authenticate(
     let tenant = route.tenant()?;
     let params = Params::parse(request.body)?;
     let account = account(state, tenant).await?;
-    let url = format!(
-        "{}{}",
-        state
-            .settings
-            .webhook_base_url
-            .as_str()
-            .trim_end_matches('/'),
-        request.path_and_query
-    );
+    // Built as the factory builds the StatusCallback URLs it hands Twilio.
+    let url = state.messaging.webhook_url(request.path_and_query);
     let (key, algorithm) = signing_key(&state.settings, &account, request.signature_settings)?;
     verify_twilio(&url, &params.0, request.signature, key, algorithm)
         .map_err(|e| WebhookError::unauthenticated(format!("X-Twilio-Signature: {e}")))?;

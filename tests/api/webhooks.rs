@@ -186,14 +186,19 @@ async fn assert_nothing_changed(app: &TestApp, log: Uuid, status: &str) {
     assert_eq!(status_of(app, log).await, status);
 }
 
+/// Why the ledger refuses `address` (an email or a number) to `practice`, if it does.
 async fn suppressed(
     app: &TestApp,
     practice: Uuid,
-    channel: Channel,
     address: &str,
-    via_system_sender: bool,
+    via_system: bool,
 ) -> Option<String> {
-    suppression::check(&app.pool, practice, channel, address, via_system_sender)
+    let channel = if address.contains('@') {
+        Channel::Email
+    } else {
+        Channel::Sms
+    };
+    suppression::check(&app.pool, practice, channel, address, via_system)
         .await
         .unwrap()
 }
@@ -389,7 +394,7 @@ async fn statuses_only_move_forward_and_a_final_status_sticks() {
         .unwrap();
     assert_eq!(error.as_deref(), Some("550 mailbox full"));
     assert_eq!(
-        suppressed(&app, practice, Channel::Email, PATIENT_EMAIL, false)
+        suppressed(&app, practice, PATIENT_EMAIL, false)
             .await
             .as_deref(),
         Some("spam_reported"),
@@ -426,7 +431,7 @@ async fn a_hard_bounce_suppresses_the_address_and_stops_the_patients_sequences()
     assert_eq!(response.status(), 200);
     assert_eq!(status_of(&app, log).await, "bounced");
     assert_eq!(
-        suppressed(&app, practice, Channel::Email, PATIENT_EMAIL, true)
+        suppressed(&app, practice, PATIENT_EMAIL, true)
             .await
             .as_deref(),
         Some("bounced")
@@ -437,7 +442,7 @@ async fn a_hard_bounce_suppresses_the_address_and_stops_the_patients_sequences()
     );
     let other_practice = app.create_practice("Other Dental").await;
     assert_eq!(
-        suppressed(&app, other_practice, Channel::Email, PATIENT_EMAIL, true).await,
+        suppressed(&app, other_practice, PATIENT_EMAIL, true).await,
         None,
         "one practice's bounce is its own"
     );
@@ -477,9 +482,7 @@ async fn unsubscribes_and_drops_for_bad_addresses_suppress_but_other_drops_do_no
         ("d@example.com", None),
     ] {
         assert_eq!(
-            suppressed(&app, practice, Channel::Email, address, false)
-                .await
-                .as_deref(),
+            suppressed(&app, practice, address, false).await.as_deref(),
             reason,
             "{address}"
         );
@@ -516,10 +519,7 @@ async fn an_event_naming_another_practice_is_kept_but_changes_nothing() {
     .unwrap();
     assert_eq!(linked, 0);
     for practice in [practice, victim] {
-        assert_eq!(
-            suppressed(&app, practice, Channel::Email, PATIENT_EMAIL, true).await,
-            None
-        );
+        assert_eq!(suppressed(&app, practice, PATIENT_EMAIL, true).await, None);
     }
 }
 
@@ -725,15 +725,37 @@ async fn the_openapi_document_lists_every_webhook_route() {
         .json()
         .await
         .unwrap();
-    for path in [
-        "/api/webhooks/sendgrid",
-        "/api/webhooks/sendgrid/{practiceId}",
-        "/api/webhooks/twilio",
-        "/api/webhooks/twilio/{practiceId}",
-        "/api/webhooks/twilio-incoming",
-        "/api/webhooks/twilio-incoming/{practiceId}",
-    ] {
-        assert!(doc["paths"][path]["post"].is_object(), "{path} documented");
+    let signature_headers = [
+        (
+            "/api/webhooks/sendgrid",
+            "X-Twilio-Email-Event-Webhook-Signature",
+        ),
+        (
+            "/api/webhooks/sendgrid/{practiceId}",
+            "X-Twilio-Email-Event-Webhook-Timestamp",
+        ),
+        ("/api/webhooks/twilio", "X-Twilio-Signature"),
+        ("/api/webhooks/twilio/{practiceId}", "X-Twilio-Signature"),
+        (
+            "/api/webhooks/twilio-incoming",
+            "X-Twilio-Webhooks-Signature-Settings",
+        ),
+        (
+            "/api/webhooks/twilio-incoming/{practiceId}",
+            "X-Twilio-Signature",
+        ),
+    ];
+    for (path, header) in signature_headers {
+        let parameters = doc["paths"][path]["post"]["parameters"].as_array();
+        let names: Vec<&str> = parameters
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert!(
+            names.contains(&header),
+            "{path} documents {header}: {names:?}"
+        );
     }
 }
 
@@ -984,7 +1006,7 @@ async fn twilio_error_21610_puts_the_recipient_on_the_ledger() {
     assert_eq!(response.status(), 200);
     assert_eq!(status_of(&app, log).await, "failed");
     assert_eq!(
-        suppressed(&app, practice, Channel::Sms, PATIENT_PHONE, false)
+        suppressed(&app, practice, PATIENT_PHONE, false)
             .await
             .as_deref(),
         Some("opted_out")
@@ -1014,15 +1036,9 @@ async fn inbound_stop_suppresses_the_number_even_via_the_system_sender_and_start
     );
     for via_system_sender in [false, true] {
         assert_eq!(
-            suppressed(
-                &app,
-                practice,
-                Channel::Sms,
-                PATIENT_PHONE,
-                via_system_sender
-            )
-            .await
-            .as_deref(),
+            suppressed(&app, practice, PATIENT_PHONE, via_system_sender)
+                .await
+                .as_deref(),
             Some("opted_out")
         );
     }
@@ -1036,10 +1052,7 @@ async fn inbound_stop_suppresses_the_number_even_via_the_system_sender_and_start
         200
     );
     assert_eq!(post_inbound(&app, practice, "UNSTOP").await.status(), 200);
-    assert_eq!(
-        suppressed(&app, practice, Channel::Sms, PATIENT_PHONE, true).await,
-        None
-    );
+    assert_eq!(suppressed(&app, practice, PATIENT_PHONE, true).await, None);
     let kinds: Vec<String> =
         sqlx::query_scalar("select event_type from provider_events order by id")
             .fetch_all(&app.pool)
@@ -1071,10 +1084,7 @@ async fn a_redelivered_stop_does_not_undo_a_later_start() {
         );
     }
 
-    assert_eq!(
-        suppressed(&app, practice, Channel::Sms, PATIENT_PHONE, false).await,
-        None
-    );
+    assert_eq!(suppressed(&app, practice, PATIENT_PHONE, false).await, None);
     assert_eq!(stored_events(&app).await, 2);
 }
 
@@ -1089,10 +1099,7 @@ async fn help_is_answered_with_twiml_naming_the_practice_and_how_to_opt_out() {
         reply.contains("<Response><Message>Smith &amp; Jones Dental: reply STOP"),
         "{reply}"
     );
-    assert_eq!(
-        suppressed(&app, practice, Channel::Sms, PATIENT_PHONE, true).await,
-        None
-    );
+    assert_eq!(suppressed(&app, practice, PATIENT_PHONE, true).await, None);
 }
 
 #[tokio::test]
@@ -1120,20 +1127,20 @@ async fn stop_on_the_system_number_binds_every_practice_that_sends_from_it() {
 
     assert_eq!(response.status(), 200);
     assert_eq!(
-        suppressed(&app, system_practice, Channel::Sms, PATIENT_PHONE, true)
+        suppressed(&app, system_practice, PATIENT_PHONE, true)
             .await
             .as_deref(),
         Some("opted_out")
     );
     assert_eq!(
-        suppressed(&app, custom_practice, Channel::Sms, PATIENT_PHONE, true)
+        suppressed(&app, custom_practice, PATIENT_PHONE, true)
             .await
             .as_deref(),
         Some("opted_out"),
         "a fallback to the system number is suppressed too"
     );
     assert_eq!(
-        suppressed(&app, custom_practice, Channel::Sms, PATIENT_PHONE, false).await,
+        suppressed(&app, custom_practice, PATIENT_PHONE, false).await,
         None,
         "the practice's own number was not opted out"
     );
