@@ -32,11 +32,17 @@ impl FieldErrors {
     }
 
     pub fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.0.entry(field.to_string()).or_insert_with(|| message.into());
+        self.0
+            .entry(field.to_string())
+            .or_insert_with(|| message.into());
     }
 
     /// Records the error of a parse under `field` and yields the value when it parsed.
-    pub fn check<T, E: std::fmt::Display>(&mut self, field: &str, result: Result<T, E>) -> Option<T> {
+    pub fn check<T, E: std::fmt::Display>(
+        &mut self,
+        field: &str,
+        result: Result<T, E>,
+    ) -> Option<T> {
         result.map_err(|e| self.add(field, e.to_string())).ok()
     }
 
@@ -46,7 +52,11 @@ impl FieldErrors {
 
     /// `Ok(())` when nothing was recorded, so handlers can `errors.finish()?`.
     pub fn finish(self) -> Result<(), ApiError> {
-        if self.is_empty() { Ok(()) } else { Err(ApiError::Validation(self)) }
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self))
+        }
     }
 }
 
@@ -71,7 +81,10 @@ pub enum ApiError {
     Conflict(String),
     /// The provider refused what the caller gave us (a key, a number, a domain).
     #[error("{message}")]
-    ProviderRejected { message: String, field: Option<&'static str> },
+    ProviderRejected {
+        message: String,
+        field: Option<&'static str>,
+    },
     #[error("too many requests")]
     RateLimited { retry_after: Duration },
     /// A dependency (the database, a provider) cannot be reached: retry later.
@@ -115,7 +128,9 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Validation(_) | Self::BadRequest(_) | Self::PayloadTooLarge => "validation_failed",
+            Self::Validation(_) | Self::BadRequest(_) | Self::PayloadTooLarge => {
+                "validation_failed"
+            }
             Self::Unauthorized => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
@@ -150,12 +165,14 @@ impl From<WebhookError> for ApiError {
                 tracing::warn!(reason = %reason, "refused a webhook request");
                 Self::Unauthorized
             }
-            WebhookError::WrongAccount => Self::Forbidden("the posted AccountSid is not this webhook's account"),
+            WebhookError::WrongAccount => {
+                Self::Forbidden("the posted AccountSid is not this webhook's account")
+            }
             WebhookError::Malformed(message) => Self::BadRequest(message),
             WebhookError::Database(e) => e.into(),
-            WebhookError::Credential(e) => {
-                Self::Internal(anyhow::Error::new(e).context("a stored webhook credential cannot be decrypted"))
-            }
+            WebhookError::Credential(e) => Self::Internal(
+                anyhow::Error::new(e).context("a stored webhook credential cannot be decrypted"),
+            ),
         }
     }
 }
@@ -174,15 +191,33 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = ?cause, "internal error");
                 ("an internal error occurred".to_string(), None)
             }
-            Self::Validation(FieldErrors(fields)) => ("the request has invalid fields".to_string(), Some(fields)),
-            Self::ProviderRejected { field: Some(field), message } => {
-                (message.clone(), Some(BTreeMap::from([(field.to_string(), message)])))
+            Self::Validation(FieldErrors(fields)) => {
+                ("the request has invalid fields".to_string(), Some(fields))
             }
+            Self::ProviderRejected {
+                field: Some(field),
+                message,
+            } => (
+                message.clone(),
+                Some(BTreeMap::from([(field.to_string(), message)])),
+            ),
             other => (other.to_string(), None),
         };
-        let mut response = (status, Json(ErrorBody { error: ErrorDetail { code, message, fields } })).into_response();
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                error: ErrorDetail {
+                    code,
+                    message,
+                    fields,
+                },
+            }),
+        )
+            .into_response();
         if let Some(secs) = retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

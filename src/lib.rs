@@ -22,7 +22,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tokio::{net::TcpListener, sync::watch};
 
-use crate::{auth::TokenSigner, config::Settings, crypto::Keyring, messaging::MessagingServiceFactory};
+use crate::{
+    auth::TokenSigner, config::Settings, crypto::Keyring, messaging::MessagingServiceFactory,
+};
 
 /// What every handler and background task shares. Cheap to clone.
 #[derive(Clone)]
@@ -44,7 +46,10 @@ pub struct ServeOptions {
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        Self { migrate: true, background: true }
+        Self {
+            migrate: true,
+            background: true,
+        }
     }
 }
 
@@ -70,9 +75,15 @@ impl Application {
             .await
             .with_context(|| format!("could not listen on BIND_ADDR={}", settings.bind_addr))?;
         let keyring = Arc::new(Keyring::new(&settings.keys));
-        let messaging = Arc::new(MessagingServiceFactory::new(&settings, pool.clone(), keyring.clone())?);
+        let messaging = Arc::new(MessagingServiceFactory::new(
+            &settings,
+            pool.clone(),
+            keyring.clone(),
+        )?);
         if settings.uses_outbox() {
-            tracing::warn!("a system provider account is not configured: that channel goes to the outbox");
+            tracing::warn!(
+                "a system provider account is not configured: that channel goes to the outbox"
+            );
         }
         let state = AppState {
             keyring,
@@ -82,11 +93,17 @@ impl Application {
             settings: Arc::new(settings),
             pool,
         };
-        Ok(Self { listener, state, options })
+        Ok(Self {
+            listener,
+            state,
+            options,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn state(&self) -> &AppState {
@@ -95,7 +112,10 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish and stops the
     /// background tasks.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let background = if self.options.background {
             Self::spawn_background(&self.state, stop_rx.clone())
@@ -118,8 +138,13 @@ impl Application {
         Ok(())
     }
 
-    fn spawn_background(state: &AppState, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-        vec![tokio::spawn(state.messaging.clone().listen_for_changes(stop))]
+    fn spawn_background(
+        state: &AppState,
+        stop: watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![tokio::spawn(
+            state.messaging.clone().listen_for_changes(stop),
+        )]
     }
 }
 

@@ -38,7 +38,9 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::JsonDataError(e) => {
             // serde_path_to_error gives "field: message"; keep the path as the field name.
             let text = e.body_text();
-            let detail = text.strip_prefix("Failed to deserialize the JSON body into the target type: ").unwrap_or(&text);
+            let detail = text
+                .strip_prefix("Failed to deserialize the JSON body into the target type: ")
+                .unwrap_or(&text);
             match detail.split_once(": ") {
                 Some((path, message)) if !path.contains(' ') => ApiError::validation(path, message),
                 _ => ApiError::validation("body", detail),
@@ -89,7 +91,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
         axum::Form::<T>::from_request(req, state)
             .await
             .map(|f| Self(f.0))
-            .map_err(|e: FormRejection| ApiError::BadRequest(format!("malformed form body: {}", e.body_text())))
+            .map_err(|e: FormRejection| {
+                ApiError::BadRequest(format!("malformed form body: {}", e.body_text()))
+            })
     }
 }
 
@@ -100,12 +104,18 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        Bytes::from_request(req, state).await.map(Self).map_err(|e: BytesRejection| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::BadRequest(format!("could not read the request body: {}", e.body_text()))
-            }
-        })
+        Bytes::from_request(req, state)
+            .await
+            .map(Self)
+            .map_err(|e: BytesRejection| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::BadRequest(format!(
+                        "could not read the request body: {}",
+                        e.body_text()
+                    ))
+                }
+            })
     }
 }

@@ -68,7 +68,16 @@ pub async fn add(
     address: &str,
     reason: SuppressionReason,
 ) -> Result<(), sqlx::Error> {
-    add_all(db, &[Suppression { scope, channel, address: address.to_string(), reason }]).await
+    add_all(
+        db,
+        &[Suppression {
+            scope,
+            channel,
+            address: address.to_string(),
+            reason,
+        }],
+    )
+    .await
 }
 
 /// Adds every entry in one statement (a webhook batch may carry hundreds); entries already on
@@ -94,14 +103,39 @@ pub fn bind_entries<'q>(
     entries: &[Suppression],
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
     query
-        .bind(entries.iter().map(|e| e.scope.practice_id()).collect::<Vec<_>>())
-        .bind(entries.iter().map(|e| e.channel.as_str()).collect::<Vec<_>>())
-        .bind(entries.iter().map(|e| normalize(e.channel, &e.address)).collect::<Vec<_>>())
-        .bind(entries.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>())
+        .bind(
+            entries
+                .iter()
+                .map(|e| e.scope.practice_id())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            entries
+                .iter()
+                .map(|e| e.channel.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            entries
+                .iter()
+                .map(|e| normalize(e.channel, &e.address))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            entries
+                .iter()
+                .map(|e| e.reason.as_str())
+                .collect::<Vec<_>>(),
+        )
 }
 
 /// Removes an opt-out (START / UNSTOP). Returns whether anything was removed.
-pub async fn remove(db: impl PgExecutor<'_>, scope: Scope, channel: Channel, address: &str) -> Result<bool, sqlx::Error> {
+pub async fn remove(
+    db: impl PgExecutor<'_>,
+    scope: Scope,
+    channel: Channel,
+    address: &str,
+) -> Result<bool, sqlx::Error> {
     let result = sqlx::query(
         "delete from suppressions where practice_id is not distinct from $1 and channel = $2 and address = $3",
     )
