@@ -14,6 +14,8 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::webhooks::WebhookError;
+
 /// Field name → what is wrong with it, in words for a person.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FieldErrors(BTreeMap<String, String>);
@@ -66,6 +68,9 @@ pub enum ApiError {
     /// 400: a body that is not JSON/form at all, or a malformed header.
     #[error("{0}")]
     BadRequest(String),
+    /// 413: a body beyond the route's limit.
+    #[error("the request body is larger than this route accepts")]
+    PayloadTooLarge,
     #[error("authentication required")]
     Unauthorized,
     #[error("{0}")]
@@ -110,6 +115,7 @@ impl ApiError {
         match self {
             Self::Validation(_) | Self::ProviderRejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
@@ -122,7 +128,9 @@ impl ApiError {
 
     pub fn code(&self) -> &'static str {
         match self {
-            Self::Validation(_) | Self::BadRequest(_) => "validation_failed",
+            Self::Validation(_) | Self::BadRequest(_) | Self::PayloadTooLarge => {
+                "validation_failed"
+            }
             Self::Unauthorized => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
@@ -146,6 +154,26 @@ impl From<sqlx::Error> for ApiError {
             return Self::Unavailable("the database is unavailable; try again shortly".into());
         }
         Self::Internal(anyhow::Error::new(error).context("database query failed"))
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(error: WebhookError) -> Self {
+        match error {
+            WebhookError::Unauthenticated(reason) => {
+                // Forged requests and a practice's misconfigured key look alike from here.
+                tracing::warn!(reason = %reason, "refused a webhook request");
+                Self::Unauthorized
+            }
+            WebhookError::WrongAccount => {
+                Self::Forbidden("the posted AccountSid is not this webhook's account")
+            }
+            WebhookError::Malformed(message) => Self::BadRequest(message),
+            WebhookError::Database(e) => e.into(),
+            WebhookError::Credential(e) => Self::Internal(
+                anyhow::Error::new(e).context("a stored webhook credential cannot be decrypted"),
+            ),
+        }
     }
 }
 

@@ -1,11 +1,12 @@
 //! Extractors whose rejections speak the contract's error shape instead of axum's plain text.
 
 use axum::{
+    body::Bytes,
     extract::{
         FromRequest, FromRequestParts, Request,
-        rejection::{FormRejection, JsonRejection, PathRejection, QueryRejection},
+        rejection::{BytesRejection, FormRejection, JsonRejection, PathRejection, QueryRejection},
     },
-    http::request::Parts,
+    http::{StatusCode, request::Parts},
     response::{IntoResponse, Response},
 };
 use serde::de::DeserializeOwned;
@@ -92,6 +93,29 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
             .map(|f| Self(f.0))
             .map_err(|e: FormRejection| {
                 ApiError::BadRequest(format!("malformed form body: {}", e.body_text()))
+            })
+    }
+}
+
+/// The body exactly as received, for checking a signature over its bytes before parsing them.
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        Bytes::from_request(req, state)
+            .await
+            .map(Self)
+            .map_err(|e: BytesRejection| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::BadRequest(format!(
+                        "could not read the request body: {}",
+                        e.body_text()
+                    ))
+                }
             })
     }
 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod json;
 mod messages;
 mod ops;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -50,6 +51,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(ops::router())
         .merge(auth::router())
         .merge(messages::router())
+        .merge(webhooks::router())
         .split_for_parts()
 }
 

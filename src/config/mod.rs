@@ -97,6 +97,11 @@ pub struct Settings {
     pub webhook_base_url: Url,
     pub client_cache_ttl: Duration,
     pub sendgrid_webhook_max_age: Option<Duration>,
+    /// Twilio webhook shared key (HMAC-SHA256 variant), for requests that carry
+    /// `X-Twilio-Webhooks-Signature-Settings`; without it such requests are refused.
+    pub twilio_webhook_shared_key: Option<SecretString>,
+    /// When set, the settings header must name this shared key id.
+    pub twilio_webhook_shared_key_id: Option<String>,
     pub provider_timeout: Duration,
     pub log_format: LogFormat,
     pub queue: QueueSettings,
@@ -261,6 +266,8 @@ impl Settings {
                 0 => None,
                 secs => Some(Duration::from_secs(secs)),
             },
+            twilio_webhook_shared_key: env.get("TWILIO_WEBHOOK_SHARED_KEY").map(SecretString::from),
+            twilio_webhook_shared_key_id: env.get("TWILIO_WEBHOOK_SHARED_KEY_ID"),
             provider_timeout: Duration::from_millis(parse_or(env, "PROVIDER_TIMEOUT_MS", "10000")?),
             log_format: match env.get("LOG_FORMAT").as_deref() {
                 None | Some("text") => LogFormat::Text,

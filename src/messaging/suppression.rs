@@ -52,6 +52,15 @@ pub fn normalize(channel: Channel, address: &str) -> String {
     }
 }
 
+/// One address to put on one ledger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suppression {
+    pub scope: Scope,
+    pub channel: Channel,
+    pub address: String,
+    pub reason: SuppressionReason,
+}
+
 pub async fn add(
     db: impl PgExecutor<'_>,
     scope: Scope,
@@ -59,17 +68,65 @@ pub async fn add(
     address: &str,
     reason: SuppressionReason,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "insert into suppressions (practice_id, channel, address, reason) values ($1, $2, $3, $4)
-         on conflict (practice_id, channel, address) do nothing",
+    add_all(
+        db,
+        &[Suppression {
+            scope,
+            channel,
+            address: address.to_string(),
+            reason,
+        }],
     )
-    .bind(scope.practice_id())
-    .bind(channel.as_str())
-    .bind(normalize(channel, address))
-    .bind(reason.as_str())
+    .await
+}
+
+/// Adds every entry in one statement (a webhook batch may carry hundreds); entries already on
+/// their ledger keep their first reason.
+pub async fn add_all(db: impl PgExecutor<'_>, entries: &[Suppression]) -> Result<(), sqlx::Error> {
+    bind_entries(
+        sqlx::query(
+            "insert into suppressions (practice_id, channel, address, reason)
+             select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+             on conflict (practice_id, channel, address) do nothing",
+        ),
+        entries,
+    )
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// Binds `entries` as four parallel arrays, normalised as the ledger stores them:
+/// practice id (`uuid[]`, null for the system sender), channel, address and reason (`text[]`).
+pub fn bind_entries<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    entries: &[Suppression],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(
+            entries
+                .iter()
+                .map(|e| e.scope.practice_id())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            entries
+                .iter()
+                .map(|e| e.channel.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            entries
+                .iter()
+                .map(|e| normalize(e.channel, &e.address))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            entries
+                .iter()
+                .map(|e| e.reason.as_str())
+                .collect::<Vec<_>>(),
+        )
 }
 
 /// Removes an opt-out (START / UNSTOP). Returns whether anything was removed.

@@ -1,4 +1,127 @@
 //! Provider webhooks: SendGrid event batches and Twilio status callbacks and inbound SMS,
 //! authenticated by the provider's signature, per tenant, idempotent.
+//!
+//! Every request is checked with the key of the tenant its route names before anything in it is
+//! trusted. Each event is appended once to `provider_events` (its key is unique), and only an
+//! event stored for the first time changes a status or a suppression ledger, so a provider's
+//! retries and duplicate deliveries change nothing twice.
 
+pub mod events;
+pub mod ledger;
+pub mod sendgrid;
 pub mod signature;
+pub mod status;
+pub mod twilio;
+
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::{crypto::CryptoError, messaging::suppression::Scope};
+
+/// The route a request came to: the platform's own, or a practice's by the id in its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    System,
+    Practice(&'a str),
+}
+
+/// Whose account a webhook belongs to, once the route's practice id is known to be well formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tenant {
+    System,
+    Practice(Uuid),
+}
+
+impl Route<'_> {
+    /// A malformed practice id is refused like an unknown practice: a caller learns nothing
+    /// about which ids exist.
+    fn tenant(self) -> Result<Tenant, WebhookError> {
+        match self {
+            Self::System => Ok(Tenant::System),
+            Self::Practice(segment) => segment.parse().map(Tenant::Practice).map_err(|_| {
+                WebhookError::unauthenticated("the practice id in the path is malformed")
+            }),
+        }
+    }
+}
+
+impl Tenant {
+    pub fn practice_id(self) -> Option<Uuid> {
+        match self {
+            Self::System => None,
+            Self::Practice(id) => Some(id),
+        }
+    }
+
+    /// The ledger an opt-out received on this tenant's number belongs to: on the shared system
+    /// number it binds every practice that sends from it.
+    pub fn scope(self) -> Scope {
+        match self {
+            Self::System => Scope::SystemSender,
+            Self::Practice(id) => Scope::Practice(id),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    /// Not signed by the account the route names; the reason is for the log, not the caller.
+    #[error("webhook not authenticated: {0}")]
+    Unauthenticated(String),
+    /// Signed correctly, but the posted account is not the one this route belongs to.
+    #[error("the posted AccountSid is not this webhook's account")]
+    WrongAccount,
+    #[error("{0}")]
+    Malformed(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Credential(#[from] CryptoError),
+}
+
+impl WebhookError {
+    fn unauthenticated(reason: impl Into<String>) -> Self {
+        Self::Unauthenticated(reason.into())
+    }
+
+    fn outcome(&self) -> &'static str {
+        match self {
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::WrongAccount => "wrong_account",
+            Self::Malformed(_) => "malformed",
+            Self::Database(_) | Self::Credential(_) => "error",
+        }
+    }
+}
+
+/// What one request delivered: how many events, and how many of them were new.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Receipt {
+    pub received: usize,
+    pub stored: usize,
+}
+
+/// Awaits the handling of one request and counts it in `webhook_events_total{provider, outcome}`:
+/// its events as `stored` or `duplicate`, or the request once under the reason it was refused.
+async fn counted<T>(
+    provider: &'static str,
+    handling: impl Future<Output = Result<T, WebhookError>>,
+    receipt: impl FnOnce(&T) -> Receipt,
+) -> Result<T, WebhookError> {
+    let result = handling.await;
+    let counter = |outcome: &'static str, n: usize| {
+        metrics::counter!("webhook_events_total", "provider" => provider, "outcome" => outcome)
+            .increment(n as u64);
+    };
+    match &result {
+        Ok(value) => {
+            let Receipt { received, stored } = receipt(value);
+            counter("stored", stored);
+            counter("duplicate", received - stored);
+        }
+        Err(error) => counter(error.outcome(), 1),
+    }
+    result
+}

@@ -238,7 +238,8 @@ impl Drop for TestApp {
             let _ = stop.send(());
         }
         let name = self.database_name.clone();
-        // A thread of its own: the test's runtime may be the one blocked in this drop.
+        // No `pool.close()` here: it waits for checked-out connections, which are handed back by
+        // tasks of the test's runtime, blocked in this very call. `with (force)` ends them instead.
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -8,3 +8,4 @@ mod messaging;
 mod pg_proxy;
 mod process;
 mod queue;
+mod webhooks;

@@ -1,0 +1,562 @@
+//! SendGrid Event Webhook: a signed JSON array of events (PROVIDERS.md §3).
+//!
+//! A batch is verified once over its raw bytes, then written in one transaction of a handful of
+//! statements whatever its size: find the logs, append the events, advance the statuses, update
+//! the ledgers. Events name their log through our custom args (`outreach_log_id`, `practice_id`,
+//! flattened by SendGrid into every event), else through `sg_message_id` up to its first dot,
+//! which is the `X-Message-Id` our send stored. An event that names a practice other than the
+//! route's is kept but changes nothing: a practice signs with a key it chose itself, so its route
+//! must not reach another practice's messages.
+
+use std::{collections::HashMap, time::Duration};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, value::RawValue};
+use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::{
+    Receipt, Route, Tenant, WebhookError,
+    events::{self, NewEvent},
+    ledger,
+    signature::SendGridVerifier,
+    status::{self, OutreachStatus, StatusChange},
+};
+use crate::{
+    AppState,
+    messaging::{
+        Channel,
+        settings::PracticeMessagingConfig,
+        suppression::{Scope, Suppression, SuppressionReason},
+    },
+};
+
+/// A request as received: the two signature headers (empty when absent) and the untouched body.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedBatch<'a> {
+    pub timestamp: &'a str,
+    pub signature: &'a str,
+    pub body: &'a [u8],
+}
+
+/// Verifies the batch with the route's key and ingests it.
+pub async fn receive(
+    state: &AppState,
+    route: Route<'_>,
+    batch: SignedBatch<'_>,
+) -> Result<Receipt, WebhookError> {
+    super::counted(
+        "sendgrid",
+        verify_and_ingest(state, route, batch),
+        |receipt| *receipt,
+    )
+    .await
+}
+
+async fn verify_and_ingest(
+    state: &AppState,
+    route: Route<'_>,
+    batch: SignedBatch<'_>,
+) -> Result<Receipt, WebhookError> {
+    let tenant = route.tenant()?;
+    let key = verify_key(state, tenant).await?;
+    authenticate(
+        &key,
+        batch,
+        state.settings.sendgrid_webhook_max_age,
+        Utc::now(),
+    )?;
+    let events = parse(batch.body)?;
+    let mut tx = state.pool.begin().await?;
+    let receipt = ingest(&mut tx, tenant, events).await?;
+    tx.commit().await?;
+    Ok(receipt)
+}
+
+async fn verify_key(state: &AppState, tenant: Tenant) -> Result<String, WebhookError> {
+    let key = match tenant {
+        Tenant::System => state.settings.sendgrid_webhook_verify_key.clone(),
+        Tenant::Practice(id) => {
+            PracticeMessagingConfig::load(&state.pool, id)
+                .await?
+                .ok_or_else(|| WebhookError::unauthenticated("no such practice"))?
+                .sendgrid_webhook_verify_key
+        }
+    };
+    key.ok_or_else(|| {
+        WebhookError::unauthenticated(
+            "no SendGrid webhook verification key is configured for this route",
+        )
+    })
+}
+
+/// The signature over the timestamp header and the raw body, then the timestamp's age: a
+/// captured request replayed after `max_age` is refused (within it, event keys dedupe it).
+fn authenticate(
+    key: &str,
+    batch: SignedBatch<'_>,
+    max_age: Option<Duration>,
+    now: DateTime<Utc>,
+) -> Result<(), WebhookError> {
+    let verifier = SendGridVerifier::from_base64_der(key).map_err(|e| {
+        WebhookError::unauthenticated(format!("the configured verification key is unusable: {e}"))
+    })?;
+    verifier
+        .verify(batch.timestamp, batch.body, batch.signature)
+        .map_err(|e| WebhookError::unauthenticated(e.to_string()))?;
+    if let Some(max_age) = max_age {
+        let signed_at: i64 = batch
+            .timestamp
+            .parse()
+            .map_err(|_| WebhookError::unauthenticated("the timestamp is out of range"))?;
+        if now.timestamp().abs_diff(signed_at) > max_age.as_secs() {
+            return Err(WebhookError::unauthenticated(
+                "the timestamp is outside SENDGRID_WEBHOOK_MAX_AGE_SECS",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What one event says that we act on, read once.
+#[derive(Debug)]
+struct Event {
+    key: String,
+    kind: String,
+    email: Option<String>,
+    log_id: Option<Uuid>,
+    practice_id: Option<Uuid>,
+    message_id: Option<String>,
+    reason: Option<String>,
+    bounce_type: Option<String>,
+    occurred_at: Option<DateTime<Utc>>,
+    payload: Map<String, Value>,
+}
+
+fn parse(body: &[u8]) -> Result<Vec<Event>, WebhookError> {
+    let malformed = |e: serde_json::Error| {
+        WebhookError::Malformed(format!("expected a JSON array of event objects: {e}"))
+    };
+    let raw: Vec<&RawValue> = serde_json::from_slice(body).map_err(malformed)?;
+    raw.into_iter()
+        .map(|raw| {
+            Ok(Event::read(
+                raw,
+                serde_json::from_str(raw.get()).map_err(malformed)?,
+            ))
+        })
+        .collect()
+}
+
+impl Event {
+    fn read(raw: &RawValue, payload: Map<String, Value>) -> Self {
+        let text = |name: &str| payload.get(name).and_then(Value::as_str).map(str::to_owned);
+        let id = |name: &str| {
+            payload
+                .get(name)
+                .and_then(Value::as_str)
+                .and_then(|v| v.parse().ok())
+        };
+        let key = match payload.get("sg_event_id").and_then(Value::as_str) {
+            Some(id) if !id.is_empty() => format!("sendgrid:{id}"),
+            // A redelivery repeats the event byte for byte, so its hash is as stable a key.
+            _ => format!(
+                "sendgrid:sha256:{}",
+                hex::encode(Sha256::digest(raw.get().as_bytes()))
+            ),
+        };
+        Self {
+            key,
+            kind: text("event").unwrap_or_else(|| "unknown".into()),
+            email: text("email"),
+            log_id: id("outreach_log_id"),
+            practice_id: id("practice_id"),
+            message_id: payload
+                .get("sg_message_id")
+                .and_then(Value::as_str)
+                .and_then(|id| id.split('.').next())
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned),
+            reason: text("reason"),
+            bounce_type: text("type"),
+            occurred_at: payload
+                .get("timestamp")
+                .and_then(Value::as_i64)
+                .and_then(|secs| DateTime::from_timestamp(secs, 0)),
+            payload,
+        }
+    }
+
+    /// The status this event reports for its log, with SendGrid's reason for a bounce or drop.
+    fn status_change(&self, log: &LogRow) -> Option<StatusChange> {
+        let status = OutreachStatus::from_sendgrid_event(&self.kind)?;
+        let error = match status {
+            OutreachStatus::Bounced | OutreachStatus::Dropped => self.reason.clone(),
+            _ => None,
+        };
+        Some(StatusChange {
+            log_id: log.id,
+            status,
+            error,
+        })
+    }
+
+    /// The ledger entry this event makes in `practice`'s ledger: for a hard bounce (not a
+    /// temporary block), a drop for a bounced or invalid address, a spam report or an unsubscribe.
+    fn suppression(&self, practice: Uuid) -> Option<Suppression> {
+        let dropped_because = self
+            .reason
+            .as_deref()
+            .map(|r| r.trim().to_ascii_lowercase());
+        let reason = match (self.kind.as_str(), dropped_because.as_deref()) {
+            ("bounce", _) if self.bounce_type.as_deref() == Some("bounce") => {
+                SuppressionReason::Bounced
+            }
+            ("dropped", Some("bounced address")) => SuppressionReason::Bounced,
+            ("dropped", Some("invalid" | "invalid address")) => SuppressionReason::Invalid,
+            ("spamreport", _) => SuppressionReason::SpamReported,
+            ("unsubscribe" | "group_unsubscribe", _) => SuppressionReason::Unsubscribed,
+            _ => return None,
+        };
+        Some(Suppression {
+            scope: Scope::Practice(practice),
+            channel: Channel::Email,
+            address: self.email.clone()?,
+            reason,
+        })
+    }
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct LogRow {
+    id: Uuid,
+    practice_id: Uuid,
+    messaging_provider: Option<String>,
+    provider_message_id: Option<String>,
+}
+
+/// What an event is about, as far as this route may act on it.
+#[derive(Debug, Clone, Copy)]
+enum Target<'a> {
+    Log(&'a LogRow),
+    /// No log of ours; kept, and its address consequences still apply to the route's practice.
+    Unknown,
+    /// Names another practice than the route's (or than its own log's): kept, changes nothing.
+    Foreign,
+}
+
+impl<'a> Target<'a> {
+    fn log(self) -> Option<&'a LogRow> {
+        match self {
+            Self::Log(log) => Some(log),
+            Self::Unknown | Self::Foreign => None,
+        }
+    }
+}
+
+/// The email logs the batch names, by id and by provider message id, in one query.
+struct Logs {
+    by_id: HashMap<Uuid, LogRow>,
+    by_message_id: HashMap<String, Uuid>,
+}
+
+impl Logs {
+    async fn find(db: &mut PgConnection, events: &[Event]) -> Result<Self, sqlx::Error> {
+        let rows: Vec<LogRow> = sqlx::query_as(
+            "select id, practice_id, messaging_provider, provider_message_id from outreach_logs
+             where message_type = 'email' and (id = any($1) or provider_message_id = any($2))",
+        )
+        .bind(events.iter().filter_map(|e| e.log_id).collect::<Vec<_>>())
+        .bind(
+            events
+                .iter()
+                .filter_map(|e| e.message_id.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(db)
+        .await?;
+        let by_message_id = rows
+            .iter()
+            .filter_map(|row| Some((row.provider_message_id.clone()?, row.id)))
+            .collect();
+        Ok(Self {
+            by_id: rows.into_iter().map(|row| (row.id, row)).collect(),
+            by_message_id,
+        })
+    }
+
+    fn target(&self, event: &Event, tenant: Tenant) -> Target<'_> {
+        let log = event.log_id.and_then(|id| self.by_id.get(&id)).or_else(|| {
+            self.by_message_id
+                .get(event.message_id.as_deref()?)
+                .and_then(|id| self.by_id.get(id))
+        });
+        let outside_route =
+            |practice: Uuid| tenant.practice_id().is_some_and(|route| route != practice);
+        match log {
+            _ if event.practice_id.is_some_and(outside_route) => Target::Foreign,
+            Some(log)
+                if outside_route(log.practice_id)
+                    || event.practice_id.is_some_and(|p| p != log.practice_id) =>
+            {
+                Target::Foreign
+            }
+            Some(log) => Target::Log(log),
+            None => Target::Unknown,
+        }
+    }
+}
+
+async fn ingest(
+    db: &mut PgConnection,
+    tenant: Tenant,
+    mut events: Vec<Event>,
+) -> Result<Receipt, WebhookError> {
+    let logs = Logs::find(db, &events).await?;
+    let targets: Vec<Target<'_>> = events
+        .iter()
+        .map(|event| logs.target(event, tenant))
+        .collect();
+    let records: Vec<NewEvent> = events
+        .iter_mut()
+        .zip(&targets)
+        .map(|(event, target)| NewEvent {
+            key: event.key.clone(),
+            practice_id: target
+                .log()
+                .map(|log| log.practice_id)
+                .or(tenant.practice_id()),
+            outreach_log_id: target.log().map(|log| log.id),
+            event_type: event.kind.clone(),
+            provider_message_id: event.message_id.clone(),
+            payload: Value::Object(std::mem::take(&mut event.payload)),
+            occurred_at: event.occurred_at,
+        })
+        .collect();
+    let mut new_keys = events::append(db, "sendgrid", &records).await?;
+
+    let (mut changes, mut suppressions, mut stored) = (Vec::new(), Vec::new(), 0);
+    for (event, target) in events.iter().zip(&targets) {
+        // `remove`: a key repeated within the batch acts once, like a key repeated across batches.
+        if !new_keys.remove(&event.key) {
+            continue;
+        }
+        stored += 1;
+        let (kind, key) = (&event.kind, &event.key);
+        let practice = match target {
+            Target::Log(log) => {
+                let provider = log.messaging_provider.as_deref().unwrap_or("unknown");
+                let practice = log.practice_id;
+                tracing::info!(
+                    "Processing SendGrid {kind} for practice {practice} (provider: {provider})"
+                );
+                changes.extend(event.status_change(log));
+                Some(practice)
+            }
+            Target::Unknown => {
+                tracing::info!(event = %key, "SendGrid {kind} for an unknown message; kept");
+                tenant.practice_id()
+            }
+            Target::Foreign => {
+                tracing::warn!(event = %key, ?tenant, "SendGrid {kind} of another practice; ignored");
+                None
+            }
+        };
+        suppressions.extend(practice.and_then(|practice| event.suppression(practice)));
+    }
+    status::advance(db, &changes).await?;
+    ledger::suppress(db, &suppressions).await?;
+    Ok(Receipt {
+        received: events.len(),
+        stored,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::{Engine as _, engine::general_purpose::STANDARD};
+    use p256::{
+        ecdsa::{Signature, SigningKey, signature::Signer},
+        elliptic_curve::Generate,
+        pkcs8::EncodePublicKey,
+    };
+
+    use super::*;
+
+    fn read(event: &str) -> Event {
+        parse(format!("[{event}]").as_bytes()).unwrap().remove(0)
+    }
+
+    #[test]
+    fn events_read_their_key_custom_args_and_message_id_prefix() {
+        let (log, practice) = (Uuid::new_v4(), Uuid::new_v4());
+        let event = read(&format!(
+            r#"{{"event":"delivered","sg_event_id":"ZGVsaXZlcmVk","timestamp":1600112492,
+                "sg_message_id":"LRzXl_NHStOGhQ4kofSm_A.filterdrecv-9.0",
+                "outreach_log_id":"{log}","practice_id":"{practice}"}}"#
+        ));
+        assert_eq!(event.key, "sendgrid:ZGVsaXZlcmVk");
+        assert_eq!(
+            (event.log_id, event.practice_id),
+            (Some(log), Some(practice))
+        );
+        assert_eq!(event.message_id.as_deref(), Some("LRzXl_NHStOGhQ4kofSm_A"));
+        assert_eq!(event.occurred_at.unwrap().timestamp(), 1600112492);
+
+        let without_id = read(r#"{"event":"deferred","email":"a@b.co"}"#);
+        assert!(without_id.key.starts_with("sendgrid:sha256:"));
+        assert_eq!(
+            read(r#"{"event":"deferred","email":"a@b.co"}"#).key,
+            without_id.key
+        );
+        assert_ne!(
+            read(r#"{"event":"deferred","email":"c@b.co"}"#).key,
+            without_id.key
+        );
+        assert_eq!((without_id.log_id, without_id.message_id), (None, None));
+    }
+
+    #[test]
+    fn only_hard_bounces_bad_address_drops_spam_reports_and_unsubscribes_suppress() {
+        let practice = Uuid::new_v4();
+        let cases = [
+            (
+                r#""event":"bounce","type":"bounce""#,
+                Some(SuppressionReason::Bounced),
+            ),
+            (r#""event":"bounce","type":"blocked""#, None),
+            (
+                r#""event":"dropped","reason":"Bounced Address""#,
+                Some(SuppressionReason::Bounced),
+            ),
+            (
+                r#""event":"dropped","reason":"Invalid""#,
+                Some(SuppressionReason::Invalid),
+            ),
+            (
+                r#""event":"dropped","reason":"Invalid SMTPAPI header""#,
+                None,
+            ),
+            (
+                r#""event":"spamreport""#,
+                Some(SuppressionReason::SpamReported),
+            ),
+            (
+                r#""event":"unsubscribe""#,
+                Some(SuppressionReason::Unsubscribed),
+            ),
+            (
+                r#""event":"group_unsubscribe""#,
+                Some(SuppressionReason::Unsubscribed),
+            ),
+            (r#""event":"deferred""#, None),
+        ];
+        for (fields, reason) in cases {
+            let event = read(&format!(r#"{{"email":"pat@example.com",{fields}}}"#));
+            let entry = event.suppression(practice);
+            assert_eq!(entry.as_ref().map(|e| e.reason), reason, "{fields}");
+            if let Some(entry) = entry {
+                assert_eq!(entry.scope, Scope::Practice(practice));
+                assert_eq!(entry.address, "pat@example.com");
+            }
+        }
+        assert_eq!(
+            read(r#"{"event":"spamreport"}"#).suppression(practice),
+            None,
+            "no address"
+        );
+    }
+
+    #[test]
+    fn an_event_is_foreign_when_it_or_its_log_names_a_practice_other_than_the_route() {
+        let (ours, theirs) = (Uuid::new_v4(), Uuid::new_v4());
+        let row = |practice_id| LogRow {
+            id: Uuid::new_v4(),
+            practice_id,
+            messaging_provider: None,
+            provider_message_id: Some(format!("msg-{practice_id}")),
+        };
+        let (our_log, their_log) = (row(ours), row(theirs));
+        let (our_id, their_id) = (our_log.id, their_log.id);
+        let logs = Logs {
+            by_message_id: [
+                (format!("msg-{ours}"), our_id),
+                (format!("msg-{theirs}"), their_id),
+            ]
+            .into(),
+            by_id: [(our_id, our_log), (their_id, their_log)].into(),
+        };
+        let event = |log: Option<Uuid>, practice: Option<Uuid>, message: Option<Uuid>| {
+            let mut fields = vec![r#""event":"delivered""#.to_string()];
+            fields.extend(log.map(|id| format!(r#""outreach_log_id":"{id}""#)));
+            fields.extend(practice.map(|id| format!(r#""practice_id":"{id}""#)));
+            fields.extend(message.map(|id| format!(r#""sg_message_id":"msg-{id}.filter""#)));
+            read(&format!("{{{}}}", fields.join(",")))
+        };
+        let kind = |target: Target<'_>| match target {
+            Target::Log(log) => format!("log {}", log.id),
+            Target::Unknown => "unknown".into(),
+            Target::Foreign => "foreign".into(),
+        };
+        let on_our_route = |e: &Event| kind(logs.target(e, Tenant::Practice(ours)));
+        let on_system_route = |e: &Event| kind(logs.target(e, Tenant::System));
+
+        let ours_by_args = event(Some(our_id), Some(ours), None);
+        assert_eq!(on_our_route(&ours_by_args), format!("log {our_id}"));
+        assert_eq!(
+            on_our_route(&event(None, None, Some(ours))),
+            format!("log {our_id}")
+        );
+        assert_eq!(
+            on_our_route(&event(Some(their_id), Some(theirs), None)),
+            "foreign"
+        );
+        assert_eq!(on_our_route(&event(None, None, Some(theirs))), "foreign");
+        assert_eq!(
+            on_our_route(&event(Some(their_id), Some(ours), None)),
+            "foreign"
+        );
+        assert_eq!(on_our_route(&event(None, Some(theirs), None)), "foreign");
+        assert_eq!(
+            on_our_route(&event(Some(Uuid::new_v4()), Some(ours), None)),
+            "unknown"
+        );
+
+        assert_eq!(
+            on_system_route(&event(Some(their_id), Some(theirs), None)),
+            format!("log {their_id}")
+        );
+        assert_eq!(
+            on_system_route(&event(Some(their_id), Some(ours), None)),
+            "foreign",
+            "args disagree"
+        );
+    }
+
+    #[test]
+    fn a_timestamp_outside_the_window_either_way_is_refused_unless_the_check_is_off() {
+        let key = SigningKey::generate();
+        let public = STANDARD.encode(key.verifying_key().to_public_key_der().unwrap().as_bytes());
+        let body = b"[]\r\n";
+        let now = Utc::now();
+        let check = |signed_at: DateTime<Utc>, max_age: Option<Duration>| {
+            let timestamp = signed_at.timestamp().to_string();
+            let signature: Signature = key.sign(&[timestamp.as_bytes(), body].concat());
+            let signature = STANDARD.encode(signature.to_der().as_bytes());
+            let batch = SignedBatch {
+                timestamp: &timestamp,
+                signature: &signature,
+                body,
+            };
+            authenticate(&public, batch, max_age, now).is_ok()
+        };
+        let day = Some(Duration::from_secs(86_400));
+        let hours = |h| chrono::Duration::hours(h);
+
+        assert!(check(now - hours(23), day));
+        assert!(!check(now - hours(25), day), "too old");
+        assert!(!check(now + hours(25), day), "too far ahead");
+        assert!(check(now - hours(24 * 365), None), "0 turns the check off");
+    }
+}

@@ -1,0 +1,158 @@
+//! Outreach status as a ranked state machine, moved by provider events.
+//!
+//! The ranks live in one place, the SQL function `outreach_status_rank` (migration
+//! `20261129000006_webhook_status.sql`): email climbs queued < sending < sent < delivered < opened <
+//! clicked, SMS the same ladder up to delivered; failed, undelivered, bounced, dropped,
+//! spam_reported and suppressed are final and share the top rank. An update applies only when the
+//! new rank is strictly higher, checked by the `UPDATE` itself, so late, repeated and concurrent
+//! callbacks cannot move a status back or replace one final with another.
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// The statuses a provider event can move a log to (`suppressed` is set only by the sender,
+/// before any provider sees the message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutreachStatus {
+    Queued,
+    Sending,
+    Sent,
+    Delivered,
+    Opened,
+    Clicked,
+    Failed,
+    Undelivered,
+    Bounced,
+    Dropped,
+    SpamReported,
+}
+
+impl OutreachStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Opened => "opened",
+            Self::Clicked => "clicked",
+            Self::Failed => "failed",
+            Self::Undelivered => "undelivered",
+            Self::Bounced => "bounced",
+            Self::Dropped => "dropped",
+            Self::SpamReported => "spam_reported",
+        }
+    }
+
+    /// The status a SendGrid event type reports. `deferred` (still retrying), unsubscribes
+    /// (a ledger matter, not a delivery state) and unknown types change nothing.
+    pub fn from_sendgrid_event(event: &str) -> Option<Self> {
+        match event {
+            "processed" => Some(Self::Sent),
+            "delivered" => Some(Self::Delivered),
+            "open" => Some(Self::Opened),
+            "click" => Some(Self::Clicked),
+            "bounce" => Some(Self::Bounced),
+            "dropped" => Some(Self::Dropped),
+            "spamreport" => Some(Self::SpamReported),
+            _ => None,
+        }
+    }
+
+    /// The status a Twilio `MessageStatus` reports. `read` (WhatsApp/RCS) implies delivery, and a
+    /// `canceled` scheduled send never went out.
+    pub fn from_twilio_status(status: &str) -> Option<Self> {
+        match status {
+            "queued" | "accepted" | "scheduled" => Some(Self::Queued),
+            "sending" => Some(Self::Sending),
+            "sent" => Some(Self::Sent),
+            "delivered" | "read" => Some(Self::Delivered),
+            "undelivered" => Some(Self::Undelivered),
+            "failed" | "canceled" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+}
+
+/// A status an event reports for one log, with the provider's reason when it is a failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    pub log_id: Uuid,
+    pub status: OutreachStatus,
+    pub error: Option<String>,
+}
+
+/// Applies the changes in one statement and returns how many logs moved. Several changes for one
+/// log collapse to the highest ranked; among equal ranks (finals) the first listed wins.
+pub async fn advance(db: &mut PgConnection, changes: &[StatusChange]) -> Result<u64, sqlx::Error> {
+    if changes.is_empty() {
+        return Ok(0);
+    }
+    let result = sqlx::query(
+        "update outreach_logs l
+         set status = c.status, error = coalesce(c.error, l.error), updated_at = now()
+         from (
+             select distinct on (log_id) log_id, status, error
+             from unnest($1::uuid[], $2::text[], $3::text[]) with ordinality as c(log_id, status, error, ord)
+             order by log_id, outreach_status_rank(status) desc, ord
+         ) c
+         where l.id = c.log_id and outreach_status_rank(c.status) > outreach_status_rank(l.status)",
+    )
+    .bind(changes.iter().map(|c| c.log_id).collect::<Vec<_>>())
+    .bind(changes.iter().map(|c| c.status.as_str()).collect::<Vec<_>>())
+    .bind(changes.iter().map(|c| c.error.as_deref()).collect::<Vec<_>>())
+    .execute(db)
+    .await?;
+    Ok(result.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sendgrid_events_map_to_statuses_and_the_rest_change_nothing() {
+        let cases = [
+            ("processed", Some(OutreachStatus::Sent)),
+            ("delivered", Some(OutreachStatus::Delivered)),
+            ("open", Some(OutreachStatus::Opened)),
+            ("click", Some(OutreachStatus::Clicked)),
+            ("bounce", Some(OutreachStatus::Bounced)),
+            ("dropped", Some(OutreachStatus::Dropped)),
+            ("spamreport", Some(OutreachStatus::SpamReported)),
+            ("deferred", None),
+            ("unsubscribe", None),
+            ("group_unsubscribe", None),
+            ("account_status_change", None),
+        ];
+        for (event, status) in cases {
+            assert_eq!(
+                OutreachStatus::from_sendgrid_event(event),
+                status,
+                "{event}"
+            );
+        }
+    }
+
+    #[test]
+    fn twilio_statuses_map_onto_the_sms_ladder() {
+        let cases = [
+            ("accepted", Some(OutreachStatus::Queued)),
+            ("scheduled", Some(OutreachStatus::Queued)),
+            ("sending", Some(OutreachStatus::Sending)),
+            ("sent", Some(OutreachStatus::Sent)),
+            ("read", Some(OutreachStatus::Delivered)),
+            ("undelivered", Some(OutreachStatus::Undelivered)),
+            ("canceled", Some(OutreachStatus::Failed)),
+            ("receiving", None),
+            ("partially_delivered", None),
+        ];
+        for (status, expected) in cases {
+            assert_eq!(
+                OutreachStatus::from_twilio_status(status),
+                expected,
+                "{status}"
+            );
+        }
+    }
+}

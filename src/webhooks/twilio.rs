@@ -1,0 +1,548 @@
+//! Twilio status callbacks and inbound SMS (PROVIDERS.md §5 and §6).
+//!
+//! Both are form posts signed with `X-Twilio-Signature` over the URL we handed Twilio, rebuilt
+//! from `WEBHOOK_BASE_URL` (never from `Host`), and the posted parameters. The key is the auth
+//! token of the account the route belongs to, or the webhook shared key when Twilio says it used
+//! one. A valid signature is not enough: the posted `AccountSid` must be that account too.
+//!
+//! Inbound keywords follow Twilio's defaults (whole message, any case): Twilio itself answers
+//! STOP and START, so we only record them and reply with an empty `<Response/>`; HELP and INFO get
+//! a reply naming the sender.
+
+use std::borrow::Cow;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::{
+    Receipt, Route, Tenant, WebhookError,
+    events::{self, NewEvent},
+    ledger,
+    signature::{TwilioAlgorithm, parse_signature_settings, verify_twilio},
+    status::{self, OutreachStatus, StatusChange},
+};
+use crate::{
+    AppState,
+    config::Settings,
+    crypto::CredentialField,
+    messaging::{
+        Channel,
+        settings::PracticeMessagingConfig,
+        suppression::{self, Suppression, SuppressionReason},
+    },
+};
+
+/// Twilio's error for a send to a number that replied STOP to the sender.
+const OPTED_OUT_ERROR: &str = "21610";
+
+/// Who the system routes speak as in a HELP reply.
+const SYSTEM_SENDER_NAME: &str = "Dentite";
+
+/// A request as received.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedForm<'a> {
+    /// The request's path and query; the signed URL is `WEBHOOK_BASE_URL` followed by this.
+    pub path_and_query: &'a str,
+    /// `X-Twilio-Signature`, empty when absent.
+    pub signature: &'a str,
+    /// `X-Twilio-Webhooks-Signature-Settings`, present when Twilio signed with a shared key.
+    pub signature_settings: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// Applies a status callback to its outreach log.
+pub async fn status_callback(
+    state: &AppState,
+    route: Route<'_>,
+    request: SignedForm<'_>,
+) -> Result<Receipt, WebhookError> {
+    super::counted("twilio", apply_status(state, route, request), |receipt| {
+        *receipt
+    })
+    .await
+}
+
+/// The SMS log a callback reports on, among the route's practice's logs.
+#[derive(Debug, sqlx::FromRow)]
+struct SmsLog {
+    id: Uuid,
+    practice_id: Uuid,
+    messaging_provider: Option<String>,
+}
+
+async fn apply_status(
+    state: &AppState,
+    route: Route<'_>,
+    request: SignedForm<'_>,
+) -> Result<Receipt, WebhookError> {
+    let Verified { tenant, params, .. } = authenticate(state, route, request).await?;
+    let sid = params.require("MessageSid")?;
+    let reported = params.require("MessageStatus")?;
+    let mut tx = state.pool.begin().await?;
+    let log: Option<SmsLog> = sqlx::query_as(
+        "select id, practice_id, messaging_provider from outreach_logs
+         where message_type = 'sms' and provider_message_id = $1
+           and ($2::uuid is null or practice_id = $2)
+         limit 1",
+    )
+    .bind(sid)
+    .bind(tenant.practice_id())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let event = NewEvent {
+        practice_id: log
+            .as_ref()
+            .map(|log| log.practice_id)
+            .or(tenant.practice_id()),
+        outreach_log_id: log.as_ref().map(|log| log.id),
+        ..params.event(format!("twilio:{sid}:{reported}"), reported, sid)
+    };
+    let stored = append_once(&mut tx, event).await?;
+    if stored {
+        match &log {
+            Some(log) => apply_to_log(&mut tx, log, &params, reported).await?,
+            None => tracing::info!(
+                message_sid = sid,
+                "Twilio {reported} for an unknown message; kept"
+            ),
+        }
+        if params.get("ErrorCode") == Some(OPTED_OUT_ERROR)
+            && let Some(to) = params.get("To")
+        {
+            ledger::suppress(&mut tx, &[opt_out(tenant, to)]).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(Receipt {
+        received: 1,
+        stored: usize::from(stored),
+    })
+}
+
+async fn apply_to_log(
+    db: &mut PgConnection,
+    log: &SmsLog,
+    params: &Params,
+    reported: &str,
+) -> Result<(), sqlx::Error> {
+    let provider = log.messaging_provider.as_deref().unwrap_or("unknown");
+    tracing::info!(
+        "Processing Twilio {reported} for practice {} (provider: {provider})",
+        log.practice_id
+    );
+    let Some(status) = OutreachStatus::from_twilio_status(reported) else {
+        return Ok(());
+    };
+    let error = params
+        .get("ErrorCode")
+        .map(|code| match params.get("ErrorMessage") {
+            Some(message) => format!("Twilio error {code}: {message}"),
+            None => format!("Twilio error {code}"),
+        });
+    status::advance(
+        db,
+        &[StatusChange {
+            log_id: log.id,
+            status,
+            error,
+        }],
+    )
+    .await?;
+    Ok(())
+}
+
+/// `number` opted out of messages from the route's sender.
+fn opt_out(tenant: Tenant, number: &str) -> Suppression {
+    Suppression {
+        scope: tenant.scope(),
+        channel: Channel::Sms,
+        address: number.to_string(),
+        reason: SuppressionReason::OptedOut,
+    }
+}
+
+/// What an inbound message asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keyword {
+    OptOut,
+    OptIn,
+    Help,
+    Other,
+}
+
+impl Keyword {
+    /// Twilio's `OptOutType` (sent when Advanced Opt-Out is on) wins; otherwise the whole trimmed
+    /// body must be one of Twilio's default keywords, in any case ("stop please" is a message).
+    pub fn classify(body: &str, opt_out_type: Option<&str>) -> Self {
+        let word = opt_out_type.unwrap_or(body).trim().to_uppercase();
+        match word.as_str() {
+            "STOP" | "STOPALL" | "UNSUBSCRIBE" | "CANCEL" | "END" | "QUIT" | "REVOKE"
+            | "OPTOUT" => Self::OptOut,
+            "START" | "YES" | "UNSTOP" => Self::OptIn,
+            "HELP" | "INFO" => Self::Help,
+            _ => Self::Other,
+        }
+    }
+
+    fn event_type(self) -> &'static str {
+        match self {
+            Self::OptOut => "inbound_opt_out",
+            Self::OptIn => "inbound_opt_in",
+            Self::Help => "inbound_help",
+            Self::Other => "inbound",
+        }
+    }
+}
+
+/// The TwiML answer to a webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `<Response/>`: Twilio sends nothing back.
+    Empty,
+    /// Answers HELP on behalf of the named sender.
+    Help { sender: String },
+}
+
+impl Reply {
+    pub fn twiml(&self) -> String {
+        const DECLARATION: &str = r#"<?xml version="1.0" encoding="UTF-8"?>"#;
+        match self {
+            Self::Empty => format!("{DECLARATION}<Response/>"),
+            Self::Help { sender } => {
+                let text = format!(
+                    "{sender}: reply STOP to stop these messages, or START to receive them again."
+                );
+                format!(
+                    "{DECLARATION}<Response><Message>{}</Message></Response>",
+                    xml_escape(&text)
+                )
+            }
+        }
+    }
+}
+
+fn xml_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&apos;"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// Records an inbound message and acts on its keyword: STOP adds the sender to the route's
+/// ledger (the shared one on the system route) and stops their sequences, START removes it.
+pub async fn inbound(
+    state: &AppState,
+    route: Route<'_>,
+    request: SignedForm<'_>,
+) -> Result<Reply, WebhookError> {
+    super::counted(
+        "twilio",
+        receive_message(state, route, request),
+        |(_, receipt)| *receipt,
+    )
+    .await
+    .map(|(reply, _)| reply)
+}
+
+async fn receive_message(
+    state: &AppState,
+    route: Route<'_>,
+    request: SignedForm<'_>,
+) -> Result<(Reply, Receipt), WebhookError> {
+    let Verified {
+        tenant,
+        sender_name,
+        params,
+    } = authenticate(state, route, request).await?;
+    let sid = params.require("MessageSid")?;
+    let from = params.require("From")?;
+    let opt_out_type = params.get("OptOutType").filter(|t| !t.is_empty());
+    let keyword = Keyword::classify(params.get("Body").unwrap_or_default(), opt_out_type);
+    let mut tx = state.pool.begin().await?;
+    let event = NewEvent {
+        practice_id: tenant.practice_id(),
+        ..params.event(format!("twilio-inbound:{sid}"), keyword.event_type(), sid)
+    };
+    let stored = append_once(&mut tx, event).await?;
+    // A redelivered STOP must not undo a START that came after it, so only new messages act.
+    if stored {
+        tracing::info!(route = ?tenant, ?keyword, "Processing Twilio inbound message");
+        match keyword {
+            Keyword::OptOut => ledger::suppress(&mut tx, &[opt_out(tenant, from)]).await?,
+            Keyword::OptIn => {
+                suppression::remove(&mut *tx, tenant.scope(), Channel::Sms, from).await?;
+            }
+            Keyword::Help | Keyword::Other => {}
+        }
+    }
+    tx.commit().await?;
+    let reply = match keyword {
+        Keyword::Help => Reply::Help {
+            sender: sender_name,
+        },
+        Keyword::OptOut | Keyword::OptIn | Keyword::Other => Reply::Empty,
+    };
+    Ok((
+        reply,
+        Receipt {
+            received: 1,
+            stored: usize::from(stored),
+        },
+    ))
+}
+
+async fn append_once(db: &mut PgConnection, event: NewEvent) -> Result<bool, sqlx::Error> {
+    Ok(!events::append(db, "twilio", &[event]).await?.is_empty())
+}
+
+/// Form parameters in the order received, repeats kept: all of them are signed.
+#[derive(Debug)]
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    /// `application/x-www-form-urlencoded`, strictly: a value that is not UTF-8 once decoded is
+    /// malformed, where a lenient parser would substitute characters and break the signature.
+    fn parse(body: &[u8]) -> Result<Self, WebhookError> {
+        body.split(|&b| b == b'&')
+            .filter(|pair| !pair.is_empty())
+            .map(|pair| {
+                let (name, value) = match pair.iter().position(|&b| b == b'=') {
+                    Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+                    None => (pair, &[][..]),
+                };
+                Ok((form_decode(name)?, form_decode(value)?))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn require(&self, name: &str) -> Result<&str, WebhookError> {
+        self.get(name)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| WebhookError::Malformed(format!("the form has no {name}")))
+    }
+
+    /// The event these parameters make, tied to no practice or log yet.
+    fn event(&self, key: String, event_type: &str, sid: &str) -> NewEvent {
+        let payload = self
+            .0
+            .iter()
+            .map(|(n, v)| (n.clone(), Value::String(v.clone())));
+        NewEvent {
+            key,
+            practice_id: None,
+            outreach_log_id: None,
+            event_type: event_type.to_string(),
+            provider_message_id: Some(sid.to_string()),
+            payload: Value::Object(payload.collect()),
+            occurred_at: None,
+        }
+    }
+}
+
+fn form_decode(raw: &[u8]) -> Result<String, WebhookError> {
+    let spaced: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    percent_encoding::percent_decode(&spaced)
+        .decode_utf8()
+        .map(Cow::into_owned)
+        .map_err(|_| {
+            WebhookError::Malformed("the form body is not UTF-8 once percent-decoded".into())
+        })
+}
+
+/// A request signed by the route's account.
+struct Verified {
+    tenant: Tenant,
+    sender_name: String,
+    params: Params,
+}
+
+/// The Twilio account a route belongs to.
+struct Account {
+    sid: String,
+    auth_token: SecretString,
+    sender_name: String,
+}
+
+async fn authenticate(
+    state: &AppState,
+    route: Route<'_>,
+    request: SignedForm<'_>,
+) -> Result<Verified, WebhookError> {
+    let tenant = route.tenant()?;
+    let params = Params::parse(request.body)?;
+    let account = account(state, tenant).await?;
+    // Built as the factory builds the StatusCallback URLs it hands Twilio.
+    let url = state.messaging.webhook_url(request.path_and_query);
+    let (key, algorithm) = signing_key(&state.settings, &account, request.signature_settings)?;
+    verify_twilio(&url, &params.0, request.signature, key, algorithm)
+        .map_err(|e| WebhookError::unauthenticated(format!("X-Twilio-Signature: {e}")))?;
+    if params.get("AccountSid") != Some(account.sid.as_str()) {
+        return Err(WebhookError::WrongAccount);
+    }
+    Ok(Verified {
+        tenant,
+        sender_name: account.sender_name,
+        params,
+    })
+}
+
+async fn account(state: &AppState, tenant: Tenant) -> Result<Account, WebhookError> {
+    match tenant {
+        Tenant::System => {
+            let system = state.settings.system_twilio.as_ref().ok_or_else(|| {
+                WebhookError::unauthenticated("the system Twilio account is not configured")
+            })?;
+            Ok(Account {
+                sid: system.account_sid.clone(),
+                auth_token: system.auth_token.clone(),
+                sender_name: SYSTEM_SENDER_NAME.into(),
+            })
+        }
+        Tenant::Practice(id) => {
+            let config = PracticeMessagingConfig::load(&state.pool, id)
+                .await?
+                .ok_or_else(|| WebhookError::unauthenticated("no such practice"))?;
+            let decrypt = |field, envelope: Option<&str>| {
+                state.keyring.decrypt_if_present(envelope, id, field)
+            };
+            let sid = decrypt(
+                CredentialField::TwilioAccountSid,
+                config.twilio_account_sid.as_deref(),
+            )?;
+            let auth_token = decrypt(
+                CredentialField::TwilioAuthToken,
+                config.twilio_auth_token.as_deref(),
+            )?;
+            match (sid, auth_token) {
+                (Some(sid), Some(auth_token)) => Ok(Account {
+                    sid: sid.expose_secret().to_string(),
+                    auth_token,
+                    sender_name: config.name,
+                }),
+                _ => Err(WebhookError::unauthenticated(
+                    "the practice has no Twilio credentials",
+                )),
+            }
+        }
+    }
+}
+
+/// The auth token with HMAC-SHA1, unless the settings header says Twilio signed with a webhook
+/// shared key. A header we cannot read is refused rather than downgraded to the auth token.
+fn signing_key<'a>(
+    settings: &'a Settings,
+    account: &'a Account,
+    signature_settings: Option<&str>,
+) -> Result<(&'a [u8], TwilioAlgorithm), WebhookError> {
+    let Some(header) = signature_settings else {
+        return Ok((
+            account.auth_token.expose_secret().as_bytes(),
+            TwilioAlgorithm::HmacSha1,
+        ));
+    };
+    let (key_id, algorithm) = parse_signature_settings(header).ok_or_else(|| {
+        WebhookError::unauthenticated("X-Twilio-Webhooks-Signature-Settings is unreadable")
+    })?;
+    let key = settings.twilio_webhook_shared_key.as_ref().ok_or_else(|| {
+        WebhookError::unauthenticated(
+            "signed with a shared key, but TWILIO_WEBHOOK_SHARED_KEY is not configured",
+        )
+    })?;
+    if settings
+        .twilio_webhook_shared_key_id
+        .as_ref()
+        .is_some_and(|expected| *expected != key_id)
+    {
+        return Err(WebhookError::unauthenticated(
+            "signed with a shared key other than TWILIO_WEBHOOK_SHARED_KEY_ID",
+        ));
+    }
+    Ok((key.expose_secret().as_bytes(), algorithm))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_whole_keyword_in_any_case_counts() {
+        for (body, expected) in [
+            ("STOP", Keyword::OptOut),
+            ("  stopall \n", Keyword::OptOut),
+            ("Unsubscribe", Keyword::OptOut),
+            ("optout", Keyword::OptOut),
+            ("start", Keyword::OptIn),
+            ("UNSTOP", Keyword::OptIn),
+            ("Yes", Keyword::OptIn),
+            ("info", Keyword::Help),
+            ("stop please", Keyword::Other),
+            ("STOP ALL", Keyword::Other),
+            ("", Keyword::Other),
+        ] {
+            assert_eq!(Keyword::classify(body, None), expected, "{body:?}");
+        }
+    }
+
+    #[test]
+    fn twilio_opt_out_type_wins_over_the_body() {
+        assert_eq!(Keyword::classify("arrête", Some("STOP")), Keyword::OptOut);
+        assert_eq!(Keyword::classify("STOP", Some("START")), Keyword::OptIn);
+        assert_eq!(Keyword::classify("aide", Some("HELP")), Keyword::Help);
+    }
+
+    #[test]
+    fn help_reply_escapes_the_sender_name() {
+        let reply = Reply::Help {
+            sender: "Smith & Jones <Dental>".into(),
+        }
+        .twiml();
+        assert!(
+            reply.contains("<Message>Smith &amp; Jones &lt;Dental&gt;: reply STOP"),
+            "{reply}"
+        );
+        assert_eq!(
+            Reply::Empty.twiml(),
+            r#"<?xml version="1.0" encoding="UTF-8"?><Response/>"#
+        );
+    }
+
+    #[test]
+    fn form_bodies_decode_strictly_and_keep_repeats() {
+        let params =
+            Params::parse(b"Body=Hello+there%21&To=%2B15551234567&Flag&MediaUrl=a&MediaUrl=b")
+                .unwrap();
+        assert_eq!(params.get("Body"), Some("Hello there!"));
+        assert_eq!(params.get("To"), Some("+15551234567"));
+        assert_eq!(params.get("Flag"), Some(""));
+        assert_eq!(params.0.iter().filter(|(n, _)| n == "MediaUrl").count(), 2);
+        assert!(matches!(
+            Params::parse(b"Body=%FF%FE"),
+            Err(WebhookError::Malformed(_))
+        ));
+        assert!(matches!(
+            Params::parse(b"Body=\xff"),
+            Err(WebhookError::Malformed(_))
+        ));
+    }
+}
