@@ -15,6 +15,12 @@ use std::{
 };
 
 use axum::{Router, http::HeaderMap, routing::post};
+use base64::{Engine, engine::general_purpose::STANDARD};
+use p256::{
+    ecdsa::{Signature, SigningKey, signature::Signer},
+    elliptic_curve::Generate,
+    pkcs8::EncodePublicKey,
+};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 use tokio::net::TcpListener;
 use uuid::Uuid;
@@ -23,6 +29,8 @@ const MESSAGES: i64 = 20_000;
 const PRACTICES: i64 = 10_000;
 const CONNECTIONS: usize = 64;
 const LOAD_DURATION: Duration = Duration::from_secs(10);
+const WEBHOOK_BATCHES: usize = 20;
+const EVENTS_PER_BATCH: usize = 1_000;
 
 struct Row {
     name: &'static str,
@@ -71,7 +79,7 @@ struct Service {
 }
 
 impl Service {
-    async fn start(sendgrid: &str) -> Self {
+    async fn start(sendgrid: &str, webhook_key: &str) -> Self {
         let database = format!("dentite_bench_{}", Uuid::new_v4().simple());
         let mut url = server_url();
         url.set_path(&format!("/{database}"));
@@ -89,6 +97,7 @@ impl Service {
             .env("SENDGRID_API_KEY", "SG.bench.key")
             .env("SENDGRID_FROM_EMAIL", "bench@dentite.test")
             .env("SENDGRID_API_BASE_URL", sendgrid)
+            .env("SENDGRID_WEBHOOK_VERIFY_KEY", webhook_key)
             .env("SENDGRID_RATE_PER_SEC", "0")
             .env("TWILIO_RATE_PER_SEC", "0")
             .env("RUST_LOG", "warn")
@@ -139,6 +148,108 @@ impl Service {
         let statement = format!("drop database if exists \"{}\" with (force)", self.database);
         admin.execute(sqlx::AssertSqlSafe(statement)).await.unwrap();
     }
+}
+
+/// The event webhook's signing key, as SendGrid holds it, and the base64 DER public key it shows.
+fn webhook_signer() -> (SigningKey, String) {
+    let key = SigningKey::generate();
+    let public = STANDARD.encode(key.verifying_key().to_public_key_der().unwrap().as_bytes());
+    (key, public)
+}
+
+/// Batches laid out as SendGrid sends them, events for unknown messages (stored, nothing to update).
+fn webhook_batches() -> Vec<Vec<serde_json::Value>> {
+    (0..WEBHOOK_BATCHES)
+        .map(|_| {
+            (0..EVENTS_PER_BATCH)
+                .map(|_| {
+                    serde_json::json!({
+                        "email": "pat@example.com",
+                        "timestamp": chrono::Utc::now().timestamp(),
+                        "event": "delivered",
+                        "sg_event_id": Uuid::new_v4().simple().to_string(),
+                        "sg_message_id": format!("{}.filterdrecv-1", Uuid::new_v4().simple()),
+                        "response": "250 OK",
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Signed batches posted at the running server, two at a time; events stored per second.
+async fn webhook_ingest(service: &Service, key: &SigningKey) -> f64 {
+    let bodies: Vec<(String, String, String)> = webhook_batches()
+        .into_iter()
+        .map(|events| {
+            let body = format!(
+                "[{}]\r\n",
+                events
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",\r\n")
+            );
+            let timestamp = chrono::Utc::now().timestamp().to_string();
+            let signature: Signature = key.sign(&[timestamp.as_bytes(), body.as_bytes()].concat());
+            (
+                body,
+                timestamp,
+                STANDARD.encode(signature.to_der().as_bytes()),
+            )
+        })
+        .collect();
+    let http = reqwest::Client::new();
+    let url = format!("{}/api/webhooks/sendgrid", service.base);
+    let started = Instant::now();
+    let posts = futures::stream::iter(bodies.into_iter().map(|(body, timestamp, signature)| {
+        let request = http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("X-Twilio-Email-Event-Webhook-Timestamp", timestamp)
+            .header("X-Twilio-Email-Event-Webhook-Signature", signature)
+            .body(body);
+        async move {
+            assert!(
+                request.send().await.unwrap().status().is_success(),
+                "a signed batch is accepted"
+            )
+        }
+    }));
+    futures::StreamExt::for_each_concurrent(posts, 2, |post| post).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let stored: i64 = sqlx::query_scalar("select count(*) from provider_events")
+        .fetch_one(&service.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored as usize, WEBHOOK_BATCHES * EVENTS_PER_BATCH);
+    stored as f64 / elapsed
+}
+
+/// The same rows written straight into Postgres, one multi-row statement per batch.
+async fn webhook_baseline(service: &Service) -> f64 {
+    let started = Instant::now();
+    for events in webhook_batches() {
+        let keys: Vec<String> = events
+            .iter()
+            .map(|e| format!("baseline:{}", e["sg_event_id"].as_str().unwrap()))
+            .collect();
+        let message_ids: Vec<&str> = events
+            .iter()
+            .map(|e| e["sg_message_id"].as_str().unwrap())
+            .collect();
+        sqlx::query(
+            "insert into provider_events (event_key, provider, event_type, provider_message_id, payload, occurred_at)
+             select k, 'sendgrid', 'delivered', m, p, now() from unnest($1::text[], $2::text[], $3::jsonb[]) as t(k, m, p)",
+        )
+        .bind(&keys)
+        .bind(&message_ids)
+        .bind(&events)
+        .execute(&service.pool)
+        .await
+        .unwrap();
+    }
+    (WEBHOOK_BATCHES * EVENTS_PER_BATCH) as f64 / started.elapsed().as_secs_f64()
 }
 
 /// Requests per second one sequential client gets from the fake.
@@ -331,8 +442,19 @@ fn print_table(rows: &[Row]) {
 async fn main() {
     dentite::install_crypto_provider();
     let (sendgrid, accepted) = fake_sendgrid().await;
-    let service = Service::start(&sendgrid).await;
+    let (webhook_key, webhook_public_key) = webhook_signer();
+    let service = Service::start(&sendgrid, &webhook_public_key).await;
     let mut rows = Vec::new();
+
+    let ingest = webhook_ingest(&service, &webhook_key).await;
+    let baseline = webhook_baseline(&service).await;
+    rows.push(Row {
+        name: "webhook ingest, signed 1,000-event batches",
+        value: ingest,
+        unit: "events/s",
+        baseline_name: "multi-row insert per batch",
+        baseline,
+    });
 
     let raw = raw_fake_rate(&sendgrid, MESSAGES as u64).await;
     let pipeline = send_pipeline(&service, &accepted).await;
