@@ -216,11 +216,12 @@ impl Drop for TestApp {
             let _ = stop.send(());
         }
         let name = self.database_name.clone();
-        let pool = self.pool.clone();
+        // Not `pool.close()`: the app's tasks run on the test's runtime, which this blocking drop
+        // stalls, so closing would wait forever for the connections they hold (the settings
+        // listener's, at least). `with (force)` ends those connections instead.
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async move {
-                pool.close().await;
                 if let Ok(mut admin) = PgConnection::connect(&server_url()).await {
                     let statement = format!("drop database if exists \"{name}\" with (force)");
                     let _ = admin.execute(sqlx::AssertSqlSafe(statement)).await;
