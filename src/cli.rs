@@ -51,12 +51,15 @@ pub async fn rotate_keys(settings: &Settings) -> anyhow::Result<u64> {
     rotate_credentials(&pool, &Keyring::new(&settings.keys), 100).await
 }
 
+/// A practice id with its three credential envelopes, in `CredentialField::ALL` order.
+type CredentialRow = (Uuid, Option<String>, Option<String>, Option<String>);
+
 pub async fn rotate_credentials(pool: &PgPool, keyring: &Keyring, batch_size: i64) -> anyhow::Result<u64> {
     let mut changed = 0;
     let mut after = Uuid::nil();
     loop {
         let mut tx = pool.begin().await?;
-        let rows: Vec<(Uuid, Option<String>, Option<String>, Option<String>)> = sqlx::query_as(
+        let rows: Vec<CredentialRow> = sqlx::query_as(
             "select id, sendgrid_api_key, twilio_account_sid, twilio_auth_token from practices
              where id > $1 order by id limit $2 for update",
         )
