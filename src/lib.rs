@@ -2,11 +2,13 @@
 //! crate builds the application so that tests can run it on a random port.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod domains;
 pub mod error;
 pub mod messaging;
 pub mod outreach;
@@ -119,7 +121,10 @@ impl Application {
     }
 
     fn spawn_background(state: &AppState, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-        vec![tokio::spawn(state.messaging.clone().listen_for_changes(stop))]
+        vec![
+            tokio::spawn(state.messaging.clone().listen_for_changes(stop.clone())),
+            tokio::spawn(domains::recheck_unverified_domains(state.clone(), stop)),
+        ]
     }
 }
 

@@ -1,9 +1,11 @@
 //! HTTP: one router per resource, merged here, with the OpenAPI document generated from the
 //! handlers themselves.
 
+mod admin;
 pub mod auth;
 pub mod json;
 mod ops;
+mod settings;
 
 use std::time::Duration;
 
@@ -43,7 +45,17 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(ops::router())
         .merge(auth::router())
+        .merge(settings::router())
+        .merge(admin::router())
         .split_for_parts()
+}
+
+/// A page size from the query: `default` when absent, 1 to `max` otherwise.
+fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, crate::error::ApiError> {
+    match limit.unwrap_or(default) {
+        limit if (1..=max).contains(&limit) => Ok(limit),
+        _ => Err(crate::error::ApiError::validation("limit", format!("must be between 1 and {max}"))),
+    }
 }
 
 pub fn app(state: AppState) -> Router {
