@@ -188,11 +188,11 @@ impl MessagingSettings {
 }
 
 /// The URL a practice's own SendGrid account posts events to.
-pub fn event_webhook_url(state: &AppState, practice_id: Uuid) -> String {
+fn event_webhook_url(state: &AppState, practice_id: Uuid) -> String {
     state.messaging.webhook_url(&format!("/api/webhooks/sendgrid/{practice_id}"))
 }
 
-pub(crate) async fn load(pool: &PgPool, practice_id: Uuid) -> Result<PracticeMessagingConfig, SettingsError> {
+async fn load(pool: &PgPool, practice_id: Uuid) -> Result<PracticeMessagingConfig, SettingsError> {
     PracticeMessagingConfig::load(pool, practice_id).await?.ok_or(SettingsError::UnknownPractice)
 }
 

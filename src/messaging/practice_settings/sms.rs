@@ -250,11 +250,17 @@ pub async fn validate_sms(state: &AppState, caller: &PracticeCaller, request: Sm
     let stored = load(&state.pool, caller.practice_id).await?;
     let stored_value = |field| stored_secret(&state.keyring, &stored, field).ok().flatten().map(|s| s.expose_secret().to_string());
     let mut errors = FieldErrors::new();
+    let none_stored = "give one to check: none is stored";
     // The stored token is only worth trying with the stored account.
-    let stored_token = if request.account_sid.is_some() { None } else { stored_value(CredentialField::TwilioAuthToken) };
-    let sid = given_or_stored(&mut errors, ACCOUNT_SID, request.account_sid, stored_value(CredentialField::TwilioAccountSid), types::twilio_account_sid);
-    let token = given_or_stored(&mut errors, AUTH_TOKEN, request.auth_token, stored_token, types::twilio_auth_token);
-    let phone = given_or_stored(&mut errors, PHONE_NUMBER, request.phone_number, stored.twilio_phone_number.clone(), PhoneE164::parse);
+    let (stored_token, no_token) = match request.account_sid {
+        Some(_) => (None, "give the auth token of this Account SID"),
+        None => (stored_value(CredentialField::TwilioAuthToken), none_stored),
+    };
+    let stored_sid = stored_value(CredentialField::TwilioAccountSid);
+    let sid = given_or_stored(&mut errors, ACCOUNT_SID, request.account_sid, stored_sid, none_stored, types::twilio_account_sid);
+    let token = given_or_stored(&mut errors, AUTH_TOKEN, request.auth_token, stored_token, no_token, types::twilio_auth_token);
+    let stored_phone = stored.twilio_phone_number.clone();
+    let phone = given_or_stored(&mut errors, PHONE_NUMBER, request.phone_number, stored_phone, none_stored, PhoneE164::parse);
     let (Some(sid), Some(token), Some(phone)) = (sid, token, phone) else {
         return Err(SettingsError::Invalid(errors));
     };
@@ -280,17 +286,19 @@ pub async fn validate_sms(state: &AppState, caller: &PracticeCaller, request: Sm
     }
 }
 
+/// The given value, else the stored one, parsed; `missing` is the error when there is neither.
 fn given_or_stored<T>(
     errors: &mut FieldErrors,
     name: &str,
     given: Option<String>,
     stored: Option<String>,
+    missing: &str,
     parse: impl FnOnce(&str) -> Result<T, String>,
 ) -> Option<T> {
     match given.or(stored) {
         Some(value) => errors.check(name, parse(&value)),
         None => {
-            errors.add(name, "give one to check: none is stored");
+            errors.add(name, missing);
             None
         }
     }

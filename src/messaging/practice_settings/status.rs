@@ -50,7 +50,7 @@ pub struct ChannelStatus {
 }
 
 /// Messages created in the last 30 days, by their current status.
-#[derive(Debug, Default, Clone, Copy, Serialize, ToSchema, sqlx::FromRow)]
+#[derive(Debug, Default, Clone, Copy, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageCounts {
     /// Accepted by a provider: sent, delivered, opened or clicked.
