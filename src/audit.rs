@@ -54,7 +54,12 @@ pub struct AuditPage {
 
 /// A page of a practice's entries, newest first, older than `cursor` when given. Ids only grow,
 /// so keyset paging by id is stable while new entries arrive.
-pub async fn list(pool: &PgPool, practice_id: Uuid, cursor: Option<i64>, limit: i64) -> Result<AuditPage, sqlx::Error> {
+pub async fn list(
+    pool: &PgPool,
+    practice_id: Uuid,
+    cursor: Option<i64>,
+    limit: i64,
+) -> Result<AuditPage, sqlx::Error> {
     let mut entries: Vec<AuditEntry> = sqlx::query_as(
         "select a.id, a.user_id, u.email as user_email, a.action, a.changed_fields, a.created_at
          from audit_log a left join users u on u.id = a.user_id
@@ -73,5 +78,8 @@ pub async fn list(pool: &PgPool, practice_id: Uuid, cursor: Option<i64>, limit: 
     } else {
         None
     };
-    Ok(AuditPage { entries, next_cursor })
+    Ok(AuditPage {
+        entries,
+        next_cursor,
+    })
 }

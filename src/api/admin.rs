@@ -56,11 +56,19 @@ async fn list_practices(
     if offset < 0 {
         return Err(ApiError::validation("offset", "must not be negative"));
     }
-    let mut practices =
-        practices::messaging_summaries(&state.pool, query.custom_config.unwrap_or(false), limit + 1, offset).await?;
+    let mut practices = practices::messaging_summaries(
+        &state.pool,
+        query.custom_config.unwrap_or(false),
+        limit + 1,
+        offset,
+    )
+    .await?;
     let next_offset = (practices.len() as i64 > limit).then(|| {
         practices.truncate(limit as usize);
         offset + limit
     });
-    Ok(Json(PracticeList { practices, next_offset }))
+    Ok(Json(PracticeList {
+        practices,
+        next_offset,
+    }))
 }

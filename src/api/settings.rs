@@ -22,9 +22,10 @@ use crate::{
     messaging::{
         Channel,
         practice_settings::{
-            self as settings, EmailSettingsRequest, EmailValidation, EmailValidationRequest, MessagingSettings, MessagingStatus,
-            ProviderFailure, SettingsError, SettingsUpdate, SmsSettingsRequest, SmsValidation, SmsValidationRequest,
-            TestSendRequest, TestSendResult,
+            self as settings, EmailSettingsRequest, EmailValidation, EmailValidationRequest,
+            MessagingSettings, MessagingStatus, ProviderFailure, SettingsError, SettingsUpdate,
+            SmsSettingsRequest, SmsValidation, SmsValidationRequest, TestSendRequest,
+            TestSendResult,
         },
     },
 };
@@ -47,7 +48,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 impl From<ProviderFailure> for ApiError {
     fn from(failure: ProviderFailure) -> Self {
         match failure {
-            ProviderFailure::Rejected { field, message } => ApiError::ProviderRejected { message, field },
+            ProviderFailure::Rejected { field, message } => {
+                ApiError::ProviderRejected { message, field }
+            }
             ProviderFailure::Unavailable(message) => ApiError::Unavailable(message),
         }
     }
@@ -70,7 +73,9 @@ impl From<DomainError> for ApiError {
     fn from(error: DomainError) -> Self {
         match error {
             DomainError::Invalid(fields) => ApiError::Validation(fields),
-            DomainError::NoApiKey | DomainError::OtherDomain(_) => ApiError::Conflict(error.to_string()),
+            DomainError::NoApiKey | DomainError::OtherDomain(_) => {
+                ApiError::Conflict(error.to_string())
+            }
             DomainError::NotSetUp => ApiError::NotFound("email domain"),
             DomainError::UnknownPractice => ApiError::NotFound("practice"),
             DomainError::Provider(failure) => failure.into(),
@@ -84,7 +89,10 @@ impl From<DomainError> for ApiError {
 /// configured and its last 4 characters.
 #[utoipa::path(get, path = "/api/practice-settings/messaging", tag = "practice settings", security(("bearer" = [])),
     responses((status = 200, body = MessagingSettings), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn get_settings(State(state): State<AppState>, caller: PracticeCaller) -> Result<Json<MessagingSettings>, ApiError> {
+async fn get_settings(
+    State(state): State<AppState>,
+    caller: PracticeCaller,
+) -> Result<Json<MessagingSettings>, ApiError> {
     Ok(Json(settings::view(&state, caller.practice_id).await?))
 }
 
@@ -102,13 +110,18 @@ async fn put_email(
     SettingsEditor(caller): SettingsEditor,
     Json(request): Json<EmailSettingsRequest>,
 ) -> Result<Json<SettingsUpdate>, ApiError> {
-    Ok(Json(settings::update_email(&state, &caller, request).await?))
+    Ok(Json(
+        settings::update_email(&state, &caller, request).await?,
+    ))
 }
 
 /// Back to the system SendGrid account; the stored key, webhook key and domain are erased here.
 #[utoipa::path(delete, path = "/api/practice-settings/messaging/email", tag = "practice settings", security(("bearer" = [])),
     responses((status = 200, body = MessagingSettings), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn delete_email(State(state): State<AppState>, SettingsEditor(caller): SettingsEditor) -> Result<Json<MessagingSettings>, ApiError> {
+async fn delete_email(
+    State(state): State<AppState>,
+    SettingsEditor(caller): SettingsEditor,
+) -> Result<Json<MessagingSettings>, ApiError> {
     Ok(Json(settings::delete_email(&state, &caller).await?))
 }
 
@@ -131,7 +144,10 @@ async fn put_sms(
 /// Back to the system Twilio account; the stored credentials and number are erased.
 #[utoipa::path(delete, path = "/api/practice-settings/messaging/sms", tag = "practice settings", security(("bearer" = [])),
     responses((status = 200, body = MessagingSettings), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn delete_sms(State(state): State<AppState>, SettingsEditor(caller): SettingsEditor) -> Result<Json<MessagingSettings>, ApiError> {
+async fn delete_sms(
+    State(state): State<AppState>,
+    SettingsEditor(caller): SettingsEditor,
+) -> Result<Json<MessagingSettings>, ApiError> {
     Ok(Json(settings::delete_sms(&state, &caller).await?))
 }
 
@@ -146,7 +162,9 @@ async fn validate_email(
     SettingsEditor(caller): SettingsEditor,
     Json(request): Json<EmailValidationRequest>,
 ) -> Result<Json<EmailValidation>, ApiError> {
-    Ok(Json(settings::validate_email(&state, &caller, request).await?))
+    Ok(Json(
+        settings::validate_email(&state, &caller, request).await?,
+    ))
 }
 
 /// Checks Twilio credentials and number (each given or stored) without saving; a refusal is
@@ -160,7 +178,9 @@ async fn validate_sms(
     SettingsEditor(caller): SettingsEditor,
     Json(request): Json<SmsValidationRequest>,
 ) -> Result<Json<SmsValidation>, ApiError> {
-    Ok(Json(settings::validate_sms(&state, &caller, request).await?))
+    Ok(Json(
+        settings::validate_sms(&state, &caller, request).await?,
+    ))
 }
 
 /// Sends a test email through the account in effect, with fallback as for any message; sets
@@ -174,7 +194,9 @@ async fn test_email(
     SettingsEditor(caller): SettingsEditor,
     Json(request): Json<TestSendRequest>,
 ) -> Result<Json<TestSendResult>, ApiError> {
-    Ok(Json(settings::send_test(&state, &caller, Channel::Email, request).await?))
+    Ok(Json(
+        settings::send_test(&state, &caller, Channel::Email, request).await?,
+    ))
 }
 
 /// Sends a test SMS, like the test email.
@@ -187,7 +209,9 @@ async fn test_sms(
     SettingsEditor(caller): SettingsEditor,
     Json(request): Json<TestSendRequest>,
 ) -> Result<Json<TestSendResult>, ApiError> {
-    Ok(Json(settings::send_test(&state, &caller, Channel::Sms, request).await?))
+    Ok(Json(
+        settings::send_test(&state, &caller, Channel::Sms, request).await?,
+    ))
 }
 
 /// Authenticates a domain in the practice's own SendGrid account (automatic security: three
@@ -217,7 +241,10 @@ async fn set_up_domain(
     security(("bearer" = [])),
     responses((status = 200, body = DomainView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "no domain set up", body = ErrorBody)))]
-async fn get_domain(State(state): State<AppState>, caller: PracticeCaller) -> Result<Json<DomainView>, ApiError> {
+async fn get_domain(
+    State(state): State<AppState>,
+    caller: PracticeCaller,
+) -> Result<Json<DomainView>, ApiError> {
     Ok(Json(domains::view(&state, caller.practice_id).await?))
 }
 
@@ -228,7 +255,10 @@ async fn get_domain(State(state): State<AppState>, caller: PracticeCaller) -> Re
     responses((status = 200, body = DomainDeletion), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
-async fn delete_domain(State(state): State<AppState>, SettingsEditor(caller): SettingsEditor) -> Result<Json<DomainDeletion>, ApiError> {
+async fn delete_domain(
+    State(state): State<AppState>,
+    SettingsEditor(caller): SettingsEditor,
+) -> Result<Json<DomainDeletion>, ApiError> {
     Ok(Json(domains::delete(&state, &caller).await?))
 }
 
@@ -238,15 +268,23 @@ async fn delete_domain(State(state): State<AppState>, SettingsEditor(caller): Se
     responses((status = 200, body = DomainView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
-async fn verify_domain(State(state): State<AppState>, SettingsEditor(caller): SettingsEditor) -> Result<Json<DomainView>, ApiError> {
-    Ok(Json(domains::verify(&state, caller.practice_id, Some(caller.user_id)).await?))
+async fn verify_domain(
+    State(state): State<AppState>,
+    SettingsEditor(caller): SettingsEditor,
+) -> Result<Json<DomainView>, ApiError> {
+    Ok(Json(
+        domains::verify(&state, caller.practice_id, Some(caller.user_id)).await?,
+    ))
 }
 
 /// Per channel: configured provider, provider in effect after the rules and the health circuit,
 /// health, domain, last test and the last 30 days' sent, delivered and failed.
 #[utoipa::path(get, path = "/api/practice-settings/messaging/status", tag = "practice settings", security(("bearer" = [])),
     responses((status = 200, body = MessagingStatus), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-async fn get_status(State(state): State<AppState>, caller: PracticeCaller) -> Result<Json<MessagingStatus>, ApiError> {
+async fn get_status(
+    State(state): State<AppState>,
+    caller: PracticeCaller,
+) -> Result<Json<MessagingStatus>, ApiError> {
     Ok(Json(settings::status(&state, caller.practice_id).await?))
 }
 
@@ -270,5 +308,7 @@ async fn get_audit(
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let limit = page_limit(query.limit, 50, 200)?;
-    Ok(Json(audit::list(&state.pool, caller.practice_id, query.cursor, limit).await?))
+    Ok(Json(
+        audit::list(&state.pool, caller.practice_id, query.cursor, limit).await?,
+    ))
 }

@@ -37,7 +37,9 @@ pub enum DomainError {
          custom_sendgrid and sendgridApiKey): the domain is authenticated in the practice's own SendGrid account"
     )]
     NoApiKey,
-    #[error("{0} is already set up; delete it first (DELETE /api/practice-settings/messaging/email/domain) to authenticate another domain")]
+    #[error(
+        "{0} is already set up; delete it first (DELETE /api/practice-settings/messaging/email/domain) to authenticate another domain"
+    )]
     OtherDomain(String),
     #[error("no email domain is set up")]
     NotSetUp,
@@ -117,30 +119,49 @@ pub struct DomainView {
 
 impl DomainView {
     fn from_config(config: &PracticeMessagingConfig) -> Result<Self, DomainError> {
-        let (Some(state), Some(sendgrid_domain_id)) = (DomainState::from_config(config), config.sendgrid_domain_id) else {
+        let (Some(state), Some(sendgrid_domain_id)) =
+            (DomainState::from_config(config), config.sendgrid_domain_id)
+        else {
             return Err(DomainError::NotSetUp);
         };
         let records = stored_records(config)?;
         let instructions = instructions(&state, &records);
-        Ok(Self { state, sendgrid_domain_id, records, instructions })
+        Ok(Self {
+            state,
+            sendgrid_domain_id,
+            records,
+            instructions,
+        })
     }
 }
 
 fn stored_records(config: &PracticeMessagingConfig) -> anyhow::Result<Vec<DnsRecordState>> {
-    serde_json::from_value(config.sendgrid_domain_records.clone())
-        .with_context(|| format!("practice {} holds unreadable sendgrid_domain_records", config.id))
+    serde_json::from_value(config.sendgrid_domain_records.clone()).with_context(|| {
+        format!(
+            "practice {} holds unreadable sendgrid_domain_records",
+            config.id
+        )
+    })
 }
 
 fn instructions(state: &DomainState, records: &[DnsRecordState]) -> Vec<String> {
     if state.verified {
-        return vec![format!("SendGrid has verified {}. Keep these records published: removing them stops the authentication.", state.domain)];
+        return vec![format!(
+            "SendGrid has verified {}. Keep these records published: removing them stops the authentication.",
+            state.domain
+        )];
     }
     let mut steps = vec![format!(
         "Sign in where the DNS of {} is managed (your domain registrar or DNS host) and open its DNS records.",
         state.domain
     )];
     steps.extend(records.iter().map(|r| {
-        format!("Add a {} record with host (name) {} and value (points to) {}.", r.record_type.to_uppercase(), r.host, r.data)
+        format!(
+            "Add a {} record with host (name) {} and value (points to) {}.",
+            r.record_type.to_uppercase(),
+            r.host,
+            r.data
+        )
     }));
     steps.extend([
         "Many DNS panels add the domain to the host by themselves: if yours does, enter the host without the domain at its end.".to_string(),
@@ -169,10 +190,15 @@ pub enum SetUpOutcome {
 }
 
 async fn load(state: &AppState, practice_id: Uuid) -> Result<PracticeMessagingConfig, DomainError> {
-    PracticeMessagingConfig::load(&state.pool, practice_id).await?.ok_or(DomainError::UnknownPractice)
+    PracticeMessagingConfig::load(&state.pool, practice_id)
+        .await?
+        .ok_or(DomainError::UnknownPractice)
 }
 
-fn practice_client(state: &AppState, config: &PracticeMessagingConfig) -> Result<SendGridClient, DomainError> {
+fn practice_client(
+    state: &AppState,
+    config: &PracticeMessagingConfig,
+) -> Result<SendGridClient, DomainError> {
     state
         .messaging
         .custom_sendgrid_client(config)
@@ -180,8 +206,13 @@ fn practice_client(state: &AppState, config: &PracticeMessagingConfig) -> Result
         .ok_or(DomainError::NoApiKey)
 }
 
-fn refused(field: Option<&'static str>) -> impl FnOnce(crate::messaging::ProviderError) -> DomainError {
-    move |e| ProviderFailure::classify(e, "SendGrid", field, "SendGrid refused the domain request").into()
+fn refused(
+    field: Option<&'static str>,
+) -> impl FnOnce(crate::messaging::ProviderError) -> DomainError {
+    move |e| {
+        ProviderFailure::classify(e, "SendGrid", field, "SendGrid refused the domain request")
+            .into()
+    }
 }
 
 /// Creates the authentication with automatic security in the practice's SendGrid account, or
@@ -192,26 +223,47 @@ pub async fn set_up(
     request: DomainSetupRequest,
 ) -> Result<(DomainView, SetUpOutcome), DomainError> {
     let mut errors = FieldErrors::new();
-    let domain = errors.check("domain", request.domain.ok_or("is required".to_string()).and_then(|d| DomainName::parse(&d)));
-    let subdomain = errors.check("subdomain", request.subdomain.as_deref().map(DomainName::parse_label).transpose());
+    let domain = errors.check(
+        "domain",
+        request
+            .domain
+            .ok_or("is required".to_string())
+            .and_then(|d| DomainName::parse(&d)),
+    );
+    let subdomain = errors.check(
+        "subdomain",
+        request
+            .subdomain
+            .as_deref()
+            .map(DomainName::parse_label)
+            .transpose(),
+    );
     let (Some(domain), Some(subdomain)) = (domain, subdomain) else {
         return Err(DomainError::Invalid(errors));
     };
     let practice_id = caller.practice_id;
     let config = load(state, practice_id).await?;
     let client = practice_client(state, &config)?;
-    let same_subdomain = subdomain.as_deref().is_none_or(|wanted| config.sendgrid_domain_subdomain.as_deref() == Some(wanted));
+    let same_subdomain = subdomain
+        .as_deref()
+        .is_none_or(|wanted| config.sendgrid_domain_subdomain.as_deref() == Some(wanted));
     match &config.sendgrid_domain {
         Some(stored) if !stored.eq_ignore_ascii_case(domain.as_str()) || !same_subdomain => {
             return Err(DomainError::OtherDomain(stored.clone()));
         }
         _ => {}
     }
-    let found = client.find_domain(domain.as_str(), subdomain.as_deref()).await.map_err(refused(Some("domain")))?;
+    let found = client
+        .find_domain(domain.as_str(), subdomain.as_deref())
+        .await
+        .map_err(refused(Some("domain")))?;
     let (authenticated, outcome) = match found {
         Some(existing) => (existing, SetUpOutcome::Adopted),
         None => {
-            let created = client.create_domain(domain.as_str(), subdomain.as_deref()).await.map_err(refused(Some("domain")))?;
+            let created = client
+                .create_domain(domain.as_str(), subdomain.as_deref())
+                .await
+                .map_err(refused(Some("domain")))?;
             (created, SetUpOutcome::Created)
         }
     };
@@ -234,7 +286,15 @@ pub async fn set_up(
     .bind(authenticated.valid)
     .execute(&mut *tx)
     .await?;
-    commit_change(tx, &state.messaging, practice_id, Some(caller.user_id), "email.domain.set_up", &["domain"]).await?;
+    commit_change(
+        tx,
+        &state.messaging,
+        practice_id,
+        Some(caller.user_id),
+        "email.domain.set_up",
+        &["domain"],
+    )
+    .await?;
     Ok((view(state, practice_id).await?, outcome))
 }
 
@@ -244,11 +304,18 @@ pub async fn view(state: &AppState, practice_id: Uuid) -> Result<DomainView, Dom
 
 /// Asks SendGrid to validate the records now and stores each record's result. `user_id` is the
 /// caller, or `None` for the background re-check.
-pub async fn verify(state: &AppState, practice_id: Uuid, user_id: Option<Uuid>) -> Result<DomainView, DomainError> {
+pub async fn verify(
+    state: &AppState,
+    practice_id: Uuid,
+    user_id: Option<Uuid>,
+) -> Result<DomainView, DomainError> {
     let config = load(state, practice_id).await?;
     let domain_id = config.sendgrid_domain_id.ok_or(DomainError::NotSetUp)?;
     let client = practice_client(state, &config)?;
-    let validation = client.validate_domain(domain_id).await.map_err(refused(None))?;
+    let validation = client
+        .validate_domain(domain_id)
+        .await
+        .map_err(refused(None))?;
     let mut records = stored_records(&config)?;
     for record in &mut records {
         if let Some(result) = validation.results.iter().find(|r| r.name == record.name) {
@@ -258,7 +325,9 @@ pub async fn verify(state: &AppState, practice_id: Uuid, user_id: Option<Uuid>) 
     }
 
     let mut tx = state.pool.begin().await?;
-    let current = PracticeMessagingConfig::load_for_update(&mut *tx, practice_id).await?.ok_or(DomainError::UnknownPractice)?;
+    let current = PracticeMessagingConfig::load_for_update(&mut *tx, practice_id)
+        .await?
+        .ok_or(DomainError::UnknownPractice)?;
     // Deleted or replaced while SendGrid was validating: these results are about nothing we keep.
     if current.sendgrid_domain_id != Some(domain_id) {
         return Err(DomainError::NotSetUp);
@@ -276,7 +345,15 @@ pub async fn verify(state: &AppState, practice_id: Uuid, user_id: Option<Uuid>) 
         tx.commit().await?;
     } else {
         // Whether custom SendGrid may send has changed.
-        commit_change(tx, &state.messaging, practice_id, user_id, "email.domain.verify", &["domainVerified"]).await?;
+        commit_change(
+            tx,
+            &state.messaging,
+            practice_id,
+            user_id,
+            "email.domain.verify",
+            &["domainVerified"],
+        )
+        .await?;
     }
     view(state, practice_id).await
 }
@@ -291,13 +368,21 @@ pub struct DomainDeletion {
 
 /// Removes the authentication at SendGrid, then here. A domain SendGrid no longer has is
 /// removed here all the same: the goal state is reached.
-pub async fn delete(state: &AppState, caller: &PracticeCaller) -> Result<DomainDeletion, DomainError> {
+pub async fn delete(
+    state: &AppState,
+    caller: &PracticeCaller,
+) -> Result<DomainDeletion, DomainError> {
     let practice_id = caller.practice_id;
     let config = load(state, practice_id).await?;
-    let (Some(domain_id), Some(domain)) = (config.sendgrid_domain_id, config.sendgrid_domain.clone()) else {
+    let (Some(domain_id), Some(domain)) =
+        (config.sendgrid_domain_id, config.sendgrid_domain.clone())
+    else {
         return Err(DomainError::NotSetUp);
     };
-    let outcome = practice_client(state, &config)?.delete_domain(domain_id).await.map_err(refused(None))?;
+    let outcome = practice_client(state, &config)?
+        .delete_domain(domain_id)
+        .await
+        .map_err(refused(None))?;
     let mut tx = state.pool.begin().await?;
     // Guarded by the id: a domain set up again meanwhile is not the one SendGrid just removed.
     let cleared = sqlx::query(
@@ -312,9 +397,20 @@ pub async fn delete(state: &AppState, caller: &PracticeCaller) -> Result<DomainD
     .await?
     .rows_affected();
     if cleared > 0 {
-        commit_change(tx, &state.messaging, practice_id, Some(caller.user_id), "email.domain.delete", &["domain"]).await?;
+        commit_change(
+            tx,
+            &state.messaging,
+            practice_id,
+            Some(caller.user_id),
+            "email.domain.delete",
+            &["domain"],
+        )
+        .await?;
     }
-    Ok(DomainDeletion { domain, already_gone_at_sendgrid: outcome == DeleteOutcome::AlreadyGone })
+    Ok(DomainDeletion {
+        domain,
+        already_gone_at_sendgrid: outcome == DeleteOutcome::AlreadyGone,
+    })
 }
 
 /// How often the background loop looks for domains due a re-check; the schedule itself is in

@@ -6,8 +6,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
-    MessagingSettings, ProviderFailure, SettingsError, SettingsUpdate, begin_change, changed, commit_change, erase,
-    event_webhook_url, invalid, is_stored_secret, load, parse_provider, refuse_custom_only, required, stored_secret, view,
+    MessagingSettings, ProviderFailure, SettingsError, SettingsUpdate, begin_change, changed,
+    commit_change, erase, event_webhook_url, invalid, is_stored_secret, load, parse_provider,
+    refuse_custom_only, required, stored_secret, view,
 };
 use crate::{
     AppState,
@@ -27,8 +28,16 @@ const API_KEY: &str = "sendgridApiKey";
 const WEBHOOK_VERIFY_KEY: &str = "webhookVerifyKey";
 const MAIL_SEND: &str = "mail.send";
 /// Creating a webhook, then switching its signing on (PROVIDERS.md §3).
-const WEBHOOK_SCOPES: [&str; 2] = ["user.webhooks.event.settings.create", "user.webhooks.event.settings.update"];
-const DOMAIN_SCOPES: [&str; 4] = ["whitelabel.create", "whitelabel.read", "whitelabel.update", "whitelabel.delete"];
+const WEBHOOK_SCOPES: [&str; 2] = [
+    "user.webhooks.event.settings.create",
+    "user.webhooks.event.settings.update",
+];
+const DOMAIN_SCOPES: [&str; 4] = [
+    "whitelabel.create",
+    "whitelabel.read",
+    "whitelabel.update",
+    "whitelabel.delete",
+];
 
 /// `PUT /email`. Every field is optional to serde so that all missing and malformed fields are
 /// reported together; the schema marks the ones the contract requires.
@@ -65,35 +74,98 @@ struct EmailChange {
 }
 
 impl EmailChange {
-    fn parse(state: &AppState, request: EmailSettingsRequest, stored: &PracticeMessagingConfig) -> Result<Self, SettingsError> {
+    fn parse(
+        state: &AppState,
+        request: EmailSettingsRequest,
+        stored: &PracticeMessagingConfig,
+    ) -> Result<Self, SettingsError> {
         let mut errors = FieldErrors::new();
-        let provider = errors.check("provider", parse_provider(request.provider.as_deref(), Channel::Email));
-        let from_email = errors.check("fromEmail", required(request.from_email).and_then(|v| EmailAddress::parse(&v)));
-        let from_name = errors.check("fromName", required(request.from_name).and_then(|v| sender_name(&v)));
-        let fallback_enabled = errors.check("fallbackEnabled", request.fallback_enabled.ok_or("is required"));
-        let api_key = errors.check(API_KEY, request.sendgrid_api_key.as_deref().map(types::sendgrid_api_key).transpose());
-        let webhook_verify_key =
-            errors.check(WEBHOOK_VERIFY_KEY, request.webhook_verify_key.as_deref().map(webhook_verify_key).transpose());
+        let provider = errors.check(
+            "provider",
+            parse_provider(request.provider.as_deref(), Channel::Email),
+        );
+        let from_email = errors.check(
+            "fromEmail",
+            required(request.from_email).and_then(|v| EmailAddress::parse(&v)),
+        );
+        let from_name = errors.check(
+            "fromName",
+            required(request.from_name).and_then(|v| sender_name(&v)),
+        );
+        let fallback_enabled = errors.check(
+            "fallbackEnabled",
+            request.fallback_enabled.ok_or("is required"),
+        );
+        let api_key = errors.check(
+            API_KEY,
+            request
+                .sendgrid_api_key
+                .as_deref()
+                .map(types::sendgrid_api_key)
+                .transpose(),
+        );
+        let webhook_verify_key = errors.check(
+            WEBHOOK_VERIFY_KEY,
+            request
+                .webhook_verify_key
+                .as_deref()
+                .map(webhook_verify_key)
+                .transpose(),
+        );
         match provider {
-            Some(ProviderKind::CustomSendgrid) if request.sendgrid_api_key.is_none() && stored.sendgrid_api_key.is_none() => {
-                errors.add(API_KEY, "is required with custom_sendgrid: no key is stored yet");
+            Some(ProviderKind::CustomSendgrid)
+                if request.sendgrid_api_key.is_none() && stored.sendgrid_api_key.is_none() =>
+            {
+                errors.add(
+                    API_KEY,
+                    "is required with custom_sendgrid: no key is stored yet",
+                );
             }
             Some(ProviderKind::SystemSendgrid) => refuse_custom_only(
                 &mut errors,
-                &[(API_KEY, request.sendgrid_api_key.is_some()), (WEBHOOK_VERIFY_KEY, request.webhook_verify_key.is_some())],
+                &[
+                    (API_KEY, request.sendgrid_api_key.is_some()),
+                    (WEBHOOK_VERIFY_KEY, request.webhook_verify_key.is_some()),
+                ],
                 ProviderKind::CustomSendgrid,
                 Channel::Email,
             ),
             _ => {}
         }
-        match (provider, from_email, from_name, fallback_enabled, api_key, webhook_verify_key) {
-            (Some(provider), Some(from_email), Some(from_name), Some(fallback_enabled), Some(api_key), Some(webhook_verify_key))
-                if errors.is_empty() =>
-            {
+        match (
+            provider,
+            from_email,
+            from_name,
+            fallback_enabled,
+            api_key,
+            webhook_verify_key,
+        ) {
+            (
+                Some(provider),
+                Some(from_email),
+                Some(from_name),
+                Some(fallback_enabled),
+                Some(api_key),
+                Some(webhook_verify_key),
+            ) if errors.is_empty() => {
                 let new_api_key = api_key
-                    .filter(|key| !is_stored_secret(&state.keyring, stored, CredentialField::SendGridApiKey, key))
+                    .filter(|key| {
+                        !is_stored_secret(
+                            &state.keyring,
+                            stored,
+                            CredentialField::SendGridApiKey,
+                            key,
+                        )
+                    })
                     .map(SecretString::from);
-                Ok(Self { provider, new_api_key, from_email, from_name, fallback_enabled, webhook_verify_key })
+                Ok(Self {
+                    provider,
+                    new_api_key,
+                    from_email,
+                    from_name,
+                    fallback_enabled,
+                    webhook_verify_key,
+                })
             }
             _ => Err(SettingsError::Invalid(errors)),
         }
@@ -106,7 +178,9 @@ fn sender_name(value: &str) -> Result<String, String> {
     match value.chars().count() {
         0 => Err("must not be empty".into()),
         n if n > 100 => Err("must be at most 100 characters".into()),
-        _ if value.chars().any(char::is_control) => Err("must be a single line without control characters".into()),
+        _ if value.chars().any(char::is_control) => {
+            Err("must be a single line without control characters".into())
+        }
         _ => Ok(value.to_string()),
     }
 }
@@ -141,28 +215,52 @@ pub async fn update_email(
             && change.webhook_verify_key.is_none()
             && stored.sendgrid_webhook_verify_key.is_none();
         if wants_webhook {
-            webhook = create_webhook(&client, &scopes, &event_webhook_url(state, practice_id)).await.map(Some);
+            webhook = create_webhook(&client, &scopes, &event_webhook_url(state, practice_id))
+                .await
+                .map(Some);
         }
     }
 
     let (mut tx, current) = begin_change(state, practice_id, Some(stored.settings_version)).await?;
     let api_key = match &change.new_api_key {
-        Some(key) => Some(state.keyring.encrypt(key.expose_secret(), practice_id, CredentialField::SendGridApiKey)),
+        Some(key) => Some(state.keyring.encrypt(
+            key.expose_secret(),
+            practice_id,
+            CredentialField::SendGridApiKey,
+        )),
         None => current.sendgrid_api_key.clone(),
     };
     let (verify_key, webhook_id) = match (&webhook, &change.webhook_verify_key) {
         (Ok(Some(created)), _) => (Some(created.public_key.clone()), Some(created.id.clone())),
         // A pasted key belongs to a webhook the practice made itself, not to one we created.
         (_, Some(pasted)) => (Some(pasted.clone()), None),
-        _ => (current.sendgrid_webhook_verify_key.clone(), current.sendgrid_webhook_id.clone()),
+        _ => (
+            current.sendgrid_webhook_verify_key.clone(),
+            current.sendgrid_webhook_id.clone(),
+        ),
     };
     let fields = changed(&[
-        ("provider", current.email_provider != change.provider.as_str()),
+        (
+            "provider",
+            current.email_provider != change.provider.as_str(),
+        ),
         (API_KEY, change.new_api_key.is_some()),
-        ("fromEmail", current.sendgrid_from_email.as_deref() != Some(change.from_email.as_str())),
-        ("fromName", current.sendgrid_from_name.as_deref() != Some(change.from_name.as_str())),
-        ("fallbackEnabled", current.email_fallback_enabled != change.fallback_enabled),
-        (WEBHOOK_VERIFY_KEY, verify_key != current.sendgrid_webhook_verify_key),
+        (
+            "fromEmail",
+            current.sendgrid_from_email.as_deref() != Some(change.from_email.as_str()),
+        ),
+        (
+            "fromName",
+            current.sendgrid_from_name.as_deref() != Some(change.from_name.as_str()),
+        ),
+        (
+            "fallbackEnabled",
+            current.email_fallback_enabled != change.fallback_enabled,
+        ),
+        (
+            WEBHOOK_VERIFY_KEY,
+            verify_key != current.sendgrid_webhook_verify_key,
+        ),
     ]);
     if !fields.is_empty() {
         sqlx::query(
@@ -180,13 +278,26 @@ pub async fn update_email(
         .bind(webhook_id)
         .execute(&mut *tx)
         .await?;
-        commit_change(tx, &state.messaging, practice_id, Some(caller.user_id), "email.update", &fields).await?;
+        commit_change(
+            tx,
+            &state.messaging,
+            practice_id,
+            Some(caller.user_id),
+            "email.update",
+            &fields,
+        )
+        .await?;
     }
 
     let settings = view(state, practice_id).await?;
     let mut notes = Vec::new();
-    if settings.email.provider == ProviderKind::CustomSendgrid && !settings.email.webhook_verify_key_configured {
-        let why = webhook.err().map(|reason| format!("{reason}. ")).unwrap_or_default();
+    if settings.email.provider == ProviderKind::CustomSendgrid
+        && !settings.email.webhook_verify_key_configured
+    {
+        let why = webhook
+            .err()
+            .map(|reason| format!("{reason}. "))
+            .unwrap_or_default();
         notes.push(format!(
             "{why}To receive delivery events, open SendGrid, Settings > Mail Settings > Event Webhooks, create a webhook \
              posting to {url}, turn on Signed Event Webhook, and save its verification key here as webhookVerifyKey.",
@@ -197,7 +308,11 @@ pub async fn update_email(
 }
 
 /// Creates the signed event webhook, or says why it was not.
-async fn create_webhook(client: &SendGridClient, scopes: &[String], url: &str) -> Result<EventWebhook, String> {
+async fn create_webhook(
+    client: &SendGridClient,
+    scopes: &[String],
+    url: &str,
+) -> Result<EventWebhook, String> {
     if !has_all(scopes, &WEBHOOK_SCOPES) {
         return Err(format!(
             "This API key may not manage event webhooks (it lacks {}), so the webhook was not created for you",
@@ -212,10 +327,14 @@ async fn create_webhook(client: &SendGridClient, scopes: &[String], url: &str) -
 
 /// The key's scopes; a key SendGrid refuses names the field.
 async fn key_scopes(client: &SendGridClient) -> Result<Vec<String>, ProviderFailure> {
-    client
-        .scopes()
-        .await
-        .map_err(|e| ProviderFailure::classify(e, "SendGrid", Some(API_KEY), "SendGrid rejected this API key"))
+    client.scopes().await.map_err(|e| {
+        ProviderFailure::classify(
+            e,
+            "SendGrid",
+            Some(API_KEY),
+            "SendGrid rejected this API key",
+        )
+    })
 }
 
 fn require_mail_send(scopes: &[String]) -> Result<(), ProviderFailure> {
@@ -263,11 +382,15 @@ pub async fn validate_email(
     request: EmailValidationRequest,
 ) -> Result<EmailValidation, SettingsError> {
     let key = match request.sendgrid_api_key {
-        Some(given) => SecretString::from(types::sendgrid_api_key(&given).map_err(|e| invalid(API_KEY, e))?),
+        Some(given) => {
+            SecretString::from(types::sendgrid_api_key(&given).map_err(|e| invalid(API_KEY, e))?)
+        }
         None => {
             let stored = load(&state.pool, caller.practice_id).await?;
             stored_secret(&state.keyring, &stored, CredentialField::SendGridApiKey)
-                .map_err(|e| anyhow::anyhow!(e).context("the stored SendGrid key cannot be decrypted"))?
+                .map_err(|e| {
+                    anyhow::anyhow!(e).context("the stored SendGrid key cannot be decrypted")
+                })?
                 .ok_or_else(|| invalid(API_KEY, "give a key to check: none is stored"))?
         }
     };
@@ -297,12 +420,19 @@ pub async fn validate_email(
 /// Back to the system account: the key, the event webhook's key and id and the domain
 /// authentication are forgotten here. They stay in the practice's SendGrid account, which we
 /// do not touch without being asked (DELETE /email/domain removes the domain there).
-pub async fn delete_email(state: &AppState, caller: &PracticeCaller) -> Result<MessagingSettings, SettingsError> {
+pub async fn delete_email(
+    state: &AppState,
+    caller: &PracticeCaller,
+) -> Result<MessagingSettings, SettingsError> {
     let erased = |current: &PracticeMessagingConfig| {
         changed(&[
             ("provider", current.wants_custom_email()),
             (API_KEY, current.sendgrid_api_key.is_some()),
-            (WEBHOOK_VERIFY_KEY, current.sendgrid_webhook_verify_key.is_some() || current.sendgrid_webhook_id.is_some()),
+            (
+                WEBHOOK_VERIFY_KEY,
+                current.sendgrid_webhook_verify_key.is_some()
+                    || current.sendgrid_webhook_id.is_some(),
+            ),
             ("domain", current.sendgrid_domain.is_some()),
         ])
     };

@@ -20,9 +20,16 @@ use sqlx::{PgPool, Postgres, Transaction};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-pub use email::{EmailSettingsRequest, EmailValidation, EmailValidationRequest, delete_email, update_email, validate_email};
-pub use sms::{SmsSettingsRequest, SmsValidation, SmsValidationRequest, delete_sms, update_sms, validate_sms};
-pub use status::{ChannelStatus, MessagingStatus, TestSendRequest, TestSendResult, UsageCounts, send_test, status};
+pub use email::{
+    EmailSettingsRequest, EmailValidation, EmailValidationRequest, delete_email, update_email,
+    validate_email,
+};
+pub use sms::{
+    SmsSettingsRequest, SmsValidation, SmsValidationRequest, delete_sms, update_sms, validate_sms,
+};
+pub use status::{
+    ChannelStatus, MessagingStatus, TestSendRequest, TestSendResult, UsageCounts, send_test, status,
+};
 
 use super::{
     Channel, ProviderError, ProviderKind,
@@ -60,7 +67,10 @@ pub enum SettingsError {
 pub enum ProviderFailure {
     /// The provider said no: the practice must fix it. Nothing was saved.
     #[error("{message}")]
-    Rejected { field: Option<&'static str>, message: String },
+    Rejected {
+        field: Option<&'static str>,
+        message: String,
+    },
     /// The provider could not be asked (down, 5xx, timeout, rate limited). Nothing was saved.
     #[error("{0}")]
     Unavailable(String),
@@ -69,24 +79,33 @@ pub enum ProviderFailure {
 impl ProviderFailure {
     /// Refusals become `Rejected` prefixed with `refusal` and naming `field`; anything transient
     /// becomes `Unavailable`, worded so the practice knows to retry rather than to fix.
-    pub fn classify(error: ProviderError, provider: &str, field: Option<&'static str>, refusal: &str) -> Self {
+    pub fn classify(
+        error: ProviderError,
+        provider: &str,
+        field: Option<&'static str>,
+        refusal: &str,
+    ) -> Self {
         match error {
             ProviderError::Unavailable { message } => {
                 Self::Unavailable(format!("{message}; nothing was changed, try again shortly"))
             }
-            ProviderError::RateLimited { .. } => {
-                Self::Unavailable(format!("{provider} is rate limiting requests; nothing was changed, try again in a minute"))
-            }
+            ProviderError::RateLimited { .. } => Self::Unavailable(format!(
+                "{provider} is rate limiting requests; nothing was changed, try again in a minute"
+            )),
             ProviderError::AccountRejected { message }
             | ProviderError::BadRequest { message }
-            | ProviderError::RecipientRejected { message, .. } => {
-                Self::Rejected { field, message: format!("{refusal}: {message}") }
-            }
+            | ProviderError::RecipientRejected { message, .. } => Self::Rejected {
+                field,
+                message: format!("{refusal}: {message}"),
+            },
         }
     }
 
     pub fn rejected(field: &'static str, message: impl Into<String>) -> Self {
-        Self::Rejected { field: Some(field), message: message.into() }
+        Self::Rejected {
+            field: Some(field),
+            message: message.into(),
+        }
     }
 }
 
@@ -154,7 +173,10 @@ pub async fn view(state: &AppState, practice_id: Uuid) -> Result<MessagingSettin
 impl MessagingSettings {
     fn new(state: &AppState, config: &PracticeMessagingConfig) -> Result<Self, SettingsError> {
         let masked = |field| masked(&state.keyring, config, field);
-        let (sid_last4, token_last4) = (masked(CredentialField::TwilioAccountSid)?, masked(CredentialField::TwilioAuthToken)?);
+        let (sid_last4, token_last4) = (
+            masked(CredentialField::TwilioAccountSid)?,
+            masked(CredentialField::TwilioAuthToken)?,
+        );
         let api_key_last4 = masked(CredentialField::SendGridApiKey)?;
         Ok(Self {
             email: EmailSettings {
@@ -189,35 +211,61 @@ impl MessagingSettings {
 
 /// The URL a practice's own SendGrid account posts events to.
 fn event_webhook_url(state: &AppState, practice_id: Uuid) -> String {
-    state.messaging.webhook_url(&format!("/api/webhooks/sendgrid/{practice_id}"))
+    state
+        .messaging
+        .webhook_url(&format!("/api/webhooks/sendgrid/{practice_id}"))
 }
 
 async fn load(pool: &PgPool, practice_id: Uuid) -> Result<PracticeMessagingConfig, SettingsError> {
-    PracticeMessagingConfig::load(pool, practice_id).await?.ok_or(SettingsError::UnknownPractice)
+    PracticeMessagingConfig::load(pool, practice_id)
+        .await?
+        .ok_or(SettingsError::UnknownPractice)
 }
 
 fn stored_provider(value: &str) -> anyhow::Result<ProviderKind> {
-    ProviderKind::parse(value).ok_or_else(|| anyhow::anyhow!("practices holds unknown provider {value:?}"))
+    ProviderKind::parse(value)
+        .ok_or_else(|| anyhow::anyhow!("practices holds unknown provider {value:?}"))
 }
 
 /// The last four characters of a stored secret: enough to recognise it, too few to use it.
-fn masked(keyring: &Keyring, config: &PracticeMessagingConfig, field: CredentialField) -> anyhow::Result<Option<String>> {
-    let secret = stored_secret(keyring, config, field)
-        .map_err(|e| anyhow::anyhow!(e).context(format!("stored {} of practice {} cannot be decrypted", field.column(), config.id)))?;
+fn masked(
+    keyring: &Keyring,
+    config: &PracticeMessagingConfig,
+    field: CredentialField,
+) -> anyhow::Result<Option<String>> {
+    let secret = stored_secret(keyring, config, field).map_err(|e| {
+        anyhow::anyhow!(e).context(format!(
+            "stored {} of practice {} cannot be decrypted",
+            field.column(),
+            config.id
+        ))
+    })?;
     Ok(secret.map(|s| {
         let chars: Vec<char> = s.expose_secret().chars().collect();
         chars[chars.len().saturating_sub(4)..].iter().collect()
     }))
 }
 
-fn stored_secret(keyring: &Keyring, config: &PracticeMessagingConfig, field: CredentialField) -> Result<Option<SecretString>, CryptoError> {
+fn stored_secret(
+    keyring: &Keyring,
+    config: &PracticeMessagingConfig,
+    field: CredentialField,
+) -> Result<Option<SecretString>, CryptoError> {
     keyring.decrypt_if_present(config.envelope(field), config.id, field)
 }
 
 /// Whether `candidate` is the secret already stored. A stored value that no longer decrypts
 /// counts as different, so saving the candidate repairs it.
-fn is_stored_secret(keyring: &Keyring, config: &PracticeMessagingConfig, field: CredentialField, candidate: &str) -> bool {
-    stored_secret(keyring, config, field).ok().flatten().is_some_and(|s| s.expose_secret() == candidate)
+fn is_stored_secret(
+    keyring: &Keyring,
+    config: &PracticeMessagingConfig,
+    field: CredentialField,
+    candidate: &str,
+) -> bool {
+    stored_secret(keyring, config, field)
+        .ok()
+        .flatten()
+        .is_some_and(|s| s.expose_secret() == candidate)
 }
 
 /// Opens a change's transaction with the practice row locked. With `expected_version`, refuses
@@ -228,7 +276,9 @@ async fn begin_change(
     expected_version: Option<i64>,
 ) -> Result<(Transaction<'static, Postgres>, PracticeMessagingConfig), SettingsError> {
     let mut tx = state.pool.begin().await?;
-    let current = PracticeMessagingConfig::load_for_update(&mut *tx, practice_id).await?.ok_or(SettingsError::UnknownPractice)?;
+    let current = PracticeMessagingConfig::load_for_update(&mut *tx, practice_id)
+        .await?
+        .ok_or(SettingsError::UnknownPractice)?;
     if expected_version.is_some_and(|expected| expected != current.settings_version) {
         return Err(SettingsError::ConcurrentChange);
     }
@@ -248,8 +298,19 @@ async fn erase(
     let (mut tx, current) = begin_change(state, practice_id, None).await?;
     let fields = erased(&current);
     if !fields.is_empty() {
-        sqlx::query(erase_sql).bind(practice_id).execute(&mut *tx).await?;
-        commit_change(tx, &state.messaging, practice_id, Some(caller.user_id), action, &fields).await?;
+        sqlx::query(erase_sql)
+            .bind(practice_id)
+            .execute(&mut *tx)
+            .await?;
+        commit_change(
+            tx,
+            &state.messaging,
+            practice_id,
+            Some(caller.user_id),
+            action,
+            &fields,
+        )
+        .await?;
     }
     view(state, practice_id).await
 }
@@ -260,7 +321,11 @@ fn invalid(field: &str, message: impl Into<String>) -> SettingsError {
 
 /// The names whose flag is set, in order: the audit entry's changed fields.
 fn changed(fields: &[(&'static str, bool)]) -> Vec<&'static str> {
-    fields.iter().filter(|(_, changed)| *changed).map(|(name, _)| *name).collect()
+    fields
+        .iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(name, _)| *name)
+        .collect()
 }
 
 /// The provider choice for `channel`, or what the practice may write instead.
@@ -282,7 +347,12 @@ fn required(value: Option<String>) -> Result<String, String> {
 
 /// Flags each custom-only field given with a system provider: silently ignoring it would let
 /// the practice believe a credential was saved.
-fn refuse_custom_only(errors: &mut FieldErrors, given: &[(&'static str, bool)], custom: ProviderKind, channel: Channel) {
+fn refuse_custom_only(
+    errors: &mut FieldErrors,
+    given: &[(&'static str, bool)],
+    custom: ProviderKind,
+    channel: Channel,
+) {
     for field in changed(given) {
         errors.add(
             field,

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
-    MessagingSettings, ProviderFailure, SettingsError, SettingsUpdate, begin_change, changed, commit_change, erase,
-    is_stored_secret, load, parse_provider, refuse_custom_only, stored_secret, view,
+    MessagingSettings, ProviderFailure, SettingsError, SettingsUpdate, begin_change, changed,
+    commit_change, erase, is_stored_secret, load, parse_provider, refuse_custom_only,
+    stored_secret, view,
 };
 use crate::{
     AppState,
@@ -71,10 +72,20 @@ impl TwilioAccount {
 }
 
 impl SmsChange {
-    fn parse(state: &AppState, request: SmsSettingsRequest, stored: &PracticeMessagingConfig) -> Result<Self, SettingsError> {
+    fn parse(
+        state: &AppState,
+        request: SmsSettingsRequest,
+        stored: &PracticeMessagingConfig,
+    ) -> Result<Self, SettingsError> {
         let mut errors = FieldErrors::new();
-        let provider = errors.check("provider", parse_provider(request.provider.as_deref(), Channel::Sms));
-        let fallback_enabled = errors.check("fallbackEnabled", request.fallback_enabled.ok_or("is required"));
+        let provider = errors.check(
+            "provider",
+            parse_provider(request.provider.as_deref(), Channel::Sms),
+        );
+        let fallback_enabled = errors.check(
+            "fallbackEnabled",
+            request.fallback_enabled.ok_or("is required"),
+        );
         let custom = provider == Some(ProviderKind::CustomTwilio);
         if provider == Some(ProviderKind::SystemTwilio) {
             let given = [
@@ -82,43 +93,93 @@ impl SmsChange {
                 (AUTH_TOKEN, request.auth_token.is_some()),
                 (PHONE_NUMBER, request.phone_number.is_some()),
             ];
-            refuse_custom_only(&mut errors, &given, ProviderKind::CustomTwilio, Channel::Sms);
+            refuse_custom_only(
+                &mut errors,
+                &given,
+                ProviderKind::CustomTwilio,
+                Channel::Sms,
+            );
         }
-        let sid = errors.check(ACCOUNT_SID, field(request.account_sid.as_deref(), custom, types::twilio_account_sid));
-        let phone = errors.check(PHONE_NUMBER, field(request.phone_number.as_deref(), custom, PhoneE164::parse));
-        let same_sid = |sid: &str| is_stored_secret(&state.keyring, stored, CredentialField::TwilioAccountSid, sid.trim());
+        let sid = errors.check(
+            ACCOUNT_SID,
+            field(
+                request.account_sid.as_deref(),
+                custom,
+                types::twilio_account_sid,
+            ),
+        );
+        let phone = errors.check(
+            PHONE_NUMBER,
+            field(request.phone_number.as_deref(), custom, PhoneE164::parse),
+        );
+        let same_sid = |sid: &str| {
+            is_stored_secret(
+                &state.keyring,
+                stored,
+                CredentialField::TwilioAccountSid,
+                sid.trim(),
+            )
+        };
         let token = match request.auth_token.as_deref() {
-            Some(given) => errors.check(AUTH_TOKEN, types::twilio_auth_token(given).map(SecretString::from)),
+            Some(given) => errors.check(
+                AUTH_TOKEN,
+                types::twilio_auth_token(given).map(SecretString::from),
+            ),
             None if !custom => None,
             // A token belongs to one account: the stored one only serves the stored SID.
-            None => match stored_secret(&state.keyring, stored, CredentialField::TwilioAuthToken).ok().flatten() {
-                Some(stored_token) if request.account_sid.as_deref().is_none_or(same_sid) => Some(stored_token),
+            None => match stored_secret(&state.keyring, stored, CredentialField::TwilioAuthToken)
+                .ok()
+                .flatten()
+            {
+                Some(stored_token) if request.account_sid.as_deref().is_none_or(same_sid) => {
+                    Some(stored_token)
+                }
                 Some(_) => {
                     errors.add(AUTH_TOKEN, "is required when the Account SID changes");
                     None
                 }
                 None => {
-                    errors.add(AUTH_TOKEN, "is required with custom_twilio: no auth token is stored yet");
+                    errors.add(
+                        AUTH_TOKEN,
+                        "is required with custom_twilio: no auth token is stored yet",
+                    );
                     None
                 }
             },
         };
         match (provider, fallback_enabled, sid, phone, token) {
-            (Some(ProviderKind::CustomTwilio), Some(fallback_enabled), Some(Some(sid)), Some(Some(phone)), Some(token))
-                if errors.is_empty() =>
-            {
+            (
+                Some(ProviderKind::CustomTwilio),
+                Some(fallback_enabled),
+                Some(Some(sid)),
+                Some(Some(phone)),
+                Some(token),
+            ) if errors.is_empty() => {
                 let account = TwilioAccount {
                     sid_changed: !same_sid(&sid),
-                    token_changed: !is_stored_secret(&state.keyring, stored, CredentialField::TwilioAuthToken, token.expose_secret()),
+                    token_changed: !is_stored_secret(
+                        &state.keyring,
+                        stored,
+                        CredentialField::TwilioAuthToken,
+                        token.expose_secret(),
+                    ),
                     phone_changed: stored.twilio_phone_number.as_deref() != Some(phone.as_str()),
                     sid,
                     token,
                     phone,
                 };
-                Ok(Self { provider: ProviderKind::CustomTwilio, account: Some(account), fallback_enabled })
+                Ok(Self {
+                    provider: ProviderKind::CustomTwilio,
+                    account: Some(account),
+                    fallback_enabled,
+                })
             }
             (Some(ProviderKind::SystemTwilio), Some(fallback_enabled), ..) if errors.is_empty() => {
-                Ok(Self { provider: ProviderKind::SystemTwilio, account: None, fallback_enabled })
+                Ok(Self {
+                    provider: ProviderKind::SystemTwilio,
+                    account: None,
+                    fallback_enabled,
+                })
             }
             _ => Err(SettingsError::Invalid(errors)),
         }
@@ -126,7 +187,11 @@ impl SmsChange {
 }
 
 /// Parses a field that `required` makes mandatory; absent and optional is `Ok(None)`.
-fn field<T>(value: Option<&str>, required: bool, parse: impl FnOnce(&str) -> Result<T, String>) -> Result<Option<T>, String> {
+fn field<T>(
+    value: Option<&str>,
+    required: bool,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<Option<T>, String> {
     match value {
         Some(value) => parse(value).map(Some),
         None if required => Err("is required with custom_twilio".into()),
@@ -135,13 +200,19 @@ fn field<T>(value: Option<&str>, required: bool, parse: impl FnOnce(&str) -> Res
 }
 
 /// Saves the SMS settings; new credentials or a new number are checked with Twilio first.
-pub async fn update_sms(state: &AppState, caller: &PracticeCaller, request: SmsSettingsRequest) -> Result<SettingsUpdate, SettingsError> {
+pub async fn update_sms(
+    state: &AppState,
+    caller: &PracticeCaller,
+    request: SmsSettingsRequest,
+) -> Result<SettingsUpdate, SettingsError> {
     let practice_id = caller.practice_id;
     let stored = load(&state.pool, practice_id).await?;
     let change = SmsChange::parse(state, request, &stored)?;
     let mut notes = Vec::new();
     if let Some(account) = change.account.as_ref().filter(|a| a.needs_check()) {
-        let client = state.messaging.twilio_client(account.sid.clone(), account.token.clone());
+        let client = state
+            .messaging
+            .twilio_client(account.sid.clone(), account.token.clone());
         notes.extend(check_account(&client, &account.phone).await?.warnings);
     }
 
@@ -149,16 +220,27 @@ pub async fn update_sms(state: &AppState, caller: &PracticeCaller, request: SmsS
     let encrypt = |value: &str, field| Some(state.keyring.encrypt(value, practice_id, field));
     let (sid, token, phone) = match &change.account {
         Some(account) => (
-            if account.sid_changed { encrypt(&account.sid, CredentialField::TwilioAccountSid) } else { current.twilio_account_sid.clone() },
+            if account.sid_changed {
+                encrypt(&account.sid, CredentialField::TwilioAccountSid)
+            } else {
+                current.twilio_account_sid.clone()
+            },
             if account.token_changed {
-                encrypt(account.token.expose_secret(), CredentialField::TwilioAuthToken)
+                encrypt(
+                    account.token.expose_secret(),
+                    CredentialField::TwilioAuthToken,
+                )
             } else {
                 current.twilio_auth_token.clone()
             },
             Some(account.phone.to_string()),
         ),
         // The system account keeps the stored custom one, so switching back needs no re-entry.
-        None => (current.twilio_account_sid.clone(), current.twilio_auth_token.clone(), current.twilio_phone_number.clone()),
+        None => (
+            current.twilio_account_sid.clone(),
+            current.twilio_auth_token.clone(),
+            current.twilio_phone_number.clone(),
+        ),
     };
     let account = change.account.as_ref();
     let fields = changed(&[
@@ -166,7 +248,10 @@ pub async fn update_sms(state: &AppState, caller: &PracticeCaller, request: SmsS
         (ACCOUNT_SID, account.is_some_and(|a| a.sid_changed)),
         (AUTH_TOKEN, account.is_some_and(|a| a.token_changed)),
         (PHONE_NUMBER, account.is_some_and(|a| a.phone_changed)),
-        ("fallbackEnabled", current.sms_fallback_enabled != change.fallback_enabled),
+        (
+            "fallbackEnabled",
+            current.sms_fallback_enabled != change.fallback_enabled,
+        ),
     ]);
     if !fields.is_empty() {
         sqlx::query(
@@ -182,9 +267,20 @@ pub async fn update_sms(state: &AppState, caller: &PracticeCaller, request: SmsS
         .bind(change.fallback_enabled)
         .execute(&mut *tx)
         .await?;
-        commit_change(tx, &state.messaging, practice_id, Some(caller.user_id), "sms.update", &fields).await?;
+        commit_change(
+            tx,
+            &state.messaging,
+            practice_id,
+            Some(caller.user_id),
+            "sms.update",
+            &fields,
+        )
+        .await?;
     }
-    Ok(SettingsUpdate { settings: view(state, practice_id).await?, notes })
+    Ok(SettingsUpdate {
+        settings: view(state, practice_id).await?,
+        notes,
+    })
 }
 
 /// What Twilio said about an account that passed.
@@ -196,26 +292,61 @@ struct AccountCheck {
 
 /// The account must be active and own `phone`, able to send SMS. A trial account passes with a
 /// warning: it works, but only towards verified numbers.
-async fn check_account(client: &TwilioClient, phone: &PhoneE164) -> Result<AccountCheck, ProviderFailure> {
+async fn check_account(
+    client: &TwilioClient,
+    phone: &PhoneE164,
+) -> Result<AccountCheck, ProviderFailure> {
     let account = client.fetch_account().await.map_err(|e| {
-        ProviderFailure::classify(e, "Twilio", Some(AUTH_TOKEN), "Twilio rejected this Account SID and auth token")
+        ProviderFailure::classify(
+            e,
+            "Twilio",
+            Some(AUTH_TOKEN),
+            "Twilio rejected this Account SID and auth token",
+        )
     })?;
     if account.status != "active" {
-        let status = if account.status.is_empty() { "not active" } else { account.status.as_str() };
-        return Err(ProviderFailure::rejected(ACCOUNT_SID, format!("this Twilio account is {status}; only an active account can send")));
+        let status = if account.status.is_empty() {
+            "not active"
+        } else {
+            account.status.as_str()
+        };
+        return Err(ProviderFailure::rejected(
+            ACCOUNT_SID,
+            format!("this Twilio account is {status}; only an active account can send"),
+        ));
     }
-    let number = client.find_incoming_number(phone.as_str()).await.map_err(|e| {
-        ProviderFailure::classify(e, "Twilio", Some(PHONE_NUMBER), "Twilio refused to list this account's phone numbers")
-    })?;
+    let number = client
+        .find_incoming_number(phone.as_str())
+        .await
+        .map_err(|e| {
+            ProviderFailure::classify(
+                e,
+                "Twilio",
+                Some(PHONE_NUMBER),
+                "Twilio refused to list this account's phone numbers",
+            )
+        })?;
     match number {
-        None => Err(ProviderFailure::rejected(PHONE_NUMBER, format!("{phone} is not a phone number of this Twilio account"))),
-        Some(number) if !number.sms_capable => {
-            Err(ProviderFailure::rejected(PHONE_NUMBER, format!("{phone} belongs to this Twilio account but cannot send SMS")))
-        }
+        None => Err(ProviderFailure::rejected(
+            PHONE_NUMBER,
+            format!("{phone} is not a phone number of this Twilio account"),
+        )),
+        Some(number) if !number.sms_capable => Err(ProviderFailure::rejected(
+            PHONE_NUMBER,
+            format!("{phone} belongs to this Twilio account but cannot send SMS"),
+        )),
         Some(_) => {
             let trial = account.account_type.eq_ignore_ascii_case("trial");
-            let warnings = if trial { vec![TRIAL_WARNING.to_string()] } else { Vec::new() };
-            Ok(AccountCheck { friendly_name: account.friendly_name, trial, warnings })
+            let warnings = if trial {
+                vec![TRIAL_WARNING.to_string()]
+            } else {
+                Vec::new()
+            };
+            Ok(AccountCheck {
+                friendly_name: account.friendly_name,
+                trial,
+                warnings,
+            })
         }
     }
 }
@@ -246,9 +377,18 @@ pub struct SmsValidation {
 
 /// Checks an account with Twilio without saving anything. A refusal is an answer
 /// (`valid: false`); only an unreachable Twilio is an error.
-pub async fn validate_sms(state: &AppState, caller: &PracticeCaller, request: SmsValidationRequest) -> Result<SmsValidation, SettingsError> {
+pub async fn validate_sms(
+    state: &AppState,
+    caller: &PracticeCaller,
+    request: SmsValidationRequest,
+) -> Result<SmsValidation, SettingsError> {
     let stored = load(&state.pool, caller.practice_id).await?;
-    let stored_value = |field| stored_secret(&state.keyring, &stored, field).ok().flatten().map(|s| s.expose_secret().to_string());
+    let stored_value = |field| {
+        stored_secret(&state.keyring, &stored, field)
+            .ok()
+            .flatten()
+            .map(|s| s.expose_secret().to_string())
+    };
     let mut errors = FieldErrors::new();
     let none_stored = "give one to check: none is stored";
     // The stored token is only worth trying with the stored account.
@@ -257,14 +397,37 @@ pub async fn validate_sms(state: &AppState, caller: &PracticeCaller, request: Sm
         None => (stored_value(CredentialField::TwilioAuthToken), none_stored),
     };
     let stored_sid = stored_value(CredentialField::TwilioAccountSid);
-    let sid = given_or_stored(&mut errors, ACCOUNT_SID, request.account_sid, stored_sid, none_stored, types::twilio_account_sid);
-    let token = given_or_stored(&mut errors, AUTH_TOKEN, request.auth_token, stored_token, no_token, types::twilio_auth_token);
+    let sid = given_or_stored(
+        &mut errors,
+        ACCOUNT_SID,
+        request.account_sid,
+        stored_sid,
+        none_stored,
+        types::twilio_account_sid,
+    );
+    let token = given_or_stored(
+        &mut errors,
+        AUTH_TOKEN,
+        request.auth_token,
+        stored_token,
+        no_token,
+        types::twilio_auth_token,
+    );
     let stored_phone = stored.twilio_phone_number.clone();
-    let phone = given_or_stored(&mut errors, PHONE_NUMBER, request.phone_number, stored_phone, none_stored, PhoneE164::parse);
+    let phone = given_or_stored(
+        &mut errors,
+        PHONE_NUMBER,
+        request.phone_number,
+        stored_phone,
+        none_stored,
+        PhoneE164::parse,
+    );
     let (Some(sid), Some(token), Some(phone)) = (sid, token, phone) else {
         return Err(SettingsError::Invalid(errors));
     };
-    let client = state.messaging.twilio_client(sid, SecretString::from(token));
+    let client = state
+        .messaging
+        .twilio_client(sid, SecretString::from(token));
     match check_account(&client, &phone).await {
         Ok(check) => Ok(SmsValidation {
             valid: true,
@@ -305,7 +468,10 @@ fn given_or_stored<T>(
 }
 
 /// Back to the system account; the custom account's credentials and number are erased.
-pub async fn delete_sms(state: &AppState, caller: &PracticeCaller) -> Result<MessagingSettings, SettingsError> {
+pub async fn delete_sms(
+    state: &AppState,
+    caller: &PracticeCaller,
+) -> Result<MessagingSettings, SettingsError> {
     let erased = |current: &PracticeMessagingConfig| {
         changed(&[
             ("provider", current.wants_custom_sms()),

@@ -65,7 +65,9 @@ impl From<FactoryError> for SettingsError {
     fn from(error: FactoryError) -> Self {
         match error {
             FactoryError::UnknownPractice(_) => Self::UnknownPractice,
-            other => Self::Internal(anyhow::Error::new(other).context("could not build the practice's messaging route")),
+            other => Self::Internal(
+                anyhow::Error::new(other).context("could not build the practice's messaging route"),
+            ),
         }
     }
 }
@@ -82,8 +84,20 @@ impl From<DeliveryError> for SettingsError {
 pub async fn status(state: &AppState, practice_id: Uuid) -> Result<MessagingStatus, SettingsError> {
     let config = load(&state.pool, practice_id).await?;
     let mut usage = usage_last_30_days(state, practice_id).await?;
-    let email = channel_status(state, &config, Channel::Email, usage.remove(&Channel::Email).unwrap_or_default()).await?;
-    let sms = channel_status(state, &config, Channel::Sms, usage.remove(&Channel::Sms).unwrap_or_default()).await?;
+    let email = channel_status(
+        state,
+        &config,
+        Channel::Email,
+        usage.remove(&Channel::Email).unwrap_or_default(),
+    )
+    .await?;
+    let sms = channel_status(
+        state,
+        &config,
+        Channel::Sms,
+        usage.remove(&Channel::Sms).unwrap_or_default(),
+    )
+    .await?;
     Ok(MessagingStatus { email, sms })
 }
 
@@ -105,7 +119,11 @@ async fn channel_status(
         None => (route.system.kind(), route.custom_blocker.map(str::to_string)),
     };
     let (configured, last_tested_at, domain) = match channel {
-        Channel::Email => (&config.email_provider, config.email_last_tested_at, DomainState::from_config(config)),
+        Channel::Email => (
+            &config.email_provider,
+            config.email_last_tested_at,
+            DomainState::from_config(config),
+        ),
         Channel::Sms => (&config.sms_provider, config.sms_last_tested_at, None),
     };
     Ok(ChannelStatus {
@@ -120,7 +138,10 @@ async fn channel_status(
     })
 }
 
-async fn usage_last_30_days(state: &AppState, practice_id: Uuid) -> Result<HashMap<Channel, UsageCounts>, sqlx::Error> {
+async fn usage_last_30_days(
+    state: &AppState,
+    practice_id: Uuid,
+) -> Result<HashMap<Channel, UsageCounts>, sqlx::Error> {
     let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
         "select message_type,
                 count(*) filter (where status in ('sent', 'delivered', 'opened', 'clicked')),
@@ -135,7 +156,16 @@ async fn usage_last_30_days(state: &AppState, practice_id: Uuid) -> Result<HashM
     .await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(channel, sent, delivered, failed)| Some((Channel::parse(&channel)?, UsageCounts { sent, delivered, failed })))
+        .filter_map(|(channel, sent, delivered, failed)| {
+            Some((
+                Channel::parse(&channel)?,
+                UsageCounts {
+                    sent,
+                    delivered,
+                    failed,
+                },
+            ))
+        })
         .collect())
 }
 
@@ -188,7 +218,13 @@ pub async fn send_test(
                 config.name
             ),
         ),
-        Channel::Sms => (None, format!("{}: test message from Dentite. Your SMS settings work; no reply needed.", config.name)),
+        Channel::Sms => (
+            None,
+            format!(
+                "{}: test message from Dentite. Your SMS settings work; no reply needed.",
+                config.name
+            ),
+        ),
     };
     let message = OutgoingMessage {
         outreach_log_id: Uuid::new_v4(),
@@ -216,13 +252,28 @@ pub async fn send_test(
         Ok(delivery) => delivery,
         Err(error) => {
             // Leave no log stuck in `sending`.
-            record_outcome(state, message.outreach_log_id, "failed", None, None, None, Some("the service could not attempt delivery")).await?;
+            record_outcome(
+                state,
+                message.outreach_log_id,
+                "failed",
+                None,
+                None,
+                None,
+                Some("the service could not attempt delivery"),
+            )
+            .await?;
             return Err(error.into());
         }
     };
     let (status, provider_message_id, error) = match delivery.result {
-        DeliveryResult::Sent { provider_message_id } => ("sent", provider_message_id, None),
-        DeliveryResult::Suppressed { reason } => ("suppressed", None, Some(format!("not sent: the recipient is suppressed ({reason})"))),
+        DeliveryResult::Sent {
+            provider_message_id,
+        } => ("sent", provider_message_id, None),
+        DeliveryResult::Suppressed { reason } => (
+            "suppressed",
+            None,
+            Some(format!("not sent: the recipient is suppressed ({reason})")),
+        ),
         DeliveryResult::Failed { error, .. } => ("failed", None, Some(error.to_string())),
     };
     record_outcome(
@@ -241,7 +292,10 @@ pub async fn send_test(
             Channel::Email => "update practices set email_last_tested_at = now() where id = $1",
             Channel::Sms => "update practices set sms_last_tested_at = now() where id = $1",
         };
-        sqlx::query(touch).bind(config.id).execute(&state.pool).await?;
+        sqlx::query(touch)
+            .bind(config.id)
+            .execute(&state.pool)
+            .await?;
     }
     Ok(TestSendResult {
         delivered,
