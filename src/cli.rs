@@ -41,7 +41,11 @@ pub async fn create_user(
 }
 
 pub fn generate_keys() -> String {
-    format!("ENCRYPTION_KEY={}\nAUTH_SIGNING_KEY={}\n", generate_key_hex(), generate_key_hex())
+    format!(
+        "ENCRYPTION_KEY={}\nAUTH_SIGNING_KEY={}\n",
+        generate_key_hex(),
+        generate_key_hex()
+    )
 }
 
 /// Re-encrypts every credential not yet under the current key, a batch of practices per
@@ -54,7 +58,11 @@ pub async fn rotate_keys(settings: &Settings) -> anyhow::Result<u64> {
 /// A practice id with its three credential envelopes, in `CredentialField::ALL` order.
 type CredentialRow = (Uuid, Option<String>, Option<String>, Option<String>);
 
-pub async fn rotate_credentials(pool: &PgPool, keyring: &Keyring, batch_size: i64) -> anyhow::Result<u64> {
+pub async fn rotate_credentials(
+    pool: &PgPool,
+    keyring: &Keyring,
+    batch_size: i64,
+) -> anyhow::Result<u64> {
     let mut changed = 0;
     let mut after = Uuid::nil();
     loop {
@@ -72,12 +80,24 @@ pub async fn rotate_credentials(pool: &PgPool, keyring: &Keyring, batch_size: i6
         for (practice_id, sendgrid_key, account_sid, auth_token) in rows {
             let values = [sendgrid_key, account_sid, auth_token];
             for (field, envelope) in CredentialField::ALL.into_iter().zip(values) {
-                let Some(envelope) = envelope.filter(|e| keyring.needs_rotation(e)) else { continue };
+                let Some(envelope) = envelope.filter(|e| keyring.needs_rotation(e)) else {
+                    continue;
+                };
                 let plaintext = keyring
                     .decrypt(&envelope, practice_id, field)
-                    .with_context(|| format!("cannot decrypt {} of practice {practice_id}", field.column()))?;
-                let fresh = keyring.encrypt(secrecy::ExposeSecret::expose_secret(&plaintext), practice_id, field);
-                let statement = format!("update practices set {} = $1 where id = $2", field.column());
+                    .with_context(|| {
+                        format!(
+                            "cannot decrypt {} of practice {practice_id}",
+                            field.column()
+                        )
+                    })?;
+                let fresh = keyring.encrypt(
+                    secrecy::ExposeSecret::expose_secret(&plaintext),
+                    practice_id,
+                    field,
+                );
+                let statement =
+                    format!("update practices set {} = $1 where id = $2", field.column());
                 sqlx::query(sqlx::AssertSqlSafe(statement))
                     .bind(fresh)
                     .bind(practice_id)

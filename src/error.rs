@@ -30,11 +30,17 @@ impl FieldErrors {
     }
 
     pub fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.0.entry(field.to_string()).or_insert_with(|| message.into());
+        self.0
+            .entry(field.to_string())
+            .or_insert_with(|| message.into());
     }
 
     /// Records the error of a parse under `field` and yields the value when it parsed.
-    pub fn check<T, E: std::fmt::Display>(&mut self, field: &str, result: Result<T, E>) -> Option<T> {
+    pub fn check<T, E: std::fmt::Display>(
+        &mut self,
+        field: &str,
+        result: Result<T, E>,
+    ) -> Option<T> {
         result.map_err(|e| self.add(field, e.to_string())).ok()
     }
 
@@ -44,7 +50,11 @@ impl FieldErrors {
 
     /// `Ok(())` when nothing was recorded, so handlers can `errors.finish()?`.
     pub fn finish(self) -> Result<(), ApiError> {
-        if self.is_empty() { Ok(()) } else { Err(ApiError::Validation(self)) }
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self))
+        }
     }
 }
 
@@ -66,7 +76,10 @@ pub enum ApiError {
     Conflict(String),
     /// The provider refused what the caller gave us (a key, a number, a domain).
     #[error("{message}")]
-    ProviderRejected { message: String, field: Option<&'static str> },
+    ProviderRejected {
+        message: String,
+        field: Option<&'static str>,
+    },
     #[error("too many requests")]
     RateLimited { retry_after: Duration },
     /// A dependency (the database, a provider) cannot be reached: retry later.
@@ -150,15 +163,33 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = ?cause, "internal error");
                 ("an internal error occurred".to_string(), None)
             }
-            Self::Validation(FieldErrors(fields)) => ("the request has invalid fields".to_string(), Some(fields)),
-            Self::ProviderRejected { field: Some(field), message } => {
-                (message.clone(), Some(BTreeMap::from([(field.to_string(), message)])))
+            Self::Validation(FieldErrors(fields)) => {
+                ("the request has invalid fields".to_string(), Some(fields))
             }
+            Self::ProviderRejected {
+                field: Some(field),
+                message,
+            } => (
+                message.clone(),
+                Some(BTreeMap::from([(field.to_string(), message)])),
+            ),
             other => (other.to_string(), None),
         };
-        let mut response = (status, Json(ErrorBody { error: ErrorDetail { code, message, fields } })).into_response();
+        let mut response = (
+            status,
+            Json(ErrorBody {
+                error: ErrorDetail {
+                    code,
+                    message,
+                    fields,
+                },
+            }),
+        )
+            .into_response();
         if let Some(secs) = retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

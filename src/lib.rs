@@ -24,7 +24,9 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tokio::{net::TcpListener, sync::watch};
 
-use crate::{auth::TokenSigner, config::Settings, crypto::Keyring, messaging::MessagingServiceFactory};
+use crate::{
+    auth::TokenSigner, config::Settings, crypto::Keyring, messaging::MessagingServiceFactory,
+};
 
 /// What every handler and background task shares. Cheap to clone.
 #[derive(Clone)]
@@ -46,7 +48,10 @@ pub struct ServeOptions {
 
 impl Default for ServeOptions {
     fn default() -> Self {
-        Self { migrate: true, background: true }
+        Self {
+            migrate: true,
+            background: true,
+        }
     }
 }
 
@@ -72,9 +77,15 @@ impl Application {
             .await
             .with_context(|| format!("could not listen on BIND_ADDR={}", settings.bind_addr))?;
         let keyring = Arc::new(Keyring::new(&settings.keys));
-        let messaging = Arc::new(MessagingServiceFactory::new(&settings, pool.clone(), keyring.clone())?);
+        let messaging = Arc::new(MessagingServiceFactory::new(
+            &settings,
+            pool.clone(),
+            keyring.clone(),
+        )?);
         if settings.uses_outbox() {
-            tracing::warn!("a system provider account is not configured: that channel goes to the outbox");
+            tracing::warn!(
+                "a system provider account is not configured: that channel goes to the outbox"
+            );
         }
         let state = AppState {
             keyring,
@@ -84,11 +95,17 @@ impl Application {
             settings: Arc::new(settings),
             pool,
         };
-        Ok(Self { listener, state, options })
+        Ok(Self {
+            listener,
+            state,
+            options,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn state(&self) -> &AppState {
@@ -97,7 +114,10 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish and stops the
     /// background tasks.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let background = if self.options.background {
             Self::spawn_background(&self.state, stop_rx.clone())
@@ -120,7 +140,10 @@ impl Application {
         Ok(())
     }
 
-    fn spawn_background(state: &AppState, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+    fn spawn_background(
+        state: &AppState,
+        stop: watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
         vec![
             tokio::spawn(state.messaging.clone().listen_for_changes(stop.clone())),
             tokio::spawn(domains::recheck_unverified_domains(state.clone(), stop)),

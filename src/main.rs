@@ -3,11 +3,17 @@
 use std::{io::Read, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use dentite::{Application, ServeOptions, auth::Role, cli, config::Settings, shutdown_signal, telemetry};
+use dentite::{
+    Application, ServeOptions, auth::Role, cli, config::Settings, shutdown_signal, telemetry,
+};
 use uuid::Uuid;
 
 #[derive(Parser)]
-#[command(name = "dentite", version, about = "Dentite Messaging: multi-tenant email and SMS for dental practices")]
+#[command(
+    name = "dentite",
+    version,
+    about = "Dentite Messaging: multi-tenant email and SMS for dental practices"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,7 +55,11 @@ enum PracticeCommand {
 enum UserCommand {
     /// Create a login; the password is read from standard input.
     Create {
-        #[arg(long, required_unless_present = "platform_admin", conflicts_with = "platform_admin")]
+        #[arg(
+            long,
+            required_unless_present = "platform_admin",
+            conflicts_with = "platform_admin"
+        )]
         practice: Option<Uuid>,
         #[arg(long)]
         email: String,
@@ -85,7 +95,10 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Keys { command: KeysCommand::Generate } = cli.command {
+    if let Command::Keys {
+        command: KeysCommand::Generate,
+    } = cli.command
+    {
         print!("{}", cli::generate_keys());
         return Ok(());
     }
@@ -94,31 +107,58 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     dentite::install_crypto_provider();
     match cli.command {
         Command::Serve { no_migrate } => {
-            let app = Application::build(settings, ServeOptions { migrate: !no_migrate, ..ServeOptions::default() }).await?;
+            let app = Application::build(
+                settings,
+                ServeOptions {
+                    migrate: !no_migrate,
+                    ..ServeOptions::default()
+                },
+            )
+            .await?;
             app.run_until_stopped(shutdown_signal()).await
         }
         Command::Migrate => cli::migrate(&settings).await,
-        Command::Practice { command: PracticeCommand::Create { name } } => {
+        Command::Practice {
+            command: PracticeCommand::Create { name },
+        } => {
             println!("{}", cli::create_practice(&settings, &name).await?);
             Ok(())
         }
-        Command::User { command: UserCommand::Create { practice, email, role, platform_admin, password_stdin: _ } } => {
+        Command::User {
+            command:
+                UserCommand::Create {
+                    practice,
+                    email,
+                    role,
+                    platform_admin,
+                    password_stdin: _,
+                },
+        } => {
             let role = if platform_admin {
                 Role::PlatformAdmin
             } else {
-                role.as_deref().and_then(Role::parse).expect("clap requires a practice role")
+                role.as_deref()
+                    .and_then(Role::parse)
+                    .expect("clap requires a practice role")
             };
             let mut password = String::new();
             std::io::stdin().read_to_string(&mut password)?;
             let password = password.trim_end_matches(['\r', '\n']);
-            println!("{}", cli::create_user(&settings, &email, password, role, practice).await?);
+            println!(
+                "{}",
+                cli::create_user(&settings, &email, password, role, practice).await?
+            );
             Ok(())
         }
-        Command::Keys { command: KeysCommand::Rotate } => {
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => {
             let changed = cli::rotate_keys(&settings).await?;
             println!("re-encrypted {changed} credentials");
             Ok(())
         }
-        Command::Keys { command: KeysCommand::Generate } => unreachable!("handled before settings are read"),
+        Command::Keys {
+            command: KeysCommand::Generate,
+        } => unreachable!("handled before settings are read"),
     }
 }

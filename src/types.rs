@@ -50,7 +50,9 @@ impl EmailAddress {
             && !local.starts_with('.')
             && !local.ends_with('.')
             && !local.contains("..")
-            && local.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+            && local
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
         if !local_ok || DomainName::parse(domain).is_err() || !domain.contains('.') {
             return Err(invalid());
         }
@@ -74,7 +76,9 @@ impl PhoneE164 {
         if ok {
             Ok(Self(value.to_string()))
         } else {
-            Err(format!("{value:?} is not an E.164 phone number (like +15551234567)"))
+            Err(format!(
+                "{value:?} is not an E.164 phone number (like +15551234567)"
+            ))
         }
     }
 }
@@ -89,7 +93,9 @@ impl DomainName {
     pub fn parse(value: &str) -> Result<Self, String> {
         let value = value.trim().trim_end_matches('.').to_ascii_lowercase();
         if value.contains("://") || value.contains('/') {
-            return Err(format!("{value:?} must be a bare domain like example.com, without scheme or path"));
+            return Err(format!(
+                "{value:?} must be a bare domain like example.com, without scheme or path"
+            ));
         }
         let labels_ok = !value.is_empty()
             && value.len() <= 253
@@ -97,7 +103,9 @@ impl DomainName {
                 (1..=63).contains(&label.len())
                     && !label.starts_with('-')
                     && !label.ends_with('-')
-                    && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
             });
         if !labels_ok {
             return Err(format!("{value:?} is not a valid domain name"));
@@ -121,7 +129,11 @@ pub fn sendgrid_api_key(value: &str) -> Result<String, String> {
     let mut parts = value.split('.');
     let ok = parts.next() == Some("SG")
         && parts.clone().count() == 2
-        && parts.all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        && parts.all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
     if ok && value.len() <= 200 {
         Ok(value.to_string())
     } else {
@@ -132,7 +144,9 @@ pub fn sendgrid_api_key(value: &str) -> Result<String, String> {
 pub fn twilio_account_sid(value: &str) -> Result<String, String> {
     let value = value.trim();
     match value.strip_prefix("AC") {
-        Some(hex) if hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(value.to_string()),
+        Some(hex) if hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Ok(value.to_string())
+        }
         _ => Err("must be a Twilio Account SID: AC followed by 32 hexadecimal characters".into()),
     }
 }
@@ -152,8 +166,23 @@ mod tests {
 
     #[test]
     fn email_addresses_are_accepted_and_their_domain_lowercased() {
-        assert_eq!(EmailAddress::parse(" Pat.Lee+x@Example.COM ").unwrap().as_str(), "Pat.Lee+x@example.com");
-        for bad in ["", "pat", "pat@", "@x.com", "pat@x", "pa t@x.com", "pat@x..com", ".pat@x.com", "pat@-x.com"] {
+        assert_eq!(
+            EmailAddress::parse(" Pat.Lee+x@Example.COM ")
+                .unwrap()
+                .as_str(),
+            "Pat.Lee+x@example.com"
+        );
+        for bad in [
+            "",
+            "pat",
+            "pat@",
+            "@x.com",
+            "pat@x",
+            "pa t@x.com",
+            "pat@x..com",
+            ".pat@x.com",
+            "pat@-x.com",
+        ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad}");
         }
     }
@@ -161,15 +190,35 @@ mod tests {
     #[test]
     fn phone_numbers_must_be_e164() {
         assert!(PhoneE164::parse("+15551234567").is_ok());
-        for bad in ["15551234567", "+0551234567", "+1 555 123", "+1234567", "+1234567890123456", "+1555abc4567"] {
+        for bad in [
+            "15551234567",
+            "+0551234567",
+            "+1 555 123",
+            "+1234567",
+            "+1234567890123456",
+            "+1555abc4567",
+        ] {
             assert!(PhoneE164::parse(bad).is_err(), "{bad}");
         }
     }
 
     #[test]
     fn domains_refuse_schemes_paths_and_bad_labels() {
-        assert_eq!(DomainName::parse("Mail.Smile-Dental.com.").unwrap().as_str(), "mail.smile-dental.com");
-        for bad in ["https://x.com", "x.com/path", "-x.com", "x..com", "x_y.com", "", &"a".repeat(64)] {
+        assert_eq!(
+            DomainName::parse("Mail.Smile-Dental.com.")
+                .unwrap()
+                .as_str(),
+            "mail.smile-dental.com"
+        );
+        for bad in [
+            "https://x.com",
+            "x.com/path",
+            "-x.com",
+            "x..com",
+            "x_y.com",
+            "",
+            &"a".repeat(64),
+        ] {
             assert!(DomainName::parse(bad).is_err(), "{bad}");
         }
         assert!(DomainName::parse_label("em").is_ok());

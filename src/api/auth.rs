@@ -37,15 +37,21 @@ async fn login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Json(request): Json<LoginRequest>,
 ) -> Result<Json<LoginSession>, ApiError> {
-    auth::login(&state.pool, &state.tokens, &request.email, &request.password, Some(peer.ip()))
-        .await
-        .map(Json)
-        .map_err(|e| match e {
-            AuthError::InvalidCredentials => ApiError::Unauthorized,
-            AuthError::Throttled { retry_after } => ApiError::RateLimited { retry_after },
-            AuthError::Database(e) => e.into(),
-            AuthError::Internal(e) => ApiError::Internal(e),
-        })
+    auth::login(
+        &state.pool,
+        &state.tokens,
+        &request.email,
+        &request.password,
+        Some(peer.ip()),
+    )
+    .await
+    .map(Json)
+    .map_err(|e| match e {
+        AuthError::InvalidCredentials => ApiError::Unauthorized,
+        AuthError::Throttled { retry_after } => ApiError::RateLimited { retry_after },
+        AuthError::Database(e) => e.into(),
+        AuthError::Internal(e) => ApiError::Internal(e),
+    })
 }
 
 fn bearer_claims(parts: &Parts, state: &AppState) -> Result<auth::Claims, ApiError> {
@@ -56,7 +62,10 @@ fn bearer_claims(parts: &Parts, state: &AppState) -> Result<auth::Claims, ApiErr
     let token = header
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .ok_or_else(|| {
             tracing::debug!("Authorization header is not a bearer token");
             ApiError::Unauthorized
@@ -70,12 +79,17 @@ fn bearer_claims(parts: &Parts, state: &AppState) -> Result<auth::Claims, ApiErr
 impl FromRequestParts<AppState> for PracticeCaller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let claims = bearer_claims(parts, state)?;
         match (claims.role, claims.practice) {
-            (Role::Owner | Role::Admin | Role::Staff, Some(practice_id)) => {
-                Ok(PracticeCaller { user_id: claims.sub, practice_id, role: claims.role })
-            }
+            (Role::Owner | Role::Admin | Role::Staff, Some(practice_id)) => Ok(PracticeCaller {
+                user_id: claims.sub,
+                practice_id,
+                role: claims.role,
+            }),
             _ => Err(ApiError::Forbidden("this route is for practice users")),
         }
     }
@@ -90,11 +104,18 @@ pub struct PlatformAdmin {
 impl FromRequestParts<AppState> for PlatformAdmin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let claims = bearer_claims(parts, state)?;
         match claims.role {
-            Role::PlatformAdmin => Ok(PlatformAdmin { user_id: claims.sub }),
-            _ => Err(ApiError::Forbidden("this route is for platform administrators")),
+            Role::PlatformAdmin => Ok(PlatformAdmin {
+                user_id: claims.sub,
+            }),
+            _ => Err(ApiError::Forbidden(
+                "this route is for platform administrators",
+            )),
         }
     }
 }
@@ -106,12 +127,17 @@ pub struct SettingsEditor(pub PracticeCaller);
 impl FromRequestParts<AppState> for SettingsEditor {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let caller = PracticeCaller::from_request_parts(parts, state).await?;
         if caller.may_change_settings() {
             Ok(Self(caller))
         } else {
-            Err(ApiError::Forbidden("only owners and admins may change messaging settings"))
+            Err(ApiError::Forbidden(
+                "only owners and admins may change messaging settings",
+            ))
         }
     }
 }

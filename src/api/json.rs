@@ -1,7 +1,10 @@
 //! Extractors whose rejections speak the contract's error shape instead of axum's plain text.
 
 use axum::{
-    extract::{FromRequest, FromRequestParts, Request, rejection::{FormRejection, JsonRejection, PathRejection, QueryRejection}},
+    extract::{
+        FromRequest, FromRequestParts, Request,
+        rejection::{FormRejection, JsonRejection, PathRejection, QueryRejection},
+    },
     http::request::Parts,
     response::{IntoResponse, Response},
 };
@@ -34,7 +37,9 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::JsonDataError(e) => {
             // serde_path_to_error gives "field: message"; keep the path as the field name.
             let text = e.body_text();
-            let detail = text.strip_prefix("Failed to deserialize the JSON body into the target type: ").unwrap_or(&text);
+            let detail = text
+                .strip_prefix("Failed to deserialize the JSON body into the target type: ")
+                .unwrap_or(&text);
             match detail.split_once(": ") {
                 Some((path, message)) if !path.contains(' ') => ApiError::validation(path, message),
                 _ => ApiError::validation("body", detail),
@@ -85,6 +90,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
         axum::Form::<T>::from_request(req, state)
             .await
             .map(|f| Self(f.0))
-            .map_err(|e: FormRejection| ApiError::BadRequest(format!("malformed form body: {}", e.body_text())))
+            .map_err(|e: FormRejection| {
+                ApiError::BadRequest(format!("malformed form body: {}", e.body_text()))
+            })
     }
 }

@@ -35,7 +35,12 @@ impl utoipa::Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("EdDSA JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("EdDSA JWT")
+                    .build(),
+            ),
         );
     }
 }
@@ -54,7 +59,10 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, crate::error::ApiError> {
     match limit.unwrap_or(default) {
         limit if (1..=max).contains(&limit) => Ok(limit),
-        _ => Err(crate::error::ApiError::validation("limit", format!("must be between 1 and {max}"))),
+        _ => Err(crate::error::ApiError::validation(
+            "limit",
+            format!("must be between 1 and {max}"),
+        )),
     }
 }
 

@@ -126,12 +126,18 @@ pub async fn login(
     };
     throttle::clear(pool, &subjects).await?;
 
-    let role = Role::parse(&user.role).ok_or_else(|| anyhow::anyhow!("user {} has unknown role {}", user.id, user.role))?;
+    let role = Role::parse(&user.role)
+        .ok_or_else(|| anyhow::anyhow!("user {} has unknown role {}", user.id, user.role))?;
     let (token, expires_at) = signer.issue(user.id, user.practice_id, role, TOKEN_LIFETIME)?;
     Ok(LoginSession {
         token,
         expires_at,
-        user: UserView { id: user.id, email: user.email, role, practice_id: user.practice_id },
+        user: UserView {
+            id: user.id,
+            email: user.email,
+            role,
+            practice_id: user.practice_id,
+        },
     })
 }
 
@@ -167,10 +173,12 @@ pub async fn create_user(
         .await;
     match result {
         Ok(_) => Ok(id),
-        Err(e) if crate::db::is_unique_violation(&e, "users_email_key") => Err(CreateUserError::EmailTaken),
-        Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => {
-            Err(CreateUserError::UnknownPractice(practice_id.unwrap_or_default()))
+        Err(e) if crate::db::is_unique_violation(&e, "users_email_key") => {
+            Err(CreateUserError::EmailTaken)
         }
+        Err(sqlx::Error::Database(e)) if e.is_foreign_key_violation() => Err(
+            CreateUserError::UnknownPractice(practice_id.unwrap_or_default()),
+        ),
         Err(e) => Err(e.into()),
     }
 }

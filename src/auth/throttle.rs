@@ -16,9 +16,15 @@ pub(super) struct Subject {
 }
 
 pub(super) fn subjects(email: &str, client: Option<IpAddr>) -> Vec<Subject> {
-    let mut subjects = vec![Subject { key: format!("email:{email}"), limit: MAX_FAILURES_PER_EMAIL }];
+    let mut subjects = vec![Subject {
+        key: format!("email:{email}"),
+        limit: MAX_FAILURES_PER_EMAIL,
+    }];
     if let Some(ip) = client {
-        subjects.push(Subject { key: format!("ip:{ip}"), limit: MAX_FAILURES_PER_ADDRESS });
+        subjects.push(Subject {
+            key: format!("ip:{ip}"),
+            limit: MAX_FAILURES_PER_ADDRESS,
+        });
     }
     subjects
 }
@@ -36,7 +42,9 @@ pub(super) async fn check(pool: &PgPool, subjects: &[Subject]) -> Result<(), Aut
         .await?;
         if count >= subject.limit {
             let secs = retry_after_secs.unwrap_or(1.0).ceil().max(1.0);
-            return Err(AuthError::Throttled { retry_after: Duration::from_secs_f64(secs) });
+            return Err(AuthError::Throttled {
+                retry_after: Duration::from_secs_f64(secs),
+            });
         }
     }
     Ok(())
@@ -60,7 +68,10 @@ pub(super) async fn record_failure(pool: &PgPool, subjects: &[Subject]) -> Resul
 /// guessing many accounts).
 pub(super) async fn clear(pool: &PgPool, subjects: &[Subject]) -> Result<(), sqlx::Error> {
     if let Some(email) = subjects.first() {
-        sqlx::query("delete from login_failures where subject = $1").bind(&email.key).execute(pool).await?;
+        sqlx::query("delete from login_failures where subject = $1")
+            .bind(&email.key)
+            .execute(pool)
+            .await?;
     }
     Ok(())
 }

@@ -38,7 +38,9 @@ pub struct TokenSigner {
 impl TokenSigner {
     pub fn from_seed(seed: &[u8; 32]) -> anyhow::Result<Self> {
         let signing = SigningKey::from_bytes(seed);
-        let der = signing.to_pkcs8_der().context("could not encode the Ed25519 signing key")?;
+        let der = signing
+            .to_pkcs8_der()
+            .context("could not encode the Ed25519 signing key")?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
@@ -58,7 +60,13 @@ impl TokenSigner {
     ) -> anyhow::Result<(String, DateTime<Utc>)> {
         let now = Utc::now();
         let expires_at = now + lifetime;
-        let claims = Claims { sub: user_id, practice: practice_id, role, iat: now.timestamp(), exp: expires_at.timestamp() };
+        let claims = Claims {
+            sub: user_id,
+            practice: practice_id,
+            role,
+            iat: now.timestamp(),
+            exp: expires_at.timestamp(),
+        };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.encoding)
             .context("could not sign the login token")?;
         Ok((token, expires_at))
@@ -88,34 +96,63 @@ mod tests {
     fn an_issued_token_verifies_with_its_claims() {
         let user = Uuid::new_v4();
         let practice = Uuid::new_v4();
-        let (token, _) = signer(1).issue(user, Some(practice), Role::Admin, Duration::from_secs(60)).unwrap();
+        let (token, _) = signer(1)
+            .issue(user, Some(practice), Role::Admin, Duration::from_secs(60))
+            .unwrap();
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!(header.alg, Algorithm::EdDSA);
         let claims = signer(1).verify(&token).unwrap();
-        assert_eq!((claims.sub, claims.practice, claims.role), (user, Some(practice), Role::Admin));
+        assert_eq!(
+            (claims.sub, claims.practice, claims.role),
+            (user, Some(practice), Role::Admin)
+        );
     }
 
     #[test]
     fn a_token_signed_by_another_key_is_invalid() {
-        let (token, _) = signer(1).issue(Uuid::new_v4(), None, Role::PlatformAdmin, Duration::from_secs(60)).unwrap();
+        let (token, _) = signer(1)
+            .issue(
+                Uuid::new_v4(),
+                None,
+                Role::PlatformAdmin,
+                Duration::from_secs(60),
+            )
+            .unwrap();
         assert_eq!(signer(2).verify(&token).unwrap_err(), TokenError::Invalid);
     }
 
     #[test]
     fn a_tampered_payload_is_invalid() {
-        let (token, _) = signer(1).issue(Uuid::new_v4(), Some(Uuid::new_v4()), Role::Staff, Duration::from_secs(60)).unwrap();
+        let (token, _) = signer(1)
+            .issue(
+                Uuid::new_v4(),
+                Some(Uuid::new_v4()),
+                Role::Staff,
+                Duration::from_secs(60),
+            )
+            .unwrap();
         let mut parts: Vec<String> = token.split('.').map(str::to_string).collect();
         let payload = String::from_utf8(URL_SAFE_NO_PAD.decode(&parts[1]).unwrap()).unwrap();
         parts[1] = URL_SAFE_NO_PAD.encode(payload.replace("staff", "owner"));
-        assert_eq!(signer(1).verify(&parts.join(".")).unwrap_err(), TokenError::Invalid);
+        assert_eq!(
+            signer(1).verify(&parts.join(".")).unwrap_err(),
+            TokenError::Invalid
+        );
     }
 
     #[test]
     fn an_expired_token_is_rejected_as_expired() {
         let s = signer(1);
         let now = Utc::now().timestamp();
-        let claims = Claims { sub: Uuid::new_v4(), practice: None, role: Role::Owner, iat: now - 100, exp: now - 10 };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &s.encoding).unwrap();
+        let claims = Claims {
+            sub: Uuid::new_v4(),
+            practice: None,
+            role: Role::Owner,
+            iat: now - 100,
+            exp: now - 10,
+        };
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &s.encoding).unwrap();
         assert_eq!(s.verify(&token).unwrap_err(), TokenError::Expired);
     }
 }

@@ -143,7 +143,12 @@ impl Settings {
         let app_env = match env.get("APP_ENV").as_deref() {
             None | Some("development") => AppEnv::Development,
             Some("production") => AppEnv::Production,
-            Some(other) => return Err(invalid("APP_ENV", format!("expected development or production, got {other:?}"))),
+            Some(other) => {
+                return Err(invalid(
+                    "APP_ENV",
+                    format!("expected development or production, got {other:?}"),
+                ));
+            }
         };
         if app_env == AppEnv::Production {
             for var in ["ENCRYPTION_KEY", "AUTH_SIGNING_KEY", "WEBHOOK_BASE_URL"] {
@@ -187,10 +192,15 @@ impl Settings {
             None => None,
             Some(api_key) => Some(SystemSendGrid {
                 api_key: SecretString::from(api_key),
-                from_email: env
-                    .get("SENDGRID_FROM_EMAIL")
-                    .ok_or_else(|| invalid("SENDGRID_FROM_EMAIL", "required when SENDGRID_API_KEY is set"))?,
-                from_name: env.get("SENDGRID_FROM_NAME").unwrap_or_else(|| "Dentite".into()),
+                from_email: env.get("SENDGRID_FROM_EMAIL").ok_or_else(|| {
+                    invalid(
+                        "SENDGRID_FROM_EMAIL",
+                        "required when SENDGRID_API_KEY is set",
+                    )
+                })?,
+                from_name: env
+                    .get("SENDGRID_FROM_NAME")
+                    .unwrap_or_else(|| "Dentite".into()),
             }),
         };
         let system_twilio = match (env.get("TWILIO_ACCOUNT_SID"), env.get("TWILIO_AUTH_TOKEN")) {
@@ -198,12 +208,25 @@ impl Settings {
             (Some(account_sid), Some(token)) => Some(SystemTwilio {
                 account_sid,
                 auth_token: SecretString::from(token),
-                phone_number: env
-                    .get("TWILIO_PHONE_NUMBER")
-                    .ok_or_else(|| invalid("TWILIO_PHONE_NUMBER", "required when TWILIO_ACCOUNT_SID is set"))?,
+                phone_number: env.get("TWILIO_PHONE_NUMBER").ok_or_else(|| {
+                    invalid(
+                        "TWILIO_PHONE_NUMBER",
+                        "required when TWILIO_ACCOUNT_SID is set",
+                    )
+                })?,
             }),
-            (Some(_), None) => return Err(invalid("TWILIO_AUTH_TOKEN", "required when TWILIO_ACCOUNT_SID is set")),
-            (None, Some(_)) => return Err(invalid("TWILIO_ACCOUNT_SID", "required when TWILIO_AUTH_TOKEN is set")),
+            (Some(_), None) => {
+                return Err(invalid(
+                    "TWILIO_AUTH_TOKEN",
+                    "required when TWILIO_ACCOUNT_SID is set",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "TWILIO_ACCOUNT_SID",
+                    "required when TWILIO_AUTH_TOKEN is set",
+                ));
+            }
         };
         if let Some(key) = env.get("SENDGRID_WEBHOOK_VERIFY_KEY") {
             crate::webhooks::signature::SendGridVerifier::from_base64_der(&key)
@@ -222,11 +245,19 @@ impl Settings {
             system_sendgrid,
             sendgrid_webhook_verify_key: env.get("SENDGRID_WEBHOOK_VERIFY_KEY"),
             system_twilio,
-            sendgrid_api_base_url: parse_url(env, "SENDGRID_API_BASE_URL", "https://api.sendgrid.com")?,
+            sendgrid_api_base_url: parse_url(
+                env,
+                "SENDGRID_API_BASE_URL",
+                "https://api.sendgrid.com",
+            )?,
             twilio_api_base_url: parse_url(env, "TWILIO_API_BASE_URL", "https://api.twilio.com")?,
             webhook_base_url: parse_url(env, "WEBHOOK_BASE_URL", &default_webhook_base)?,
             client_cache_ttl: Duration::from_secs(parse_or(env, "CLIENT_CACHE_TTL_SECS", "3600")?),
-            sendgrid_webhook_max_age: match parse_or::<u64>(env, "SENDGRID_WEBHOOK_MAX_AGE_SECS", "90000")? {
+            sendgrid_webhook_max_age: match parse_or::<u64>(
+                env,
+                "SENDGRID_WEBHOOK_MAX_AGE_SECS",
+                "90000",
+            )? {
                 0 => None,
                 secs => Some(Duration::from_secs(secs)),
             },
@@ -234,13 +265,22 @@ impl Settings {
             log_format: match env.get("LOG_FORMAT").as_deref() {
                 None | Some("text") => LogFormat::Text,
                 Some("json") => LogFormat::Json,
-                Some(other) => return Err(invalid("LOG_FORMAT", format!("expected text or json, got {other:?}"))),
+                Some(other) => {
+                    return Err(invalid(
+                        "LOG_FORMAT",
+                        format!("expected text or json, got {other:?}"),
+                    ));
+                }
             },
             queue: QueueSettings {
                 workers: parse_or(env, "SEND_WORKERS", "8")?,
                 max_attempts: parse_or(env, "SEND_MAX_ATTEMPTS", "8")?,
                 retry_base: Duration::from_millis(parse_or(env, "SEND_RETRY_BASE_MS", "2000")?),
-                retry_horizon: Duration::from_secs(parse_or(env, "SEND_RETRY_HORIZON_SECS", "86400")?),
+                retry_horizon: Duration::from_secs(parse_or(
+                    env,
+                    "SEND_RETRY_HORIZON_SECS",
+                    "86400",
+                )?),
                 lease: Duration::from_secs(parse_or(env, "SEND_LEASE_SECS", "60")?),
                 poll_interval: Duration::from_millis(parse_or(env, "SEND_POLL_MS", "1000")?),
                 sendgrid_rate_per_sec: parse_rate(env, "SENDGRID_RATE_PER_SEC", "100")?,
@@ -255,7 +295,10 @@ impl Settings {
 }
 
 fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { var, reason: reason.into() }
+    ConfigError::Invalid {
+        var,
+        reason: reason.into(),
+    }
 }
 
 fn parse_or<T>(env: &impl Env, var: &'static str, default: &str) -> Result<T, ConfigError>
@@ -264,14 +307,23 @@ where
     T::Err: fmt::Display,
 {
     let raw = env.get(var).unwrap_or_else(|| default.to_string());
-    raw.trim().parse().map_err(|e| invalid(var, format!("{e} (got {raw:?})")))
+    raw.trim()
+        .parse()
+        .map_err(|e| invalid(var, format!("{e} (got {raw:?})")))
 }
 
 /// `0` turns the limit off.
-fn parse_rate(env: &impl Env, var: &'static str, default: &str) -> Result<Option<f64>, ConfigError> {
+fn parse_rate(
+    env: &impl Env,
+    var: &'static str,
+    default: &str,
+) -> Result<Option<f64>, ConfigError> {
     let rate: f64 = parse_or(env, var, default)?;
     if !rate.is_finite() || rate < 0.0 {
-        return Err(invalid(var, "must be a non-negative number of requests per second"));
+        return Err(invalid(
+            var,
+            "must be a non-negative number of requests per second",
+        ));
     }
     Ok((rate > 0.0).then_some(rate))
 }
@@ -286,7 +338,8 @@ fn parse_url(env: &impl Env, var: &'static str, default: &str) -> Result<Url, Co
 }
 
 fn parse_key32(var: &'static str, hex_key: &str) -> Result<[u8; 32], ConfigError> {
-    let bytes = hex::decode(hex_key.trim()).map_err(|_| invalid(var, "must be 64 hex characters (32 bytes)"))?;
+    let bytes = hex::decode(hex_key.trim())
+        .map_err(|_| invalid(var, "must be 64 hex characters (32 bytes)"))?;
     bytes
         .try_into()
         .map_err(|_| invalid(var, "must be 64 hex characters (32 bytes)"))
@@ -310,9 +363,14 @@ impl DevKeys {
                     .find_map(|line| line.strip_prefix(name)?.strip_prefix('='))
                     .map(|v| v.trim().to_string())
             };
-            if let (Some(encryption_key), Some(auth_signing_key)) = (value("ENCRYPTION_KEY"), value("AUTH_SIGNING_KEY")) {
+            if let (Some(encryption_key), Some(auth_signing_key)) =
+                (value("ENCRYPTION_KEY"), value("AUTH_SIGNING_KEY"))
+            {
                 tracing::warn!(file = %path.display(), "using development keys; set ENCRYPTION_KEY and AUTH_SIGNING_KEY in production");
-                return Ok(Self { encryption_key, auth_signing_key });
+                return Ok(Self {
+                    encryption_key,
+                    auth_signing_key,
+                });
             }
         }
         let keys = Self {
@@ -353,7 +411,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn keys() -> Vec<(&'static str, &'static str)> {

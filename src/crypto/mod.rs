@@ -31,7 +31,12 @@ pub struct KeyMaterial {
 
 impl std::fmt::Debug for KeyMaterial {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "KeyMaterial {{ current: {}, previous: {} keys }}", key_id(&self.current), self.previous.len())
+        write!(
+            f,
+            "KeyMaterial {{ current: {}, previous: {} keys }}",
+            key_id(&self.current),
+            self.previous.len()
+        )
     }
 }
 
@@ -44,7 +49,11 @@ pub enum CredentialField {
 }
 
 impl CredentialField {
-    pub const ALL: [CredentialField; 3] = [Self::SendGridApiKey, Self::TwilioAccountSid, Self::TwilioAuthToken];
+    pub const ALL: [CredentialField; 3] = [
+        Self::SendGridApiKey,
+        Self::TwilioAccountSid,
+        Self::TwilioAuthToken,
+    ];
 
     pub fn column(self) -> &'static str {
         match self {
@@ -61,7 +70,9 @@ pub enum CryptoError {
     Malformed,
     #[error("envelope was made with key {0}, which is neither current nor previous")]
     UnknownKey(String),
-    #[error("ciphertext failed authentication (tampered, wrong key, or bound to another practice or field)")]
+    #[error(
+        "ciphertext failed authentication (tampered, wrong key, or bound to another practice or field)"
+    )]
     Authentication,
 }
 
@@ -109,7 +120,13 @@ impl Keyring {
         let ciphertext = self
             .current
             .cipher
-            .encrypt(&nonce, Payload { msg: plaintext.as_bytes(), aad: aad.as_bytes() })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plaintext.as_bytes(),
+                    aad: aad.as_bytes(),
+                },
+            )
             .expect("AES-GCM encryption only fails for inputs beyond 64 GiB");
         let mut sealed = Vec::with_capacity(NONCE_LEN + ciphertext.len());
         sealed.extend_from_slice(&nonce);
@@ -117,13 +134,20 @@ impl Keyring {
         format!("{VERSION}:{}:{}", self.current.id, STANDARD.encode(sealed))
     }
 
-    pub fn decrypt(&self, envelope: &str, practice_id: Uuid, field: CredentialField) -> Result<SecretString, CryptoError> {
+    pub fn decrypt(
+        &self,
+        envelope: &str,
+        practice_id: Uuid,
+        field: CredentialField,
+    ) -> Result<SecretString, CryptoError> {
         let (key_id, sealed) = parse_envelope(envelope)?;
         let key = std::iter::once(&self.current)
             .chain(&self.previous)
             .find(|k| k.id == key_id)
             .ok_or_else(|| CryptoError::UnknownKey(key_id.to_string()))?;
-        let sealed = STANDARD.decode(sealed).map_err(|_| CryptoError::Malformed)?;
+        let sealed = STANDARD
+            .decode(sealed)
+            .map_err(|_| CryptoError::Malformed)?;
         if sealed.len() < NONCE_LEN {
             return Err(CryptoError::Malformed);
         }
@@ -132,14 +156,25 @@ impl Keyring {
         let aad = associated_data(practice_id, field);
         let plaintext = key
             .cipher
-            .decrypt(&nonce, Payload { msg: ciphertext, aad: aad.as_bytes() })
+            .decrypt(
+                &nonce,
+                Payload {
+                    msg: ciphertext,
+                    aad: aad.as_bytes(),
+                },
+            )
             .map_err(|_| CryptoError::Authentication)?;
         String::from_utf8(plaintext)
             .map(SecretString::from)
             .map_err(|_| CryptoError::Authentication)
     }
 
-    pub fn encrypt_if_present(&self, plaintext: Option<&str>, practice_id: Uuid, field: CredentialField) -> Option<String> {
+    pub fn encrypt_if_present(
+        &self,
+        plaintext: Option<&str>,
+        practice_id: Uuid,
+        field: CredentialField,
+    ) -> Option<String> {
         plaintext.map(|p| self.encrypt(p, practice_id, field))
     }
 
@@ -149,7 +184,9 @@ impl Keyring {
         practice_id: Uuid,
         field: CredentialField,
     ) -> Result<Option<SecretString>, CryptoError> {
-        envelope.map(|e| self.decrypt(e, practice_id, field)).transpose()
+        envelope
+            .map(|e| self.decrypt(e, practice_id, field))
+            .transpose()
     }
 
     /// Whether an envelope was made with a key other than the current one.
@@ -190,7 +227,12 @@ mod tests {
         let envelope = ring.encrypt("SG.secret-value", practice, FIELD);
         assert!(envelope.starts_with(&format!("v1:{}:", ring.current_key_id())));
         assert!(!envelope.contains("secret-value"));
-        assert_eq!(ring.decrypt(&envelope, practice, FIELD).unwrap().expose_secret(), "SG.secret-value");
+        assert_eq!(
+            ring.decrypt(&envelope, practice, FIELD)
+                .unwrap()
+                .expose_secret(),
+            "SG.secret-value"
+        );
     }
 
     #[test]
@@ -220,11 +262,15 @@ mod tests {
         let envelope = keyring(1, &[]).encrypt("token", practice, FIELD);
         let relabelled = envelope.replacen(&key_id(&[1; 32]), &key_id(&[2; 32]), 1);
         assert_eq!(
-            keyring(2, &[]).decrypt(&relabelled, practice, FIELD).unwrap_err(),
+            keyring(2, &[])
+                .decrypt(&relabelled, practice, FIELD)
+                .unwrap_err(),
             CryptoError::Authentication
         );
         assert!(matches!(
-            keyring(2, &[]).decrypt(&envelope, practice, FIELD).unwrap_err(),
+            keyring(2, &[])
+                .decrypt(&envelope, practice, FIELD)
+                .unwrap_err(),
             CryptoError::UnknownKey(_)
         ));
     }
@@ -235,11 +281,13 @@ mod tests {
         let practice = Uuid::new_v4();
         let envelope = ring.encrypt("token", practice, CredentialField::TwilioAuthToken);
         assert_eq!(
-            ring.decrypt(&envelope, Uuid::new_v4(), CredentialField::TwilioAuthToken).unwrap_err(),
+            ring.decrypt(&envelope, Uuid::new_v4(), CredentialField::TwilioAuthToken)
+                .unwrap_err(),
             CryptoError::Authentication
         );
         assert_eq!(
-            ring.decrypt(&envelope, practice, CredentialField::TwilioAccountSid).unwrap_err(),
+            ring.decrypt(&envelope, practice, CredentialField::TwilioAccountSid)
+                .unwrap_err(),
             CryptoError::Authentication
         );
     }
@@ -251,7 +299,9 @@ mod tests {
         let nonces: HashSet<Vec<u8>> = (0..100_000)
             .map(|_| {
                 let envelope = ring.encrypt("", practice, FIELD);
-                let sealed = STANDARD.decode(envelope.rsplit_once(':').unwrap().1).unwrap();
+                let sealed = STANDARD
+                    .decode(envelope.rsplit_once(':').unwrap().1)
+                    .unwrap();
                 sealed[..NONCE_LEN].to_vec()
             })
             .collect();
@@ -264,7 +314,12 @@ mod tests {
         let practice = Uuid::new_v4();
         for plaintext in [String::new(), "x".repeat(64 * 1024)] {
             let envelope = ring.encrypt(&plaintext, practice, FIELD);
-            assert_eq!(ring.decrypt(&envelope, practice, FIELD).unwrap().expose_secret(), plaintext);
+            assert_eq!(
+                ring.decrypt(&envelope, practice, FIELD)
+                    .unwrap()
+                    .expose_secret(),
+                plaintext
+            );
         }
     }
 
@@ -274,7 +329,13 @@ mod tests {
         let old = keyring(1, &[]).encrypt("token", practice, FIELD);
         let rotated = keyring(2, &[1]);
         assert!(rotated.needs_rotation(&old));
-        assert_eq!(rotated.decrypt(&old, practice, FIELD).unwrap().expose_secret(), "token");
+        assert_eq!(
+            rotated
+                .decrypt(&old, practice, FIELD)
+                .unwrap()
+                .expose_secret(),
+            "token"
+        );
         assert!(!rotated.needs_rotation(&rotated.encrypt("token", practice, FIELD)));
     }
 
@@ -285,7 +346,10 @@ mod tests {
             assert!(ring.decrypt(bad, Uuid::new_v4(), FIELD).is_err(), "{bad}");
         }
         let truncated = format!("v1:{}:AAAA", ring.current_key_id());
-        assert_eq!(ring.decrypt(&truncated, Uuid::new_v4(), FIELD).unwrap_err(), CryptoError::Malformed);
+        assert_eq!(
+            ring.decrypt(&truncated, Uuid::new_v4(), FIELD).unwrap_err(),
+            CryptoError::Malformed
+        );
     }
 
     #[test]
@@ -293,9 +357,16 @@ mod tests {
         let ring = keyring(1, &[]);
         let practice = Uuid::new_v4();
         assert_eq!(ring.encrypt_if_present(None, practice, FIELD), None);
-        assert!(ring.decrypt_if_present(None, practice, FIELD).unwrap().is_none());
+        assert!(
+            ring.decrypt_if_present(None, practice, FIELD)
+                .unwrap()
+                .is_none()
+        );
         let envelope = ring.encrypt_if_present(Some("v"), practice, FIELD);
-        let back = ring.decrypt_if_present(envelope.as_deref(), practice, FIELD).unwrap().unwrap();
+        let back = ring
+            .decrypt_if_present(envelope.as_deref(), practice, FIELD)
+            .unwrap()
+            .unwrap();
         assert_eq!(back.expose_secret(), "v");
         assert!(format!("{back:?}").contains("REDACTED"));
     }

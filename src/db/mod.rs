@@ -33,10 +33,11 @@ pub async fn create_database_if_missing(options: &PgConnectOptions) -> anyhow::R
     let mut admin = PgConnection::connect_with(&options.clone().database("postgres"))
         .await
         .context("could not connect to the Postgres server to create the database")?;
-    let exists: bool = sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
-        .bind(&name)
-        .fetch_one(&mut admin)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await?;
     if !exists {
         let statement = format!("create database \"{}\"", name.replace('"', "\"\""));
         match admin.execute(sqlx::AssertSqlSafe(statement)).await {
@@ -56,10 +57,14 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 /// Errors that mean "Postgres cannot be reached right now" rather than "this query is wrong".
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_) => true,
         sqlx::Error::Database(e) => {
             // Class 08 (connection exception) and 57P0x (admin shutdown, crash shutdown, cannot connect now).
-            e.code().is_some_and(|c| c.starts_with("08") || c.starts_with("57P"))
+            e.code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P"))
         }
         _ => false,
     }

@@ -46,8 +46,15 @@ impl CircuitBreakers {
     pub fn should_skip(&self, practice_id: Uuid, channel: Channel) -> bool {
         let mut states = self.states.lock().expect("circuit lock is never poisoned");
         match states.get_mut(&(practice_id, channel)) {
-            Some(State { opened_at: Some(opened), .. }) if opened.elapsed() < COOL_DOWN => true,
-            Some(state @ State { opened_at: Some(_), .. }) => {
+            Some(State {
+                opened_at: Some(opened),
+                ..
+            }) if opened.elapsed() < COOL_DOWN => true,
+            Some(
+                state @ State {
+                    opened_at: Some(_), ..
+                },
+            ) => {
                 // Half-open: restart the cool-down so only this send probes.
                 state.opened_at = Some(Instant::now());
                 false
@@ -58,7 +65,10 @@ impl CircuitBreakers {
 
     pub fn record_success(&self, practice_id: Uuid, channel: Channel) {
         let mut states = self.states.lock().expect("circuit lock is never poisoned");
-        if states.remove(&(practice_id, channel)).is_some_and(|s| s.opened_at.is_some()) {
+        if states
+            .remove(&(practice_id, channel))
+            .is_some_and(|s| s.opened_at.is_some())
+        {
             metrics::counter!("messaging_circuit_transitions_total", "channel" => channel.as_str(), "to" => "closed").increment(1);
         }
     }
@@ -78,7 +88,9 @@ impl CircuitBreakers {
         let states = self.states.lock().expect("circuit lock is never poisoned");
         match states.get(&(practice_id, channel)) {
             None => Health::Healthy,
-            Some(State { opened_at: Some(_), .. }) => Health::Open,
+            Some(State {
+                opened_at: Some(_), ..
+            }) => Health::Open,
             Some(_) => Health::Degraded,
         }
     }
@@ -100,7 +112,10 @@ mod tests {
         circuits.record_failure(practice, Channel::Email);
         assert_eq!(circuits.health(practice, Channel::Email), Health::Open);
         assert!(circuits.should_skip(practice, Channel::Email));
-        assert!(!circuits.should_skip(practice, Channel::Sms), "channels are separate");
+        assert!(
+            !circuits.should_skip(practice, Channel::Sms),
+            "channels are separate"
+        );
         circuits.record_success(practice, Channel::Email);
         assert_eq!(circuits.health(practice, Channel::Email), Health::Healthy);
         assert!(!circuits.should_skip(practice, Channel::Email));

@@ -21,9 +21,16 @@ pub struct Delivery {
 
 #[derive(Debug, Clone)]
 pub enum DeliveryResult {
-    Sent { provider_message_id: Option<String> },
-    Suppressed { reason: String },
-    Failed { error: ProviderError, retryable: bool },
+    Sent {
+        provider_message_id: Option<String>,
+    },
+    Suppressed {
+        reason: String,
+    },
+    Failed {
+        error: ProviderError,
+        retryable: bool,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,19 +54,32 @@ impl MessagingServiceFactory {
     /// only when the practice allows it. A rate-limited custom account is retried (by the queue)
     /// before falling back: `final_attempt` says whether this is the last chance.
     #[tracing::instrument(skip_all, fields(practice_id = %message.practice_id, channel = message.channel.as_str()))]
-    pub async fn deliver(&self, message: &OutgoingMessage, final_attempt: bool) -> Result<Delivery, DeliveryError> {
+    pub async fn deliver(
+        &self,
+        message: &OutgoingMessage,
+        final_attempt: bool,
+    ) -> Result<Delivery, DeliveryError> {
         let route = self.route(message.practice_id, message.channel).await?;
         let practice_id = message.practice_id;
         let label = provider_label(message.channel);
         let Some(custom) = &route.custom else {
             if let Some(blocker) = route.custom_blocker {
-                tracing::info!(reason = blocker, "Using system {label} for practice {practice_id}");
+                tracing::info!(
+                    reason = blocker,
+                    "Using system {label} for practice {practice_id}"
+                );
             }
             return self.attempt(&route.system, message, None).await;
         };
 
         if route.fallback_enabled && self.circuits.should_skip(practice_id, message.channel) {
-            return self.fall_back(&route, message, "custom account is failing repeatedly (circuit open)".into()).await;
+            return self
+                .fall_back(
+                    &route,
+                    message,
+                    "custom account is failing repeatedly (circuit open)".into(),
+                )
+                .await;
         }
         tracing::info!("Using custom {label} for practice {practice_id}");
         let delivery = self.attempt(custom, message, None).await?;
@@ -74,7 +94,8 @@ impl MessagingServiceFactory {
             return Ok(delivery);
         }
         self.circuits.record_failure(practice_id, message.channel);
-        let rate_limited_with_retries_left = matches!(error, ProviderError::RateLimited { .. }) && !final_attempt;
+        let rate_limited_with_retries_left =
+            matches!(error, ProviderError::RateLimited { .. }) && !final_attempt;
         if !route.fallback_enabled || rate_limited_with_retries_left {
             return Ok(delivery);
         }
@@ -82,7 +103,12 @@ impl MessagingServiceFactory {
         self.fall_back(&route, message, reason).await
     }
 
-    async fn fall_back(&self, route: &Route, message: &OutgoingMessage, reason: String) -> Result<Delivery, DeliveryError> {
+    async fn fall_back(
+        &self,
+        route: &Route,
+        message: &OutgoingMessage,
+        reason: String,
+    ) -> Result<Delivery, DeliveryError> {
         let label = provider_label(message.channel);
         tracing::warn!(reason = %reason, "Falling back to system {label} for practice {}", route.practice_id);
         metrics::counter!("messaging_fallbacks_total", "channel" => message.channel.as_str(), "reason" => fallback_category(&reason))
@@ -100,25 +126,70 @@ impl MessagingServiceFactory {
         let kind = sender.kind();
         let fell_back = fallback_reason.is_some();
         let via_system = !kind.is_custom();
-        if let Some(reason) = suppression::check(self.pool(), message.practice_id, message.channel, &message.to, via_system).await? {
+        if let Some(reason) = suppression::check(
+            self.pool(),
+            message.practice_id,
+            message.channel,
+            &message.to,
+            via_system,
+        )
+        .await?
+        {
             record(message.channel, None, "suppressed");
-            return Ok(Delivery { provider: None, fell_back, fallback_reason, result: DeliveryResult::Suppressed { reason } });
+            return Ok(Delivery {
+                provider: None,
+                fell_back,
+                fallback_reason,
+                result: DeliveryResult::Suppressed { reason },
+            });
         }
         let result = match sender.send(message).await {
             Ok(accepted) => {
                 record(message.channel, Some(kind), "sent");
-                DeliveryResult::Sent { provider_message_id: accepted.provider_message_id }
+                DeliveryResult::Sent {
+                    provider_message_id: accepted.provider_message_id,
+                }
             }
             Err(error) => {
-                if let ProviderError::RecipientRejected { opted_out: true, .. } = error {
-                    let scope = if via_system { Scope::SystemSender } else { Scope::Practice(message.practice_id) };
-                    suppression::add(self.pool(), scope, message.channel, &message.to, SuppressionReason::OptedOut).await?;
+                if let ProviderError::RecipientRejected {
+                    opted_out: true, ..
+                } = error
+                {
+                    let scope = if via_system {
+                        Scope::SystemSender
+                    } else {
+                        Scope::Practice(message.practice_id)
+                    };
+                    suppression::add(
+                        self.pool(),
+                        scope,
+                        message.channel,
+                        &message.to,
+                        SuppressionReason::OptedOut,
+                    )
+                    .await?;
                 }
-                record(message.channel, Some(kind), if error.is_transient() { "transient_failure" } else { "failed" });
-                DeliveryResult::Failed { retryable: error.is_transient(), error }
+                record(
+                    message.channel,
+                    Some(kind),
+                    if error.is_transient() {
+                        "transient_failure"
+                    } else {
+                        "failed"
+                    },
+                );
+                DeliveryResult::Failed {
+                    retryable: error.is_transient(),
+                    error,
+                }
             }
         };
-        Ok(Delivery { provider: Some(kind), fell_back, fallback_reason, result })
+        Ok(Delivery {
+            provider: Some(kind),
+            fell_back,
+            fallback_reason,
+            result,
+        })
     }
 }
 

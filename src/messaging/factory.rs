@@ -40,9 +40,20 @@ pub struct Sender {
 }
 
 enum Transport {
-    SendGrid { client: SendGridClient, from_email: String, from_name: Option<String> },
-    Twilio { client: TwilioClient, from: String, status_callback: String },
-    Outbox { pool: PgPool, sender: String },
+    SendGrid {
+        client: SendGridClient,
+        from_email: String,
+        from_name: Option<String>,
+    },
+    Twilio {
+        client: TwilioClient,
+        from: String,
+        status_callback: String,
+    },
+    Outbox {
+        pool: PgPool,
+        sender: String,
+    },
 }
 
 impl Sender {
@@ -52,7 +63,11 @@ impl Sender {
 
     pub async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
         match &self.transport {
-            Transport::SendGrid { client, from_email, from_name } => {
+            Transport::SendGrid {
+                client,
+                from_email,
+                from_name,
+            } => {
                 let email = OutgoingEmail {
                     to: message.to.clone(),
                     to_name: None,
@@ -62,22 +77,33 @@ impl Sender {
                     text_body: message.body.clone(),
                     html_body: None,
                     custom_args: [
-                        ("outreach_log_id".to_string(), message.outreach_log_id.to_string()),
+                        (
+                            "outreach_log_id".to_string(),
+                            message.outreach_log_id.to_string(),
+                        ),
                         ("practice_id".to_string(), message.practice_id.to_string()),
                     ]
                     .into(),
                     headers: message.headers.clone(),
                 };
-                client.send(&email).await.map(|a| Accepted { provider_message_id: a.provider_message_id })
+                client.send(&email).await.map(|a| Accepted {
+                    provider_message_id: a.provider_message_id,
+                })
             }
-            Transport::Twilio { client, from, status_callback } => {
+            Transport::Twilio {
+                client,
+                from,
+                status_callback,
+            } => {
                 let sms = OutgoingSms {
                     to: message.to.clone(),
                     from: from.clone(),
                     body: message.body.clone(),
                     status_callback: Some(status_callback.clone()),
                 };
-                client.send_sms(&sms).await.map(|a| Accepted { provider_message_id: a.provider_message_id })
+                client.send_sms(&sms).await.map(|a| Accepted {
+                    provider_message_id: a.provider_message_id,
+                })
             }
             Transport::Outbox { pool, sender } => outbox::store(pool, sender, message).await,
         }
@@ -103,7 +129,11 @@ pub enum FactoryError {
     #[error("could not read the practice's settings: {0}")]
     Database(Arc<sqlx::Error>),
     #[error("stored credential {field} of practice {practice_id} cannot be decrypted: {source}")]
-    Decrypt { practice_id: Uuid, field: &'static str, source: CryptoError },
+    Decrypt {
+        practice_id: Uuid,
+        field: &'static str,
+        source: CryptoError,
+    },
 }
 
 pub struct MessagingServiceFactory {
@@ -126,30 +156,59 @@ const CACHE_CAPACITY: u64 = 50_000;
 impl MessagingServiceFactory {
     pub fn new(settings: &Settings, pool: PgPool, keyring: Arc<Keyring>) -> anyhow::Result<Self> {
         let http = super::provider_error::http_client(settings.provider_timeout)?;
-        let sendgrid_base = settings.sendgrid_api_base_url.as_str().trim_end_matches('/').to_string();
-        let twilio_base = settings.twilio_api_base_url.as_str().trim_end_matches('/').to_string();
-        let outbox = |sender: &str| Transport::Outbox { pool: pool.clone(), sender: sender.to_string() };
+        let sendgrid_base = settings
+            .sendgrid_api_base_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_string();
+        let twilio_base = settings
+            .twilio_api_base_url
+            .as_str()
+            .trim_end_matches('/')
+            .to_string();
+        let outbox = |sender: &str| Transport::Outbox {
+            pool: pool.clone(),
+            sender: sender.to_string(),
+        };
         let system_email = Arc::new(match &settings.system_sendgrid {
             Some(system) => Sender {
                 kind: ProviderKind::SystemSendgrid,
                 transport: Transport::SendGrid {
-                    client: SendGridClient::new(http.clone(), &sendgrid_base, system.api_key.clone()),
+                    client: SendGridClient::new(
+                        http.clone(),
+                        &sendgrid_base,
+                        system.api_key.clone(),
+                    ),
                     from_email: system.from_email.clone(),
                     from_name: Some(system.from_name.clone()),
                 },
             },
-            None => Sender { kind: ProviderKind::Outbox, transport: outbox("outbox@dentite.local") },
+            None => Sender {
+                kind: ProviderKind::Outbox,
+                transport: outbox("outbox@dentite.local"),
+            },
         });
         let system_sms = Arc::new(match &settings.system_twilio {
             Some(system) => Sender {
                 kind: ProviderKind::SystemTwilio,
                 transport: Transport::Twilio {
-                    client: TwilioClient::new(http.clone(), &twilio_base, system.account_sid.clone(), system.auth_token.clone()),
+                    client: TwilioClient::new(
+                        http.clone(),
+                        &twilio_base,
+                        system.account_sid.clone(),
+                        system.auth_token.clone(),
+                    ),
                     from: system.phone_number.clone(),
-                    status_callback: webhook_url(&settings.webhook_base_url, "/api/webhooks/twilio"),
+                    status_callback: webhook_url(
+                        &settings.webhook_base_url,
+                        "/api/webhooks/twilio",
+                    ),
                 },
             },
-            None => Sender { kind: ProviderKind::Outbox, transport: outbox("outbox") },
+            None => Sender {
+                kind: ProviderKind::Outbox,
+                transport: outbox("outbox"),
+            },
         });
         Ok(Self {
             cache: Cache::builder()
@@ -171,7 +230,11 @@ impl MessagingServiceFactory {
 
     /// The accounts for this practice and channel, from the cache or built once however many
     /// callers ask at the same moment.
-    pub async fn route(&self, practice_id: Uuid, channel: Channel) -> Result<Arc<Route>, FactoryError> {
+    pub async fn route(
+        &self,
+        practice_id: Uuid,
+        channel: Channel,
+    ) -> Result<Arc<Route>, FactoryError> {
         self.cache
             .try_get_with((practice_id, channel), self.build(practice_id, channel))
             .await
@@ -206,12 +269,24 @@ impl MessagingServiceFactory {
     }
 
     pub fn twilio_client(&self, account_sid: String, auth_token: SecretString) -> TwilioClient {
-        TwilioClient::new(self.http.clone(), &self.twilio_base, account_sid, auth_token)
+        TwilioClient::new(
+            self.http.clone(),
+            &self.twilio_base,
+            account_sid,
+            auth_token,
+        )
     }
 
     /// The practice's own SendGrid client, for domain authentication and webhook set-up.
-    pub fn custom_sendgrid_client(&self, config: &PracticeMessagingConfig) -> Result<Option<SendGridClient>, FactoryError> {
-        let key = self.decrypt(config, CredentialField::SendGridApiKey, config.sendgrid_api_key.as_deref())?;
+    pub fn custom_sendgrid_client(
+        &self,
+        config: &PracticeMessagingConfig,
+    ) -> Result<Option<SendGridClient>, FactoryError> {
+        let key = self.decrypt(
+            config,
+            CredentialField::SendGridApiKey,
+            config.sendgrid_api_key.as_deref(),
+        )?;
         Ok(key.map(|key| self.sendgrid_client(key)))
     }
 
@@ -228,7 +303,11 @@ impl MessagingServiceFactory {
     ) -> Result<Option<SecretString>, FactoryError> {
         self.keyring
             .decrypt_if_present(envelope, config.id, field)
-            .map_err(|source| FactoryError::Decrypt { practice_id: config.id, field: field.column(), source })
+            .map_err(|source| FactoryError::Decrypt {
+                practice_id: config.id,
+                field: field.column(),
+                source,
+            })
     }
 
     async fn build(&self, practice_id: Uuid, channel: Channel) -> Result<Arc<Route>, FactoryError> {
@@ -238,8 +317,16 @@ impl MessagingServiceFactory {
             .map_err(|e| FactoryError::Database(Arc::new(e)))?
             .ok_or(FactoryError::UnknownPractice(practice_id))?;
         let (custom, fallback_enabled, custom_blocker) = match channel {
-            Channel::Email => (self.custom_email(&config)?, config.email_fallback_enabled, config.custom_email_blocker()),
-            Channel::Sms => (self.custom_sms(&config)?, config.sms_fallback_enabled, config.custom_sms_blocker()),
+            Channel::Email => (
+                self.custom_email(&config)?,
+                config.email_fallback_enabled,
+                config.custom_email_blocker(),
+            ),
+            Channel::Sms => (
+                self.custom_sms(&config)?,
+                config.sms_fallback_enabled,
+                config.custom_sms_blocker(),
+            ),
         };
         Ok(Arc::new(Route {
             practice_id,
@@ -251,14 +338,23 @@ impl MessagingServiceFactory {
         }))
     }
 
-    fn custom_email(&self, config: &PracticeMessagingConfig) -> Result<Option<Sender>, FactoryError> {
+    fn custom_email(
+        &self,
+        config: &PracticeMessagingConfig,
+    ) -> Result<Option<Sender>, FactoryError> {
         if !config.wants_custom_email() || config.custom_email_blocker().is_some() {
             return Ok(None);
         }
-        let Some(client) = self.custom_sendgrid_client(config)? else { return Ok(None) };
+        let Some(client) = self.custom_sendgrid_client(config)? else {
+            return Ok(None);
+        };
         Ok(config.sendgrid_from_email.clone().map(|from_email| Sender {
             kind: ProviderKind::CustomSendgrid,
-            transport: Transport::SendGrid { client, from_email, from_name: config.sendgrid_from_name.clone() },
+            transport: Transport::SendGrid {
+                client,
+                from_email,
+                from_name: config.sendgrid_from_name.clone(),
+            },
         }))
     }
 
@@ -266,9 +362,18 @@ impl MessagingServiceFactory {
         if !config.wants_custom_sms() || config.custom_sms_blocker().is_some() {
             return Ok(None);
         }
-        let sid = self.decrypt(config, CredentialField::TwilioAccountSid, config.twilio_account_sid.as_deref())?;
-        let token = self.decrypt(config, CredentialField::TwilioAuthToken, config.twilio_auth_token.as_deref())?;
-        let (Some(sid), Some(token), Some(from)) = (sid, token, config.twilio_phone_number.clone()) else {
+        let sid = self.decrypt(
+            config,
+            CredentialField::TwilioAccountSid,
+            config.twilio_account_sid.as_deref(),
+        )?;
+        let token = self.decrypt(
+            config,
+            CredentialField::TwilioAuthToken,
+            config.twilio_auth_token.as_deref(),
+        )?;
+        let (Some(sid), Some(token), Some(from)) = (sid, token, config.twilio_phone_number.clone())
+        else {
             return Ok(None);
         };
         Ok(Some(Sender {

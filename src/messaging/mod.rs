@@ -7,8 +7,8 @@ pub mod factory;
 pub mod outbox;
 pub mod practice_settings;
 pub mod provider_error;
-pub mod settings;
 pub mod sendgrid;
+pub mod settings;
 pub mod suppression;
 pub mod twilio;
 
@@ -68,9 +68,15 @@ impl ProviderKind {
     }
 
     pub fn parse(value: &str) -> Option<Self> {
-        [Self::SystemSendgrid, Self::CustomSendgrid, Self::SystemTwilio, Self::CustomTwilio, Self::Outbox]
-            .into_iter()
-            .find(|k| k.as_str() == value)
+        [
+            Self::SystemSendgrid,
+            Self::CustomSendgrid,
+            Self::SystemTwilio,
+            Self::CustomTwilio,
+            Self::Outbox,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == value)
     }
 
     pub fn is_custom(self) -> bool {

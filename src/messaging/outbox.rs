@@ -9,7 +9,11 @@ use uuid::Uuid;
 
 use super::{Accepted, OutgoingMessage, ProviderError};
 
-pub async fn store(pool: &PgPool, sender: &str, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
+pub async fn store(
+    pool: &PgPool,
+    sender: &str,
+    message: &OutgoingMessage,
+) -> Result<Accepted, ProviderError> {
     let id = Uuid::new_v4();
     sqlx::query(
         "insert into outbox_messages (id, practice_id, outreach_log_id, channel, recipient, sender, subject, body, headers)
@@ -27,7 +31,9 @@ pub async fn store(pool: &PgPool, sender: &str, message: &OutgoingMessage) -> Re
     .execute(pool)
     .await
     .map_err(|e| ProviderError::Unavailable { message: format!("the outbox could not store the message: {e}") })?;
-    Ok(Accepted { provider_message_id: Some(format!("outbox-{id}")) })
+    Ok(Accepted {
+        provider_message_id: Some(format!("outbox-{id}")),
+    })
 }
 
 #[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
@@ -46,7 +52,11 @@ pub struct OutboxEntry {
 }
 
 /// The practice's outbox, newest first.
-pub async fn list(pool: &PgPool, practice_id: Uuid, limit: i64) -> Result<Vec<OutboxEntry>, sqlx::Error> {
+pub async fn list(
+    pool: &PgPool,
+    practice_id: Uuid,
+    limit: i64,
+) -> Result<Vec<OutboxEntry>, sqlx::Error> {
     sqlx::query_as(
         "select id, outreach_log_id, channel, recipient, sender, subject, body, headers, created_at
          from outbox_messages where practice_id = $1 order by created_at desc, id limit $2",

@@ -44,19 +44,29 @@ const COLUMNS: &str = "id, name, email_provider, sendgrid_api_key, sendgrid_from
     twilio_phone_number, sms_fallback_enabled, sms_last_tested_at, settings_version";
 
 impl PracticeMessagingConfig {
-    pub async fn load(db: impl PgExecutor<'_>, practice_id: Uuid) -> Result<Option<Self>, sqlx::Error> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("select {COLUMNS} from practices where id = $1")))
-            .bind(practice_id)
-            .fetch_optional(db)
-            .await
+    pub async fn load(
+        db: impl PgExecutor<'_>,
+        practice_id: Uuid,
+    ) -> Result<Option<Self>, sqlx::Error> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "select {COLUMNS} from practices where id = $1"
+        )))
+        .bind(practice_id)
+        .fetch_optional(db)
+        .await
     }
 
     /// The same row, locked for an update in the caller's transaction.
-    pub async fn load_for_update(db: impl PgExecutor<'_>, practice_id: Uuid) -> Result<Option<Self>, sqlx::Error> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("select {COLUMNS} from practices where id = $1 for update")))
-            .bind(practice_id)
-            .fetch_optional(db)
-            .await
+    pub async fn load_for_update(
+        db: impl PgExecutor<'_>,
+        practice_id: Uuid,
+    ) -> Result<Option<Self>, sqlx::Error> {
+        sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "select {COLUMNS} from practices where id = $1 for update"
+        )))
+        .bind(practice_id)
+        .fetch_optional(db)
+        .await
     }
 
     pub fn wants_custom_email(&self) -> bool {

@@ -73,7 +73,12 @@ pub async fn add(
 }
 
 /// Removes an opt-out (START / UNSTOP). Returns whether anything was removed.
-pub async fn remove(db: impl PgExecutor<'_>, scope: Scope, channel: Channel, address: &str) -> Result<bool, sqlx::Error> {
+pub async fn remove(
+    db: impl PgExecutor<'_>,
+    scope: Scope,
+    channel: Channel,
+    address: &str,
+) -> Result<bool, sqlx::Error> {
     let result = sqlx::query(
         "delete from suppressions where practice_id is not distinct from $1 and channel = $2 and address = $3",
     )

@@ -46,6 +46,9 @@ pub async fn enqueue(db: &mut PgConnection, message: &NewMessage) -> Result<Uuid
         .bind(message.practice_id)
         .execute(&mut *db)
         .await?;
-    sqlx::query("select pg_notify($1, '')").bind(QUEUE_CHANNEL).execute(&mut *db).await?;
+    sqlx::query("select pg_notify($1, '')")
+        .bind(QUEUE_CHANNEL)
+        .execute(&mut *db)
+        .await?;
     Ok(id)
 }

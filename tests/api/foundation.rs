@@ -9,7 +9,13 @@ use crate::helpers::{Login, PASSWORD, TestEnv, spawn_app};
 async fn error_code(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
     let body: Value = response.json().await.expect("error bodies are JSON");
-    (status, body["error"]["code"].as_str().expect("error.code is a string").to_string())
+    (
+        status,
+        body["error"]["code"]
+            .as_str()
+            .expect("error.code is a string")
+            .to_string(),
+    )
 }
 
 #[tokio::test]
@@ -55,7 +61,11 @@ async fn repeated_failed_logins_are_throttled_with_retry_after_even_for_the_righ
     }
     let throttled = app.post_login(&email, PASSWORD).await;
     assert_eq!(throttled.status(), 429);
-    let retry_after: u64 = throttled.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = throttled.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=900).contains(&retry_after));
     assert_eq!(error_code(throttled).await.1, "rate_limited");
 }
@@ -73,11 +83,23 @@ async fn missing_tampered_and_expired_tokens_get_401_in_the_contract_shape() {
     let mut tampered = owner.token.clone();
     tampered.pop();
     tampered.push(if owner.token.ends_with('A') { 'B' } else { 'A' });
-    let tampered = Login { token: tampered, ..owner };
-    assert_eq!(error_code(app.get(path, &tampered).await).await, (401, "unauthorized".into()));
+    let tampered = Login {
+        token: tampered,
+        ..owner
+    };
+    assert_eq!(
+        error_code(app.get(path, &tampered).await).await,
+        (401, "unauthorized".into())
+    );
 
     let now = chrono::Utc::now().timestamp();
-    let claims = Claims { sub: tampered.user_id, practice: tampered.practice_id, role: Role::Owner, iat: now - 120, exp: now - 60 };
+    let claims = Claims {
+        sub: tampered.user_id,
+        practice: tampered.practice_id,
+        role: Role::Owner,
+        iat: now - 120,
+        exp: now - 60,
+    };
     let seed = ed25519_dalek::SigningKey::from_bytes(&[0x22; 32]);
     let der = ed25519_dalek::pkcs8::EncodePrivateKey::to_pkcs8_der(&seed).unwrap();
     let expired = jsonwebtoken::encode(
@@ -86,8 +108,14 @@ async fn missing_tampered_and_expired_tokens_get_401_in_the_contract_shape() {
         &jsonwebtoken::EncodingKey::from_ed_der(der.as_bytes()),
     )
     .unwrap();
-    let expired = Login { token: expired, ..tampered };
-    assert_eq!(error_code(app.get(path, &expired).await).await, (401, "unauthorized".into()));
+    let expired = Login {
+        token: expired,
+        ..tampered
+    };
+    assert_eq!(
+        error_code(app.get(path, &expired).await).await,
+        (401, "unauthorized".into())
+    );
 }
 
 #[tokio::test]
@@ -96,17 +124,41 @@ async fn each_role_reaches_only_the_routes_it_may_use() {
     let practice = app.create_practice("Smile Dental").await;
     let settings = "/api/practice-settings/messaging";
     let change = serde_json::json!({"provider": "system_sendgrid", "fromEmail": "desk@smile.test", "fromName": "Smile", "fallbackEnabled": true});
-    for (role, may_change) in [(Role::Owner, true), (Role::Admin, true), (Role::Staff, false)] {
+    for (role, may_change) in [
+        (Role::Owner, true),
+        (Role::Admin, true),
+        (Role::Staff, false),
+    ] {
         let login = app.login_as(Some(practice), role).await;
-        assert_eq!(app.get(settings, &login).await.status(), 200, "{role:?} reads settings");
-        let put = app.send_json(Method::PUT, &format!("{settings}/email"), &login, &change).await;
-        assert_eq!(put.status().is_success(), may_change, "{role:?} changing settings");
+        assert_eq!(
+            app.get(settings, &login).await.status(),
+            200,
+            "{role:?} reads settings"
+        );
+        let put = app
+            .send_json(Method::PUT, &format!("{settings}/email"), &login, &change)
+            .await;
+        assert_eq!(
+            put.status().is_success(),
+            may_change,
+            "{role:?} changing settings"
+        );
         let admin = app.get("/api/admin/practices", &login).await;
-        assert_eq!(error_code(admin).await, (403, "forbidden".into()), "{role:?} on admin routes");
+        assert_eq!(
+            error_code(admin).await,
+            (403, "forbidden".into()),
+            "{role:?} on admin routes"
+        );
     }
     let operator = app.login_as(None, Role::PlatformAdmin).await;
-    assert_eq!(app.get("/api/admin/practices", &operator).await.status(), 200);
-    assert_eq!(error_code(app.get(settings, &operator).await).await, (403, "forbidden".into()));
+    assert_eq!(
+        app.get("/api/admin/practices", &operator).await.status(),
+        200
+    );
+    assert_eq!(
+        error_code(app.get(settings, &operator).await).await,
+        (403, "forbidden".into())
+    );
 }
 
 #[tokio::test]
@@ -120,14 +172,35 @@ async fn malformed_json_and_unknown_routes_answer_in_the_contract_shape() {
         .send()
         .await
         .unwrap();
-    assert_eq!(error_code(response).await, (400, "validation_failed".into()));
+    assert_eq!(
+        error_code(response).await,
+        (400, "validation_failed".into())
+    );
 
-    let response = app.http.post(app.url("/api/auth/login")).json(&serde_json::json!({"email": "a@b.co"})).send().await.unwrap();
+    let response = app
+        .http
+        .post(app.url("/api/auth/login"))
+        .json(&serde_json::json!({"email": "a@b.co"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 422);
     let body: Value = response.json().await.unwrap();
-    assert!(body["error"]["fields"].as_object().unwrap().keys().any(|k| k.contains("password") || k == "body"), "{body}");
+    assert!(
+        body["error"]["fields"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|k| k.contains("password") || k == "body"),
+        "{body}"
+    );
 
-    let unknown = app.http.get(app.url("/api/nothing-here")).send().await.unwrap();
+    let unknown = app
+        .http
+        .get(app.url("/api/nothing-here"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(unknown).await, (404, "not_found".into()));
 }
 
@@ -143,16 +216,35 @@ async fn every_response_carries_a_request_id() {
 async fn metrics_count_requests_by_route_template() {
     let app = spawn_app().await;
     app.http.get(app.url("/healthz")).send().await.unwrap();
-    let text = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(text.contains("http_requests_total"), "{text}");
     assert!(text.contains("route=\"/healthz\""), "{text}");
-    assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+    assert!(
+        text.contains("http_request_duration_seconds_bucket"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
 async fn the_openapi_document_is_3_1_and_lists_the_contract_routes() {
     let app = spawn_app().await;
-    let doc: Value = app.http.get(app.url("/api/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let doc: Value = app
+        .http
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
     for path in ["/api/auth/login", "/healthz", "/readyz", "/metrics"] {
         assert!(doc["paths"].get(path).is_some(), "{path} documented");
@@ -165,15 +257,23 @@ async fn serve_creates_a_missing_database_migrates_it_and_is_ready() {
     let app = TestEnv::new().database(&name).spawn().await;
     let response = app.http.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    let applied: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations where success").fetch_one(&app.pool).await.unwrap();
+    let applied: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations where success")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(applied as usize, dentite::db::MIGRATOR.iter().count());
 }
 
 #[tokio::test]
 async fn migrations_run_again_on_a_migrated_database_without_change() {
     let app = spawn_app().await;
-    dentite::db::migrate(&app.pool).await.expect("second run is a no-op");
+    dentite::db::migrate(&app.pool)
+        .await
+        .expect("second run is a no-op");
     let monitoring = "SELECT messaging_provider, message_type, COUNT(*) AS total, COUNT(*) FILTER (WHERE status='delivered') AS delivered FROM outreach_logs WHERE created_at >= now() - interval '30 days' GROUP BY 1,2";
-    sqlx::query(monitoring).fetch_all(&app.pool).await.expect("the seed's monitoring query runs as written");
+    sqlx::query(monitoring)
+        .fetch_all(&app.pool)
+        .await
+        .expect("the seed's monitoring query runs as written");
     tokio::time::sleep(Duration::from_millis(1)).await;
 }

@@ -1,6 +1,6 @@
 use std::{collections::HashMap, time::Duration};
 
-use dentite::{Application, AppState, ServeOptions, auth::Role, config::Settings};
+use dentite::{AppState, Application, ServeOptions, auth::Role, config::Settings};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
@@ -52,7 +52,11 @@ impl TestEnv {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        Self { vars, background: true, database_name: format!("dentite_test_{}", Uuid::new_v4().simple()) }
+        Self {
+            vars,
+            background: true,
+            database_name: format!("dentite_test_{}", Uuid::new_v4().simple()),
+        }
     }
 
     pub fn var(mut self, name: &str, value: impl Into<String>) -> Self {
@@ -99,10 +103,17 @@ impl TestEnv {
                 map.entry(k).or_insert(v);
                 map
             });
-        let settings = Settings::load(&vars, std::path::Path::new("/nonexistent/dev-keys")).expect("test settings load");
-        let app = Application::build(settings, ServeOptions { migrate: true, background: self.background })
-            .await
-            .expect("application builds");
+        let settings = Settings::load(&vars, std::path::Path::new("/nonexistent/dev-keys"))
+            .expect("test settings load");
+        let app = Application::build(
+            settings,
+            ServeOptions {
+                migrate: true,
+                background: self.background,
+            },
+        )
+        .await
+        .expect("application builds");
         let address = format!("http://{}", app.local_addr());
         let state = app.state().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -115,7 +126,10 @@ impl TestEnv {
             state,
             sendgrid,
             twilio,
-            http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
             database_name: self.database_name,
             stop: Some(stop),
             server: Some(server),
@@ -153,11 +167,24 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str, login: &Login) -> Response {
-        self.request(Method::GET, path, Some(login)).send().await.unwrap()
+        self.request(Method::GET, path, Some(login))
+            .send()
+            .await
+            .unwrap()
     }
 
-    pub async fn send_json(&self, method: Method, path: &str, login: &Login, body: &Value) -> Response {
-        self.request(method, path, Some(login)).json(body).send().await.unwrap()
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        login: &Login,
+        body: &Value,
+    ) -> Response {
+        self.request(method, path, Some(login))
+            .json(body)
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn create_practice(&self, name: &str) -> Uuid {
@@ -167,7 +194,9 @@ impl TestApp {
     pub async fn create_user(&self, practice: Option<Uuid>, role: Role) -> (String, Uuid) {
         let email = format!("{}@practice.test", Uuid::new_v4().simple());
         let parsed = dentite::types::EmailAddress::parse(&email).unwrap();
-        let id = dentite::auth::create_user(&self.pool, &parsed, PASSWORD, role, practice).await.unwrap();
+        let id = dentite::auth::create_user(&self.pool, &parsed, PASSWORD, role, practice)
+            .await
+            .unwrap();
         (email, id)
     }
 
@@ -186,7 +215,11 @@ impl TestApp {
         let response = self.post_login(&email, PASSWORD).await;
         assert_eq!(response.status(), 200, "login of a fresh user succeeds");
         let body: Value = response.json().await.unwrap();
-        Login { token: body["token"].as_str().unwrap().to_string(), user_id, practice_id: practice }
+        Login {
+            token: body["token"].as_str().unwrap().to_string(),
+            user_id,
+            practice_id: practice,
+        }
     }
 
     /// A new practice with an owner logged in.
@@ -220,7 +253,10 @@ impl Drop for TestApp {
         // stalls, so closing would wait forever for the connections they hold (the settings
         // listener's, at least). `with (force)` ends those connections instead.
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             runtime.block_on(async move {
                 if let Ok(mut admin) = PgConnection::connect(&server_url()).await {
                     let statement = format!("drop database if exists \"{name}\" with (force)");
