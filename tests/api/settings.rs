@@ -271,6 +271,23 @@ async fn forbid_provider_calls(app: &TestApp) -> (MockGuard, MockGuard) {
     )
 }
 
+/// Sends a test email to pat@example.com, which must be answered with 200.
+async fn send_test_email(app: &TestApp, owner: &Login) -> Value {
+    let to = json!({"to": "pat@example.com"});
+    let (status, body) = call(app, Method::POST, "/email/test", owner, Some(to)).await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// `(delivered, provider, fellBack)` of a test send.
+fn outcome(body: &Value) -> (bool, &str, bool) {
+    (
+        body["delivered"] == true,
+        body["provider"].as_str().unwrap_or(""),
+        body["fellBack"] == true,
+    )
+}
+
 #[tokio::test]
 async fn a_new_practice_reads_system_providers_with_nothing_configured() {
     let app = spawn_app().await;
@@ -734,32 +751,42 @@ async fn custom_twilio_without_a_token_given_or_stored_is_a_422_on_auth_token() 
 }
 
 #[tokio::test]
-async fn twilio_refusing_the_credentials_leaves_the_practice_row_unchanged() {
+async fn twilio_refusing_or_unreachable_leaves_the_practice_row_unchanged() {
     let app = spawn_app().await;
     let owner = app.practice_owner().await;
     let before = practice_row(&app, practice_of(&owner)).await;
-    account_mock(twilio_error(401, 20003, "Authenticate"), 1)
-        .mount(&app.twilio)
+    let cases = [
+        (
+            twilio_error(401, 20003, "Authenticate"),
+            (422, "provider_rejected"),
+            Some(
+                "Twilio rejected this Account SID and auth token: Authenticate (Twilio error 20003)",
+            ),
+        ),
+        (
+            twilio_error(503, 20500, "Service Unavailable"),
+            (503, "unavailable"),
+            None,
+        ),
+    ];
+
+    for (response, (expected_status, expected_code), field_message) in cases {
+        let _account = account_mock(response, 1).mount_as_scoped(&app.twilio).await;
+        let (status, body) = call(
+            &app,
+            Method::PUT,
+            "/sms",
+            &owner,
+            Some(custom_sms(Some(TOKEN))),
+        )
         .await;
-
-    let (status, body) = call(
-        &app,
-        Method::PUT,
-        "/sms",
-        &owner,
-        Some(custom_sms(Some(TOKEN))),
-    )
-    .await;
-
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (422, Some("provider_rejected"))
-    );
-    assert_eq!(
-        body["error"]["fields"]["authToken"],
-        "Twilio rejected this Account SID and auth token: Authenticate (Twilio error 20003)"
-    );
-    assert_eq!(practice_row(&app, practice_of(&owner)).await, before);
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (expected_status, Some(expected_code))
+        );
+        assert_eq!(body["error"]["fields"]["authToken"].as_str(), field_message);
+        assert_eq!(practice_row(&app, practice_of(&owner)).await, before);
+    }
 }
 
 #[tokio::test]
@@ -852,31 +879,6 @@ async fn a_twilio_trial_account_is_saved_with_a_plain_warning() {
             .starts_with("This is a Twilio trial account"),
         "{body}"
     );
-}
-
-#[tokio::test]
-async fn twilio_unreachable_is_503_and_leaves_the_practice_row_unchanged() {
-    let app = spawn_app().await;
-    let owner = app.practice_owner().await;
-    let before = practice_row(&app, practice_of(&owner)).await;
-    account_mock(twilio_error(503, 20500, "Service Unavailable"), 1)
-        .mount(&app.twilio)
-        .await;
-
-    let (status, body) = call(
-        &app,
-        Method::PUT,
-        "/sms",
-        &owner,
-        Some(custom_sms(Some(TOKEN))),
-    )
-    .await;
-
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (503, Some("unavailable"))
-    );
-    assert_eq!(practice_row(&app, practice_of(&owner)).await, before);
 }
 
 #[tokio::test]
@@ -1109,20 +1111,9 @@ async fn a_test_email_through_the_outbox_is_delivered_logged_and_sets_last_teste
     let app = spawn_app().await;
     let owner = app.practice_owner().await;
 
-    let (status, body) = call(
-        &app,
-        Method::POST,
-        "/email/test",
-        &owner,
-        Some(json!({"to": "pat@example.com"})),
-    )
-    .await;
+    let body = send_test_email(&app, &owner).await;
 
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        (&body["delivered"], &body["provider"], &body["fellBack"]),
-        (&json!(true), &json!("outbox"), &json!(false))
-    );
+    assert_eq!(outcome(&body), (true, "outbox", false));
     assert!(
         body["providerMessageId"]
             .as_str()
@@ -1162,30 +1153,10 @@ async fn a_test_email_through_custom_sendgrid_reports_custom_sendgrid() {
         .mount(&app.sendgrid)
         .await;
 
-    let (status, body) = call(
-        &app,
-        Method::POST,
-        "/email/test",
-        &owner,
-        Some(json!({"to": "pat@example.com"})),
-    )
-    .await;
+    let body = send_test_email(&app, &owner).await;
 
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        (
-            &body["delivered"],
-            &body["provider"],
-            &body["fellBack"],
-            &body["providerMessageId"]
-        ),
-        (
-            &json!(true),
-            &json!("custom_sendgrid"),
-            &json!(false),
-            &json!("sg-message-1")
-        )
-    );
+    assert_eq!(outcome(&body), (true, "custom_sendgrid", false));
+    assert_eq!(body["providerMessageId"], "sg-message-1");
 }
 
 #[tokio::test]
@@ -1216,20 +1187,9 @@ async fn a_test_email_falls_back_to_the_system_account_when_custom_sendgrid_refu
     .mount(&app.sendgrid)
     .await;
 
-    let (status, body) = call(
-        &app,
-        Method::POST,
-        "/email/test",
-        &owner,
-        Some(json!({"to": "pat@example.com"})),
-    )
-    .await;
+    let body = send_test_email(&app, &owner).await;
 
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        (&body["delivered"], &body["provider"], &body["fellBack"]),
-        (&json!(true), &json!("system_sendgrid"), &json!(true))
-    );
+    assert_eq!(outcome(&body), (true, "system_sendgrid", true));
     assert!(
         body["fallbackReason"]
             .as_str()
@@ -1269,10 +1229,7 @@ async fn a_test_sms_through_custom_twilio_reports_custom_twilio() {
     .await;
 
     assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        (&body["provider"], &body["delivered"]),
-        (&json!("custom_twilio"), &json!(true))
-    );
+    assert_eq!(outcome(&body), (true, "custom_twilio", false));
     let sent = &app.twilio.received_requests().await.unwrap();
     let form: Vec<(String, String)> = url::form_urlencoded::parse(&sent.last().unwrap().body)
         .into_owned()
