@@ -2,11 +2,13 @@
 //! crate builds the application so that tests can run it on a random port.
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod db;
+pub mod domains;
 pub mod error;
 pub mod messaging;
 pub mod outreach;
@@ -156,7 +158,12 @@ impl Application {
         state: &AppState,
         stop: watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
-        state.workers().spawn(stop)
+        let mut tasks = vec![tokio::spawn(domains::recheck_unverified_domains(
+            state.clone(),
+            stop.clone(),
+        ))];
+        tasks.extend(state.workers().spawn(stop));
+        tasks
     }
 }
 

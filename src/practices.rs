@@ -24,3 +24,37 @@ pub async fn create(pool: &PgPool, name: &str) -> Result<Uuid, PracticeError> {
         .await?;
     Ok(id)
 }
+
+/// A practice's messaging set-up at a glance, for platform operators.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagingSummary {
+    pub id: Uuid,
+    pub name: String,
+    pub email_provider: String,
+    pub sms_provider: String,
+    pub email_domain_verified: bool,
+    pub email_last_tested_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub sms_last_tested_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Practices by name; with `custom_only`, those using their own SendGrid or Twilio account.
+pub async fn messaging_summaries(
+    pool: &PgPool,
+    custom_only: bool,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<MessagingSummary>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, name, email_provider, sms_provider, email_domain_verified, email_last_tested_at, sms_last_tested_at
+         from practices
+         where not $1 or email_provider = 'custom_sendgrid' or sms_provider = 'custom_twilio'
+         order by name, id
+         limit $2 offset $3",
+    )
+    .bind(custom_only)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(pool)
+    .await
+}

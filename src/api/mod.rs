@@ -1,10 +1,12 @@
 //! HTTP: one router per resource, merged here, with the OpenAPI document generated from the
 //! handlers themselves.
 
+mod admin;
 pub mod auth;
 pub mod json;
 mod messages;
 mod ops;
+mod settings;
 mod webhooks;
 
 use std::time::Duration;
@@ -52,7 +54,20 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(auth::router())
         .merge(messages::router())
         .merge(webhooks::router())
+        .merge(settings::router())
+        .merge(admin::router())
         .split_for_parts()
+}
+
+/// A page size from the query: `default` when absent, 1 to `max` otherwise.
+fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, crate::error::ApiError> {
+    match limit.unwrap_or(default) {
+        limit if (1..=max).contains(&limit) => Ok(limit),
+        _ => Err(crate::error::ApiError::validation(
+            "limit",
+            format!("must be between 1 and {max}"),
+        )),
+    }
 }
 
 pub fn app(state: AppState) -> Router {

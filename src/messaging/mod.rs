@@ -5,6 +5,7 @@ pub mod circuit;
 pub mod delivery;
 pub mod factory;
 pub mod outbox;
+pub mod practice_settings;
 pub mod provider_error;
 pub mod sendgrid;
 pub mod settings;

@@ -2,8 +2,11 @@
 //! usable for each channel.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgExecutor;
+use sqlx::{PgExecutor, Postgres, Transaction};
 use uuid::Uuid;
+
+use super::MessagingServiceFactory;
+use crate::crypto::CredentialField;
 
 /// One row of `practices`, the messaging columns only. Secrets are still encrypted here.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -74,6 +77,15 @@ impl PracticeMessagingConfig {
         self.sms_provider == "custom_twilio"
     }
 
+    /// The stored envelope of a credential column.
+    pub fn envelope(&self, field: CredentialField) -> Option<&str> {
+        match field {
+            CredentialField::SendGridApiKey => self.sendgrid_api_key.as_deref(),
+            CredentialField::TwilioAccountSid => self.twilio_account_sid.as_deref(),
+            CredentialField::TwilioAuthToken => self.twilio_auth_token.as_deref(),
+        }
+    }
+
     /// Why the chosen custom SendGrid account cannot send yet, if it cannot.
     pub fn custom_email_blocker(&self) -> Option<&'static str> {
         if !self.wants_custom_email() {
@@ -113,5 +125,28 @@ pub async fn notify_changed(db: impl PgExecutor<'_>, practice_id: Uuid) -> Resul
         .bind(practice_id.to_string())
         .execute(db)
         .await?;
+    Ok(())
+}
+
+/// Finishes a settings change the caller has already written in `tx`: bumps the version, records
+/// who changed which fields, queues the change notification (delivered when the transaction
+/// commits), commits, and then drops this instance's cached clients at once instead of waiting
+/// for its own notification to come back through Postgres.
+pub async fn commit_change(
+    mut tx: Transaction<'_, Postgres>,
+    factory: &MessagingServiceFactory,
+    practice_id: Uuid,
+    user_id: Option<Uuid>,
+    action: &str,
+    changed_fields: &[&str],
+) -> Result<(), sqlx::Error> {
+    sqlx::query("update practices set settings_version = settings_version + 1, updated_at = now() where id = $1")
+        .bind(practice_id)
+        .execute(&mut *tx)
+        .await?;
+    crate::audit::record(&mut *tx, practice_id, user_id, action, changed_fields).await?;
+    notify_changed(&mut *tx, practice_id).await?;
+    tx.commit().await?;
+    factory.invalidate(practice_id).await;
     Ok(())
 }

@@ -29,6 +29,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     database_name: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 /// Builder for the environment a test app starts with.
@@ -120,7 +121,7 @@ impl TestEnv {
         let address = format!("http://{}", app.local_addr());
         let state = app.state().clone();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(app.run_until_stopped(async {
+        let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
         }));
         TestApp {
@@ -135,6 +136,7 @@ impl TestEnv {
                 .unwrap(),
             database_name: self.database_name,
             stop: Some(stop),
+            server: Some(server),
         }
     }
 }
@@ -228,6 +230,21 @@ impl TestApp {
     pub async fn practice_owner(&self) -> Login {
         let practice = self.create_practice("Smile Dental").await;
         self.login_as(Some(practice), Role::Owner).await
+    }
+}
+
+impl TestApp {
+    /// Stops the app as SIGTERM would and waits until its server and background tasks end.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("the server task ends")
+                .expect("the server stops cleanly");
+        }
     }
 }
 

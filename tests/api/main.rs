@@ -8,4 +8,5 @@ mod messaging;
 mod pg_proxy;
 mod process;
 mod queue;
+mod settings;
 mod webhooks;

@@ -1,0 +1,463 @@
+//! SendGrid domain authentication in a practice's own SendGrid account (PROVIDERS.md §2): set it
+//! up (or adopt the one the account already has), show the three CNAME records the practice must
+//! publish, validate them on request and in the background, and remove it.
+//!
+//! A verified domain is what makes a custom SendGrid account usable
+//! (`PracticeMessagingConfig::custom_email_blocker`), so every change of `verified` is a settings
+//! change: versioned, audited and announced to every instance.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::{
+    AppState,
+    auth::PracticeCaller,
+    error::FieldErrors,
+    messaging::{
+        factory::wait_or_stop,
+        practice_settings::ProviderFailure,
+        sendgrid::{DeleteOutcome, DnsRecord, SendGridClient},
+        settings::{PracticeMessagingConfig, commit_change},
+    },
+    types::DomainName,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DomainError {
+    #[error("the request has invalid fields")]
+    Invalid(FieldErrors),
+    #[error(
+        "configure a custom SendGrid API key first (PUT /api/practice-settings/messaging/email with provider \
+         custom_sendgrid and sendgridApiKey): the domain is authenticated in the practice's own SendGrid account"
+    )]
+    NoApiKey,
+    #[error(
+        "{0} is already set up; delete it first (DELETE /api/practice-settings/messaging/email/domain) to authenticate another domain"
+    )]
+    OtherDomain(String),
+    #[error("no email domain is set up")]
+    NotSetUp,
+    #[error("the practice no longer exists")]
+    UnknownPractice,
+    #[error(transparent)]
+    Provider(#[from] ProviderFailure),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// A practice's domain authentication, as settings and status pages show it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainState {
+    pub domain: String,
+    pub subdomain: Option<String>,
+    pub verified: bool,
+    /// When SendGrid last validated the records (on request or in the background).
+    pub last_checked_at: Option<DateTime<Utc>>,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+impl DomainState {
+    pub fn from_config(config: &PracticeMessagingConfig) -> Option<Self> {
+        config.sendgrid_domain.clone().map(|domain| Self {
+            domain,
+            subdomain: config.sendgrid_domain_subdomain.clone(),
+            verified: config.email_domain_verified,
+            last_checked_at: config.email_domain_last_checked_at,
+            created_at: config.sendgrid_domain_created_at,
+        })
+    }
+}
+
+/// One DNS record, verbatim as SendGrid gave it, with its last validation.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DnsRecordState {
+    /// SendGrid's name for it: `mail_cname`, `dkim1`, `dkim2`.
+    pub name: String,
+    /// Lowercase, as SendGrid sends it: `cname`.
+    #[serde(rename = "type")]
+    pub record_type: String,
+    pub host: String,
+    pub data: String,
+    pub valid: bool,
+    /// Why the record failed validation, in SendGrid's words.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+impl From<DnsRecord> for DnsRecordState {
+    fn from(record: DnsRecord) -> Self {
+        Self {
+            name: record.name,
+            record_type: record.record_type,
+            host: record.host,
+            data: record.data,
+            valid: record.valid,
+            reason: None,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainView {
+    #[serde(flatten)]
+    pub state: DomainState,
+    pub sendgrid_domain_id: i64,
+    pub records: Vec<DnsRecordState>,
+    /// What to do in a DNS panel, step by step.
+    pub instructions: Vec<String>,
+}
+
+impl DomainView {
+    fn from_config(config: &PracticeMessagingConfig) -> Result<Self, DomainError> {
+        let (Some(state), Some(sendgrid_domain_id)) =
+            (DomainState::from_config(config), config.sendgrid_domain_id)
+        else {
+            return Err(DomainError::NotSetUp);
+        };
+        let records = stored_records(config)?;
+        let instructions = instructions(&state, &records);
+        Ok(Self {
+            state,
+            sendgrid_domain_id,
+            records,
+            instructions,
+        })
+    }
+}
+
+fn stored_records(config: &PracticeMessagingConfig) -> anyhow::Result<Vec<DnsRecordState>> {
+    serde_json::from_value(config.sendgrid_domain_records.clone()).with_context(|| {
+        format!(
+            "practice {} holds unreadable sendgrid_domain_records",
+            config.id
+        )
+    })
+}
+
+fn instructions(state: &DomainState, records: &[DnsRecordState]) -> Vec<String> {
+    if state.verified {
+        return vec![format!(
+            "SendGrid has verified {}. Keep these records published: removing them stops the authentication.",
+            state.domain
+        )];
+    }
+    let mut steps = vec![format!(
+        "Sign in where the DNS of {} is managed (your domain registrar or DNS host) and open its DNS records.",
+        state.domain
+    )];
+    steps.extend(records.iter().map(|r| {
+        format!(
+            "Add a {} record with host (name) {} and value (points to) {}.",
+            r.record_type.to_uppercase(),
+            r.host,
+            r.data
+        )
+    }));
+    steps.extend([
+        "Many DNS panels add the domain to the host by themselves: if yours does, enter the host without the domain at its end.".to_string(),
+        "If your DNS host offers proxying (such as Cloudflare's orange cloud), turn it off for these records: SendGrid must see the CNAME records themselves.".to_string(),
+        "DNS changes can take up to 48 hours to be seen. We check again every 15 minutes for 48 hours, then hourly for a week; press Verify to check at once.".to_string(),
+    ]);
+    steps
+}
+
+/// `POST /email/domain`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct DomainSetupRequest {
+    /// The domain mail is sent from, without scheme or path: `smiledental.com`.
+    #[schema(required = true, nullable = false, value_type = String, example = "smiledental.com")]
+    pub domain: Option<String>,
+    /// The return-path label SendGrid uses (a single DNS label such as `em`); SendGrid picks one
+    /// when omitted.
+    pub subdomain: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetUpOutcome {
+    Created,
+    /// The practice's SendGrid account already authenticated this domain; that one is used.
+    Adopted,
+}
+
+async fn load(state: &AppState, practice_id: Uuid) -> Result<PracticeMessagingConfig, DomainError> {
+    PracticeMessagingConfig::load(&state.pool, practice_id)
+        .await?
+        .ok_or(DomainError::UnknownPractice)
+}
+
+fn practice_client(
+    state: &AppState,
+    config: &PracticeMessagingConfig,
+) -> Result<SendGridClient, DomainError> {
+    state
+        .messaging
+        .custom_sendgrid_client(config)
+        .context("the practice's SendGrid key cannot be used")?
+        .ok_or(DomainError::NoApiKey)
+}
+
+fn refused(
+    field: Option<&'static str>,
+) -> impl FnOnce(crate::messaging::ProviderError) -> DomainError {
+    move |e| {
+        ProviderFailure::classify(e, "SendGrid", field, "SendGrid refused the domain request")
+            .into()
+    }
+}
+
+/// Creates the authentication with automatic security in the practice's SendGrid account, or
+/// adopts the one already there for the same domain, and stores it with its DNS records.
+pub async fn set_up(
+    state: &AppState,
+    caller: &PracticeCaller,
+    request: DomainSetupRequest,
+) -> Result<(DomainView, SetUpOutcome), DomainError> {
+    let mut errors = FieldErrors::new();
+    let domain = errors.check(
+        "domain",
+        request
+            .domain
+            .ok_or("is required".to_string())
+            .and_then(|d| DomainName::parse(&d)),
+    );
+    let subdomain = errors.check(
+        "subdomain",
+        request
+            .subdomain
+            .as_deref()
+            .map(DomainName::parse_label)
+            .transpose(),
+    );
+    let (Some(domain), Some(subdomain)) = (domain, subdomain) else {
+        return Err(DomainError::Invalid(errors));
+    };
+    let practice_id = caller.practice_id;
+    let config = load(state, practice_id).await?;
+    let client = practice_client(state, &config)?;
+    let same_subdomain = subdomain
+        .as_deref()
+        .is_none_or(|wanted| config.sendgrid_domain_subdomain.as_deref() == Some(wanted));
+    match &config.sendgrid_domain {
+        Some(stored) if !stored.eq_ignore_ascii_case(domain.as_str()) || !same_subdomain => {
+            return Err(DomainError::OtherDomain(stored.clone()));
+        }
+        _ => {}
+    }
+    let found = client
+        .find_domain(domain.as_str(), subdomain.as_deref())
+        .await
+        .map_err(refused(Some("domain")))?;
+    let (authenticated, outcome) = match found {
+        Some(existing) => (existing, SetUpOutcome::Adopted),
+        None => {
+            let created = client
+                .create_domain(domain.as_str(), subdomain.as_deref())
+                .await
+                .map_err(refused(Some("domain")))?;
+            (created, SetUpOutcome::Created)
+        }
+    };
+    let records: Vec<DnsRecordState> = authenticated.records.into_iter().map(Into::into).collect();
+
+    let mut tx = state.pool.begin().await?;
+    // Setting up the stored authentication again keeps its age, and so its re-check schedule.
+    sqlx::query(
+        "update practices set sendgrid_domain = $2, sendgrid_domain_subdomain = $3,
+             sendgrid_domain_created_at = case when sendgrid_domain_id = $4 then coalesce(sendgrid_domain_created_at, now()) else now() end,
+             email_domain_last_checked_at = case when sendgrid_domain_id = $4 then email_domain_last_checked_at end,
+             sendgrid_domain_id = $4, sendgrid_domain_records = $5, email_domain_verified = $6
+         where id = $1",
+    )
+    .bind(practice_id)
+    .bind(&authenticated.domain)
+    .bind(&authenticated.subdomain)
+    .bind(authenticated.id)
+    .bind(sqlx::types::Json(&records))
+    .bind(authenticated.valid)
+    .execute(&mut *tx)
+    .await?;
+    commit_change(
+        tx,
+        &state.messaging,
+        practice_id,
+        Some(caller.user_id),
+        "email.domain.set_up",
+        &["domain"],
+    )
+    .await?;
+    Ok((view(state, practice_id).await?, outcome))
+}
+
+pub async fn view(state: &AppState, practice_id: Uuid) -> Result<DomainView, DomainError> {
+    DomainView::from_config(&load(state, practice_id).await?)
+}
+
+/// Asks SendGrid to validate the records now and stores each record's result. `user_id` is the
+/// caller, or `None` for the background re-check.
+pub async fn verify(
+    state: &AppState,
+    practice_id: Uuid,
+    user_id: Option<Uuid>,
+) -> Result<DomainView, DomainError> {
+    let config = load(state, practice_id).await?;
+    let domain_id = config.sendgrid_domain_id.ok_or(DomainError::NotSetUp)?;
+    let client = practice_client(state, &config)?;
+    let validation = client
+        .validate_domain(domain_id)
+        .await
+        .map_err(refused(None))?;
+    let mut records = stored_records(&config)?;
+    for record in &mut records {
+        if let Some(result) = validation.results.iter().find(|r| r.name == record.name) {
+            record.valid = result.valid;
+            record.reason = result.reason.clone();
+        }
+    }
+
+    let mut tx = state.pool.begin().await?;
+    let current = PracticeMessagingConfig::load_for_update(&mut *tx, practice_id)
+        .await?
+        .ok_or(DomainError::UnknownPractice)?;
+    // Deleted or replaced while SendGrid was validating: these results are about nothing we keep.
+    if current.sendgrid_domain_id != Some(domain_id) {
+        return Err(DomainError::NotSetUp);
+    }
+    sqlx::query(
+        "update practices set sendgrid_domain_records = $2, email_domain_verified = $3, email_domain_last_checked_at = now()
+         where id = $1",
+    )
+    .bind(practice_id)
+    .bind(sqlx::types::Json(&records))
+    .bind(validation.valid)
+    .execute(&mut *tx)
+    .await?;
+    if current.email_domain_verified == validation.valid {
+        tx.commit().await?;
+    } else {
+        // Whether custom SendGrid may send has changed.
+        commit_change(
+            tx,
+            &state.messaging,
+            practice_id,
+            user_id,
+            "email.domain.verify",
+            &["domainVerified"],
+        )
+        .await?;
+    }
+    view(state, practice_id).await
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainDeletion {
+    pub domain: String,
+    /// SendGrid no longer had it (removed in its dashboard, say); it is forgotten here all the same.
+    pub already_gone_at_sendgrid: bool,
+}
+
+/// Removes the authentication at SendGrid, then here. A domain SendGrid no longer has is
+/// removed here all the same: the goal state is reached.
+pub async fn delete(
+    state: &AppState,
+    caller: &PracticeCaller,
+) -> Result<DomainDeletion, DomainError> {
+    let practice_id = caller.practice_id;
+    let config = load(state, practice_id).await?;
+    let (Some(domain_id), Some(domain)) =
+        (config.sendgrid_domain_id, config.sendgrid_domain.clone())
+    else {
+        return Err(DomainError::NotSetUp);
+    };
+    let outcome = practice_client(state, &config)?
+        .delete_domain(domain_id)
+        .await
+        .map_err(refused(None))?;
+    let mut tx = state.pool.begin().await?;
+    // Guarded by the id: a domain set up again meanwhile is not the one SendGrid just removed.
+    let cleared = sqlx::query(
+        "update practices set sendgrid_domain = null, sendgrid_domain_subdomain = null, sendgrid_domain_id = null,
+             sendgrid_domain_records = '[]', sendgrid_domain_created_at = null,
+             email_domain_verified = false, email_domain_last_checked_at = null
+         where id = $1 and sendgrid_domain_id = $2",
+    )
+    .bind(practice_id)
+    .bind(domain_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if cleared > 0 {
+        commit_change(
+            tx,
+            &state.messaging,
+            practice_id,
+            Some(caller.user_id),
+            "email.domain.delete",
+            &["domain"],
+        )
+        .await?;
+    }
+    Ok(DomainDeletion {
+        domain,
+        already_gone_at_sendgrid: outcome == DeleteOutcome::AlreadyGone,
+    })
+}
+
+/// How often the background loop looks for domains due a re-check; the schedule itself is in
+/// [`recheck_due_domains`].
+const RECHECK_TICK: Duration = Duration::from_secs(60);
+
+/// Re-checks unverified domains until `stop`, so a practice that published its records sees
+/// `verified` without pressing anything. Spawned by `Application::spawn_background`.
+pub async fn recheck_unverified_domains(state: AppState, mut stop: watch::Receiver<bool>) {
+    loop {
+        match recheck_due_domains(&state).await {
+            Ok(0) => {}
+            Ok(checked) => tracing::info!(checked, "re-checked unverified SendGrid domains"),
+            Err(e) => tracing::warn!(error = %e, "could not look for SendGrid domains to re-check"),
+        }
+        if wait_or_stop(&mut stop, RECHECK_TICK).await {
+            return;
+        }
+    }
+}
+
+/// One pass: validates every unverified domain whose turn has come and returns how many were
+/// checked. The schedule follows how DNS changes land: every 15 minutes in the 48 hours after
+/// set-up, then hourly for a week, then no more (Verify still works).
+pub async fn recheck_due_domains(state: &AppState) -> Result<usize, sqlx::Error> {
+    let due: Vec<Uuid> = sqlx::query_scalar(
+        "select id from practices
+         where sendgrid_domain_id is not null and not email_domain_verified
+           and sendgrid_domain_created_at > now() - interval '9 days'
+           and (email_domain_last_checked_at is null
+                or email_domain_last_checked_at <= now() - case
+                    when sendgrid_domain_created_at > now() - interval '48 hours' then interval '15 minutes'
+                    else interval '1 hour' end)
+         order by email_domain_last_checked_at nulls first
+         limit 100",
+    )
+    .fetch_all(&state.pool)
+    .await?;
+    for &practice_id in &due {
+        if let Err(e) = verify(state, practice_id, None).await {
+            tracing::warn!(%practice_id, error = %e, "background re-check of a SendGrid domain failed");
+            // Count the attempt, so a revoked key or an outage is retried on the schedule, not every tick.
+            sqlx::query("update practices set email_domain_last_checked_at = now() where id = $1")
+                .bind(practice_id)
+                .execute(&state.pool)
+                .await?;
+        }
+    }
+    Ok(due.len())
+}

@@ -1,0 +1,452 @@
+//! The email channel: a practice's own SendGrid account, its key checked with `GET /v3/scopes`
+//! before it is saved, and its signed Event Webhook created through the API when the key may.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{
+    MessagingSettings, ProviderFailure, SettingsError, SettingsUpdate, begin_change, changed,
+    commit_change, erase, event_webhook_url, invalid, is_stored_secret, load, parse_provider,
+    refuse_custom_only, required, stored_secret, view,
+};
+use crate::{
+    AppState,
+    auth::PracticeCaller,
+    crypto::CredentialField,
+    error::FieldErrors,
+    messaging::{
+        Channel, ProviderKind,
+        sendgrid::{EventWebhook, SendGridClient},
+        settings::PracticeMessagingConfig,
+    },
+    types::{self, EmailAddress},
+    webhooks::signature::SendGridVerifier,
+};
+
+const API_KEY: &str = "sendgridApiKey";
+const WEBHOOK_VERIFY_KEY: &str = "webhookVerifyKey";
+const MAIL_SEND: &str = "mail.send";
+/// Creating a webhook, then switching its signing on (PROVIDERS.md §3).
+const WEBHOOK_SCOPES: [&str; 2] = [
+    "user.webhooks.event.settings.create",
+    "user.webhooks.event.settings.update",
+];
+const DOMAIN_SCOPES: [&str; 4] = [
+    "whitelabel.create",
+    "whitelabel.read",
+    "whitelabel.update",
+    "whitelabel.delete",
+];
+
+/// `PUT /email`. Every field is optional to serde so that all missing and malformed fields are
+/// reported together; the schema marks the ones the contract requires.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailSettingsRequest {
+    /// `system_sendgrid` or `custom_sendgrid`.
+    #[schema(required = true, nullable = false, value_type = String, example = "custom_sendgrid")]
+    pub provider: Option<String>,
+    /// Only with `custom_sendgrid`. Omit it to keep the stored key.
+    #[schema(example = "SG.xxxxxxxx.yyyyyyyy")]
+    pub sendgrid_api_key: Option<String>,
+    #[schema(required = true, nullable = false, value_type = String, example = "desk@smiledental.com")]
+    pub from_email: Option<String>,
+    #[schema(required = true, nullable = false, value_type = String, example = "Smile Dental")]
+    pub from_name: Option<String>,
+    #[schema(required = true, nullable = false, value_type = bool)]
+    pub fallback_enabled: Option<bool>,
+    /// Only with `custom_sendgrid`: the Signed Event Webhook verification key (base64 DER of a
+    /// P-256 public key). Omit it to keep the stored one, or to let the service create the
+    /// webhook when the API key may.
+    pub webhook_verify_key: Option<String>,
+}
+
+/// The request, parsed.
+struct EmailChange {
+    provider: ProviderKind,
+    /// A key that differs from the stored one; `None` keeps what is stored.
+    new_api_key: Option<SecretString>,
+    from_email: EmailAddress,
+    from_name: String,
+    fallback_enabled: bool,
+    webhook_verify_key: Option<String>,
+}
+
+impl EmailChange {
+    fn parse(
+        state: &AppState,
+        request: EmailSettingsRequest,
+        stored: &PracticeMessagingConfig,
+    ) -> Result<Self, SettingsError> {
+        let mut errors = FieldErrors::new();
+        let provider = errors.check(
+            "provider",
+            parse_provider(request.provider.as_deref(), Channel::Email),
+        );
+        let from_email = errors.check(
+            "fromEmail",
+            required(request.from_email).and_then(|v| EmailAddress::parse(&v)),
+        );
+        let from_name = errors.check(
+            "fromName",
+            required(request.from_name).and_then(|v| sender_name(&v)),
+        );
+        let fallback_enabled = errors.check(
+            "fallbackEnabled",
+            request.fallback_enabled.ok_or("is required"),
+        );
+        let api_key = errors.check(
+            API_KEY,
+            request
+                .sendgrid_api_key
+                .as_deref()
+                .map(types::sendgrid_api_key)
+                .transpose(),
+        );
+        let webhook_verify_key = errors.check(
+            WEBHOOK_VERIFY_KEY,
+            request
+                .webhook_verify_key
+                .as_deref()
+                .map(webhook_verify_key)
+                .transpose(),
+        );
+        match provider {
+            Some(ProviderKind::CustomSendgrid)
+                if request.sendgrid_api_key.is_none() && stored.sendgrid_api_key.is_none() =>
+            {
+                errors.add(
+                    API_KEY,
+                    "is required with custom_sendgrid: no key is stored yet",
+                );
+            }
+            Some(ProviderKind::SystemSendgrid) => refuse_custom_only(
+                &mut errors,
+                &[
+                    (API_KEY, request.sendgrid_api_key.is_some()),
+                    (WEBHOOK_VERIFY_KEY, request.webhook_verify_key.is_some()),
+                ],
+                ProviderKind::CustomSendgrid,
+                Channel::Email,
+            ),
+            _ => {}
+        }
+        match (
+            provider,
+            from_email,
+            from_name,
+            fallback_enabled,
+            api_key,
+            webhook_verify_key,
+        ) {
+            (
+                Some(provider),
+                Some(from_email),
+                Some(from_name),
+                Some(fallback_enabled),
+                Some(api_key),
+                Some(webhook_verify_key),
+            ) if errors.is_empty() => {
+                let new_api_key = api_key
+                    .filter(|key| {
+                        !is_stored_secret(
+                            &state.keyring,
+                            stored,
+                            CredentialField::SendGridApiKey,
+                            key,
+                        )
+                    })
+                    .map(SecretString::from);
+                Ok(Self {
+                    provider,
+                    new_api_key,
+                    from_email,
+                    from_name,
+                    fallback_enabled,
+                    webhook_verify_key,
+                })
+            }
+            _ => Err(SettingsError::Invalid(errors)),
+        }
+    }
+}
+
+/// A display name for the From header: one line, so it cannot smuggle in another header.
+fn sender_name(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    match value.chars().count() {
+        0 => Err("must not be empty".into()),
+        n if n > 100 => Err("must be at most 100 characters".into()),
+        _ if value.chars().any(char::is_control) => {
+            Err("must be a single line without control characters".into())
+        }
+        _ => Ok(value.to_string()),
+    }
+}
+
+fn webhook_verify_key(value: &str) -> Result<String, String> {
+    SendGridVerifier::from_base64_der(value).map(|_| value.trim().to_string()).map_err(|_| {
+        "must be the Signed Event Webhook verification key from SendGrid: a P-256 public key in base64 DER \
+         (it starts with MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE)"
+            .to_string()
+    })
+}
+
+/// Saves the email settings. A new key is checked with SendGrid first, and when it may manage
+/// event webhooks (and no verification key is stored or given) the practice's signed webhook is
+/// created before the one transaction that saves everything.
+pub async fn update_email(
+    state: &AppState,
+    caller: &PracticeCaller,
+    request: EmailSettingsRequest,
+) -> Result<SettingsUpdate, SettingsError> {
+    let practice_id = caller.practice_id;
+    let stored = load(&state.pool, practice_id).await?;
+    let change = EmailChange::parse(state, request, &stored)?;
+
+    // Ok(None): no webhook was wanted; Err: why one could not be made, for the note.
+    let mut webhook: Result<Option<EventWebhook>, String> = Ok(None);
+    if let Some(key) = &change.new_api_key {
+        let client = state.messaging.sendgrid_client(key.clone());
+        let scopes = key_scopes(&client).await?;
+        require_mail_send(&scopes)?;
+        let wants_webhook = change.provider == ProviderKind::CustomSendgrid
+            && change.webhook_verify_key.is_none()
+            && stored.sendgrid_webhook_verify_key.is_none();
+        if wants_webhook {
+            webhook = create_webhook(&client, &scopes, &event_webhook_url(state, practice_id))
+                .await
+                .map(Some);
+        }
+    }
+
+    let (mut tx, current) = begin_change(state, practice_id, Some(stored.settings_version)).await?;
+    let api_key = match &change.new_api_key {
+        Some(key) => Some(state.keyring.encrypt(
+            key.expose_secret(),
+            practice_id,
+            CredentialField::SendGridApiKey,
+        )),
+        None => current.sendgrid_api_key.clone(),
+    };
+    let (verify_key, webhook_id) = match (&webhook, &change.webhook_verify_key) {
+        (Ok(Some(created)), _) => (Some(created.public_key.clone()), Some(created.id.clone())),
+        // A pasted key belongs to a webhook the practice made itself, not to one we created.
+        (_, Some(pasted)) => (Some(pasted.clone()), None),
+        _ => (
+            current.sendgrid_webhook_verify_key.clone(),
+            current.sendgrid_webhook_id.clone(),
+        ),
+    };
+    let fields = changed(&[
+        (
+            "provider",
+            current.email_provider != change.provider.as_str(),
+        ),
+        (API_KEY, change.new_api_key.is_some()),
+        (
+            "fromEmail",
+            current.sendgrid_from_email.as_deref() != Some(change.from_email.as_str()),
+        ),
+        (
+            "fromName",
+            current.sendgrid_from_name.as_deref() != Some(change.from_name.as_str()),
+        ),
+        (
+            "fallbackEnabled",
+            current.email_fallback_enabled != change.fallback_enabled,
+        ),
+        (
+            WEBHOOK_VERIFY_KEY,
+            verify_key != current.sendgrid_webhook_verify_key,
+        ),
+    ]);
+    if !fields.is_empty() {
+        sqlx::query(
+            "update practices set email_provider = $2, sendgrid_api_key = $3, sendgrid_from_email = $4, sendgrid_from_name = $5,
+                 email_fallback_enabled = $6, sendgrid_webhook_verify_key = $7, sendgrid_webhook_id = $8
+             where id = $1",
+        )
+        .bind(practice_id)
+        .bind(change.provider.as_str())
+        .bind(api_key)
+        .bind(change.from_email.as_str())
+        .bind(&change.from_name)
+        .bind(change.fallback_enabled)
+        .bind(&verify_key)
+        .bind(webhook_id)
+        .execute(&mut *tx)
+        .await?;
+        commit_change(
+            tx,
+            &state.messaging,
+            practice_id,
+            Some(caller.user_id),
+            "email.update",
+            &fields,
+        )
+        .await?;
+    }
+
+    let settings = view(state, practice_id).await?;
+    let mut notes = Vec::new();
+    if settings.email.provider == ProviderKind::CustomSendgrid
+        && !settings.email.webhook_verify_key_configured
+    {
+        let why = webhook
+            .err()
+            .map(|reason| format!("{reason}. "))
+            .unwrap_or_default();
+        notes.push(format!(
+            "{why}To receive delivery events, open SendGrid, Settings > Mail Settings > Event Webhooks, create a webhook \
+             posting to {url}, turn on Signed Event Webhook, and save its verification key here as webhookVerifyKey.",
+            url = settings.email.webhook_url
+        ));
+    }
+    Ok(SettingsUpdate { settings, notes })
+}
+
+/// Creates the signed event webhook, or says why it was not.
+async fn create_webhook(
+    client: &SendGridClient,
+    scopes: &[String],
+    url: &str,
+) -> Result<EventWebhook, String> {
+    if !has_all(scopes, &WEBHOOK_SCOPES) {
+        return Err(format!(
+            "This API key may not manage event webhooks (it lacks {}), so the webhook was not created for you",
+            WEBHOOK_SCOPES.join(" and ")
+        ));
+    }
+    client.create_signed_event_webhook(url).await.map_err(|e| {
+        tracing::warn!(error = %e, "could not create the practice's SendGrid event webhook");
+        format!("SendGrid did not create the event webhook ({e})")
+    })
+}
+
+/// The key's scopes; a key SendGrid refuses names the field.
+async fn key_scopes(client: &SendGridClient) -> Result<Vec<String>, ProviderFailure> {
+    client.scopes().await.map_err(|e| {
+        ProviderFailure::classify(
+            e,
+            "SendGrid",
+            Some(API_KEY),
+            "SendGrid rejected this API key",
+        )
+    })
+}
+
+fn require_mail_send(scopes: &[String]) -> Result<(), ProviderFailure> {
+    if has_all(scopes, &[MAIL_SEND]) {
+        Ok(())
+    } else {
+        Err(ProviderFailure::rejected(
+            API_KEY,
+            "this API key lacks the Mail Send permission (mail.send); create a key with at least Mail Send access",
+        ))
+    }
+}
+
+fn has_all(scopes: &[String], wanted: &[&str]) -> bool {
+    wanted.iter().all(|w| scopes.iter().any(|s| s == w))
+}
+
+/// `POST /email/validate`: a key to check, or none to check the stored one.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailValidationRequest {
+    pub sendgrid_api_key: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailValidation {
+    /// SendGrid accepts the key and it may send mail.
+    pub valid: bool,
+    /// Why not, in SendGrid's words where it gave any.
+    pub reason: Option<String>,
+    /// `mail.send`: the key can send.
+    pub can_send: bool,
+    /// `whitelabel.*`: the key can set up domain authentication.
+    pub can_authenticate_domains: bool,
+    /// The key can create the signed event webhook, so the practice pastes nothing.
+    pub can_create_event_webhook: bool,
+}
+
+/// Checks a key with SendGrid without saving anything. A refusal is an answer (`valid: false`);
+/// only an unreachable SendGrid is an error.
+pub async fn validate_email(
+    state: &AppState,
+    caller: &PracticeCaller,
+    request: EmailValidationRequest,
+) -> Result<EmailValidation, SettingsError> {
+    let key = match request.sendgrid_api_key {
+        Some(given) => {
+            SecretString::from(types::sendgrid_api_key(&given).map_err(|e| invalid(API_KEY, e))?)
+        }
+        None => {
+            let stored = load(&state.pool, caller.practice_id).await?;
+            stored_secret(&state.keyring, &stored, CredentialField::SendGridApiKey)
+                .map_err(|e| {
+                    anyhow::anyhow!(e).context("the stored SendGrid key cannot be decrypted")
+                })?
+                .ok_or_else(|| invalid(API_KEY, "give a key to check: none is stored"))?
+        }
+    };
+    let scopes = match key_scopes(&state.messaging.sendgrid_client(key)).await {
+        Ok(scopes) => scopes,
+        Err(ProviderFailure::Rejected { message, .. }) => {
+            return Ok(EmailValidation {
+                valid: false,
+                reason: Some(message),
+                can_send: false,
+                can_authenticate_domains: false,
+                can_create_event_webhook: false,
+            });
+        }
+        Err(unavailable) => return Err(unavailable.into()),
+    };
+    let reason = require_mail_send(&scopes).err().map(|e| e.to_string());
+    Ok(EmailValidation {
+        valid: reason.is_none(),
+        reason,
+        can_send: has_all(&scopes, &[MAIL_SEND]),
+        can_authenticate_domains: has_all(&scopes, &DOMAIN_SCOPES),
+        can_create_event_webhook: has_all(&scopes, &WEBHOOK_SCOPES),
+    })
+}
+
+/// Back to the system account: the key, the event webhook's key and id and the domain
+/// authentication are forgotten here. They stay in the practice's SendGrid account, which we
+/// do not touch without being asked (DELETE /email/domain removes the domain there).
+pub async fn delete_email(
+    state: &AppState,
+    caller: &PracticeCaller,
+) -> Result<MessagingSettings, SettingsError> {
+    let erased = |current: &PracticeMessagingConfig| {
+        changed(&[
+            ("provider", current.wants_custom_email()),
+            (API_KEY, current.sendgrid_api_key.is_some()),
+            (
+                WEBHOOK_VERIFY_KEY,
+                current.sendgrid_webhook_verify_key.is_some()
+                    || current.sendgrid_webhook_id.is_some(),
+            ),
+            ("domain", current.sendgrid_domain.is_some()),
+        ])
+    };
+    erase(
+        state,
+        caller,
+        "email.delete",
+        erased,
+        "update practices set email_provider = 'system_sendgrid', sendgrid_api_key = null,
+             sendgrid_webhook_verify_key = null, sendgrid_webhook_id = null,
+             sendgrid_domain = null, sendgrid_domain_subdomain = null, sendgrid_domain_id = null,
+             sendgrid_domain_records = '[]', sendgrid_domain_created_at = null,
+             email_domain_verified = false, email_domain_last_checked_at = null
+         where id = $1",
+    )
+    .await
+}

@@ -1,0 +1,366 @@
+//! What a practice manager's settings page does: read the messaging configuration with secrets
+//! masked, change or erase each channel's account, check credentials with the provider before
+//! they are saved, send test messages and report each channel's state.
+//!
+//! Requests arrive loosely typed and are parsed here into value types, every bad field collected
+//! into one [`FieldErrors`], including the rules that depend on what is stored (a custom account
+//! without a stored or given credential). New credentials are checked with the provider before
+//! anything is written; each write is one transaction with its audit entry and change
+//! notification ([`commit_change`]). Nothing here knows HTTP: `api::settings` maps
+//! [`SettingsError`] to statuses.
+
+mod email;
+mod sms;
+mod status;
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use sqlx::{PgPool, Postgres, Transaction};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+pub use email::{
+    EmailSettingsRequest, EmailValidation, EmailValidationRequest, delete_email, update_email,
+    validate_email,
+};
+pub use sms::{
+    SmsSettingsRequest, SmsValidation, SmsValidationRequest, delete_sms, update_sms, validate_sms,
+};
+pub use status::{
+    ChannelStatus, MessagingStatus, TestSendRequest, TestSendResult, UsageCounts, send_test, status,
+};
+
+use super::{
+    Channel, ProviderError, ProviderKind,
+    settings::{PracticeMessagingConfig, commit_change},
+};
+use crate::{
+    AppState,
+    auth::PracticeCaller,
+    crypto::{CredentialField, CryptoError, Keyring},
+    domains::DomainState,
+    error::FieldErrors,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("the request has invalid fields")]
+    Invalid(FieldErrors),
+    #[error(transparent)]
+    Provider(#[from] ProviderFailure),
+    /// Another change was committed while this one was being checked with the provider; saving
+    /// would silently undo it.
+    #[error("the settings were changed meanwhile; reload them and try again")]
+    ConcurrentChange,
+    /// The token names a practice that has since been deleted.
+    #[error("the practice no longer exists")]
+    UnknownPractice,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// What a provider said about something the practice gave us (a credential, a number, a domain).
+#[derive(Debug, thiserror::Error)]
+pub enum ProviderFailure {
+    /// The provider said no: the practice must fix it. Nothing was saved.
+    #[error("{message}")]
+    Rejected {
+        field: Option<&'static str>,
+        message: String,
+    },
+    /// The provider could not be asked (down, 5xx, timeout, rate limited). Nothing was saved.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ProviderFailure {
+    /// Refusals become `Rejected` prefixed with `refusal` and naming `field`; anything transient
+    /// becomes `Unavailable`, worded so the practice knows to retry rather than to fix.
+    pub fn classify(
+        error: ProviderError,
+        provider: &str,
+        field: Option<&'static str>,
+        refusal: &str,
+    ) -> Self {
+        match error {
+            ProviderError::Unavailable { message } => {
+                Self::Unavailable(format!("{message}; nothing was changed, try again shortly"))
+            }
+            ProviderError::RateLimited { .. } => Self::Unavailable(format!(
+                "{provider} is rate limiting requests; nothing was changed, try again in a minute"
+            )),
+            ProviderError::AccountRejected { message }
+            | ProviderError::BadRequest { message }
+            | ProviderError::RecipientRejected { message, .. } => Self::Rejected {
+                field,
+                message: format!("{refusal}: {message}"),
+            },
+        }
+    }
+
+    pub fn rejected(field: &'static str, message: impl Into<String>) -> Self {
+        Self::Rejected {
+            field: Some(field),
+            message: message.into(),
+        }
+    }
+}
+
+/// A practice's whole messaging configuration, secrets masked.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagingSettings {
+    pub email: EmailSettings,
+    pub sms: SmsSettings,
+    /// Goes up with every change.
+    pub settings_version: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailSettings {
+    /// `system_sendgrid` or `custom_sendgrid`.
+    pub provider: ProviderKind,
+    pub sendgrid_api_key_configured: bool,
+    pub sendgrid_api_key_last4: Option<String>,
+    pub from_email: Option<String>,
+    pub from_name: Option<String>,
+    /// Whether a failing custom account may hand messages to the system account.
+    pub fallback_enabled: bool,
+    pub webhook_verify_key_configured: bool,
+    /// The id of the event webhook this service created in the practice's SendGrid account.
+    pub event_webhook_id: Option<String>,
+    /// Where the practice's SendGrid account must post its events.
+    pub webhook_url: String,
+    pub domain: Option<DomainState>,
+    pub last_tested_at: Option<DateTime<Utc>>,
+    /// Why the chosen custom account cannot send yet (mail then goes through the system account).
+    pub custom_blocker: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SmsSettings {
+    /// `system_twilio` or `custom_twilio`.
+    pub provider: ProviderKind,
+    pub twilio_account_sid_configured: bool,
+    pub twilio_account_sid_last4: Option<String>,
+    pub twilio_auth_token_configured: bool,
+    pub twilio_auth_token_last4: Option<String>,
+    pub phone_number: Option<String>,
+    pub fallback_enabled: bool,
+    pub last_tested_at: Option<DateTime<Utc>>,
+    pub custom_blocker: Option<String>,
+}
+
+/// The answer to a change: the configuration as saved, and what the practice should know or do
+/// next (a Twilio trial account, an event webhook to paste).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsUpdate {
+    pub settings: MessagingSettings,
+    pub notes: Vec<String>,
+}
+
+pub async fn view(state: &AppState, practice_id: Uuid) -> Result<MessagingSettings, SettingsError> {
+    let config = load(&state.pool, practice_id).await?;
+    MessagingSettings::new(state, &config)
+}
+
+impl MessagingSettings {
+    fn new(state: &AppState, config: &PracticeMessagingConfig) -> Result<Self, SettingsError> {
+        let masked = |field| masked(&state.keyring, config, field);
+        let (sid_last4, token_last4) = (
+            masked(CredentialField::TwilioAccountSid)?,
+            masked(CredentialField::TwilioAuthToken)?,
+        );
+        let api_key_last4 = masked(CredentialField::SendGridApiKey)?;
+        Ok(Self {
+            email: EmailSettings {
+                provider: stored_provider(&config.email_provider)?,
+                sendgrid_api_key_configured: api_key_last4.is_some(),
+                sendgrid_api_key_last4: api_key_last4,
+                from_email: config.sendgrid_from_email.clone(),
+                from_name: config.sendgrid_from_name.clone(),
+                fallback_enabled: config.email_fallback_enabled,
+                webhook_verify_key_configured: config.sendgrid_webhook_verify_key.is_some(),
+                event_webhook_id: config.sendgrid_webhook_id.clone(),
+                webhook_url: event_webhook_url(state, config.id),
+                domain: DomainState::from_config(config),
+                last_tested_at: config.email_last_tested_at,
+                custom_blocker: config.custom_email_blocker().map(str::to_string),
+            },
+            sms: SmsSettings {
+                provider: stored_provider(&config.sms_provider)?,
+                twilio_account_sid_configured: sid_last4.is_some(),
+                twilio_account_sid_last4: sid_last4,
+                twilio_auth_token_configured: token_last4.is_some(),
+                twilio_auth_token_last4: token_last4,
+                phone_number: config.twilio_phone_number.clone(),
+                fallback_enabled: config.sms_fallback_enabled,
+                last_tested_at: config.sms_last_tested_at,
+                custom_blocker: config.custom_sms_blocker().map(str::to_string),
+            },
+            settings_version: config.settings_version,
+        })
+    }
+}
+
+/// The URL a practice's own SendGrid account posts events to.
+fn event_webhook_url(state: &AppState, practice_id: Uuid) -> String {
+    state
+        .messaging
+        .webhook_url(&format!("/api/webhooks/sendgrid/{practice_id}"))
+}
+
+async fn load(pool: &PgPool, practice_id: Uuid) -> Result<PracticeMessagingConfig, SettingsError> {
+    PracticeMessagingConfig::load(pool, practice_id)
+        .await?
+        .ok_or(SettingsError::UnknownPractice)
+}
+
+fn stored_provider(value: &str) -> anyhow::Result<ProviderKind> {
+    ProviderKind::parse(value)
+        .ok_or_else(|| anyhow::anyhow!("practices holds unknown provider {value:?}"))
+}
+
+/// The last four characters of a stored secret: enough to recognise it, too few to use it.
+fn masked(
+    keyring: &Keyring,
+    config: &PracticeMessagingConfig,
+    field: CredentialField,
+) -> anyhow::Result<Option<String>> {
+    let secret = stored_secret(keyring, config, field).map_err(|e| {
+        anyhow::anyhow!(e).context(format!(
+            "stored {} of practice {} cannot be decrypted",
+            field.column(),
+            config.id
+        ))
+    })?;
+    Ok(secret.map(|s| {
+        let chars: Vec<char> = s.expose_secret().chars().collect();
+        chars[chars.len().saturating_sub(4)..].iter().collect()
+    }))
+}
+
+fn stored_secret(
+    keyring: &Keyring,
+    config: &PracticeMessagingConfig,
+    field: CredentialField,
+) -> Result<Option<SecretString>, CryptoError> {
+    keyring.decrypt_if_present(config.envelope(field), config.id, field)
+}
+
+/// Whether `candidate` is the secret already stored. A stored value that no longer decrypts
+/// counts as different, so saving the candidate repairs it.
+fn is_stored_secret(
+    keyring: &Keyring,
+    config: &PracticeMessagingConfig,
+    field: CredentialField,
+    candidate: &str,
+) -> bool {
+    stored_secret(keyring, config, field)
+        .ok()
+        .flatten()
+        .is_some_and(|s| s.expose_secret() == candidate)
+}
+
+/// Opens a change's transaction with the practice row locked. With `expected_version`, refuses
+/// when another change was committed since the caller read the row (while it asked a provider).
+async fn begin_change(
+    state: &AppState,
+    practice_id: Uuid,
+    expected_version: Option<i64>,
+) -> Result<(Transaction<'static, Postgres>, PracticeMessagingConfig), SettingsError> {
+    let mut tx = state.pool.begin().await?;
+    let current = PracticeMessagingConfig::load_for_update(&mut *tx, practice_id)
+        .await?
+        .ok_or(SettingsError::UnknownPractice)?;
+    if expected_version.is_some_and(|expected| expected != current.settings_version) {
+        return Err(SettingsError::ConcurrentChange);
+    }
+    Ok((tx, current))
+}
+
+/// Returns a channel to the system account with `erase_sql` (bound to the practice id), audited
+/// with the fields `erased` finds set; a channel with nothing to erase is left alone.
+async fn erase(
+    state: &AppState,
+    caller: &PracticeCaller,
+    action: &str,
+    erased: impl Fn(&PracticeMessagingConfig) -> Vec<&'static str>,
+    erase_sql: &'static str,
+) -> Result<MessagingSettings, SettingsError> {
+    let practice_id = caller.practice_id;
+    let (mut tx, current) = begin_change(state, practice_id, None).await?;
+    let fields = erased(&current);
+    if !fields.is_empty() {
+        sqlx::query(erase_sql)
+            .bind(practice_id)
+            .execute(&mut *tx)
+            .await?;
+        commit_change(
+            tx,
+            &state.messaging,
+            practice_id,
+            Some(caller.user_id),
+            action,
+            &fields,
+        )
+        .await?;
+    }
+    view(state, practice_id).await
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> SettingsError {
+    SettingsError::Invalid(FieldErrors::single(field, message))
+}
+
+/// The names whose flag is set, in order: the audit entry's changed fields.
+fn changed(fields: &[(&'static str, bool)]) -> Vec<&'static str> {
+    fields
+        .iter()
+        .filter(|(_, changed)| *changed)
+        .map(|(name, _)| *name)
+        .collect()
+}
+
+/// The provider choice for `channel`, or what the practice may write instead.
+fn parse_provider(value: Option<&str>, channel: Channel) -> Result<ProviderKind, String> {
+    let allowed = match channel {
+        Channel::Email => [ProviderKind::SystemSendgrid, ProviderKind::CustomSendgrid],
+        Channel::Sms => [ProviderKind::SystemTwilio, ProviderKind::CustomTwilio],
+    };
+    let wanted = value.ok_or_else(|| "is required".to_string())?;
+    allowed
+        .into_iter()
+        .find(|kind| kind.as_str() == wanted)
+        .ok_or_else(|| format!("must be {} or {}", allowed[0].as_str(), allowed[1].as_str()))
+}
+
+fn required(value: Option<String>) -> Result<String, String> {
+    value.ok_or_else(|| "is required".to_string())
+}
+
+/// Flags each custom-only field given with a system provider: silently ignoring it would let
+/// the practice believe a credential was saved.
+fn refuse_custom_only(
+    errors: &mut FieldErrors,
+    given: &[(&'static str, bool)],
+    custom: ProviderKind,
+    channel: Channel,
+) {
+    for field in changed(given) {
+        errors.add(
+            field,
+            format!(
+                "is only accepted with provider {}; to erase the stored custom account use DELETE /api/practice-settings/messaging/{}",
+                custom.as_str(),
+                channel.as_str()
+            ),
+        );
+    }
+}

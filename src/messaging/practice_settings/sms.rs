@@ -1,0 +1,493 @@
+//! The SMS channel: a practice's own Twilio account, checked before it is saved: the credentials
+//! with `GET /Accounts/{sid}.json` (the account must be active) and the sending number with
+//! `IncomingPhoneNumbers` (an exact match that can send SMS).
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{
+    MessagingSettings, ProviderFailure, SettingsError, SettingsUpdate, begin_change, changed,
+    commit_change, erase, is_stored_secret, load, parse_provider, refuse_custom_only,
+    stored_secret, view,
+};
+use crate::{
+    AppState,
+    auth::PracticeCaller,
+    crypto::CredentialField,
+    error::FieldErrors,
+    messaging::{Channel, ProviderKind, settings::PracticeMessagingConfig, twilio::TwilioClient},
+    types::{self, PhoneE164},
+};
+
+const ACCOUNT_SID: &str = "accountSid";
+const AUTH_TOKEN: &str = "authToken";
+const PHONE_NUMBER: &str = "phoneNumber";
+const TRIAL_WARNING: &str = "This is a Twilio trial account: it can only text numbers verified in your Twilio console \
+    (Twilio error 21608), and Twilio adds a trial notice to every message. Upgrade it before messaging patients.";
+
+/// `PUT /sms`. Every field is optional to serde so that all missing and malformed fields are
+/// reported together; the schema marks the ones the contract requires.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SmsSettingsRequest {
+    /// `system_twilio` or `custom_twilio`.
+    #[schema(required = true, nullable = false, value_type = String, example = "custom_twilio")]
+    pub provider: Option<String>,
+    /// Required with `custom_twilio`: `AC` and 32 hexadecimal characters.
+    #[schema(example = "AC0123456789abcdef0123456789abcdef")]
+    pub account_sid: Option<String>,
+    /// 32 hexadecimal characters. Omit it to keep the stored token (for the same Account SID).
+    pub auth_token: Option<String>,
+    /// Required with `custom_twilio`: a number of that account, in E.164.
+    #[schema(example = "+15551234567")]
+    pub phone_number: Option<String>,
+    #[schema(required = true, nullable = false, value_type = bool)]
+    pub fallback_enabled: Option<bool>,
+}
+
+/// The request, parsed.
+struct SmsChange {
+    provider: ProviderKind,
+    /// The custom account; `None` with `system_twilio`, which keeps whatever is stored.
+    account: Option<TwilioAccount>,
+    fallback_enabled: bool,
+}
+
+struct TwilioAccount {
+    sid: String,
+    /// The given token, or the stored one when none was given.
+    token: SecretString,
+    phone: PhoneE164,
+    sid_changed: bool,
+    token_changed: bool,
+    phone_changed: bool,
+}
+
+impl TwilioAccount {
+    /// Only what is new is checked with Twilio: a change of the fallback flag alone calls nobody.
+    fn needs_check(&self) -> bool {
+        self.sid_changed || self.token_changed || self.phone_changed
+    }
+}
+
+impl SmsChange {
+    fn parse(
+        state: &AppState,
+        request: SmsSettingsRequest,
+        stored: &PracticeMessagingConfig,
+    ) -> Result<Self, SettingsError> {
+        let mut errors = FieldErrors::new();
+        let provider = errors.check(
+            "provider",
+            parse_provider(request.provider.as_deref(), Channel::Sms),
+        );
+        let fallback_enabled = errors.check(
+            "fallbackEnabled",
+            request.fallback_enabled.ok_or("is required"),
+        );
+        let custom = provider == Some(ProviderKind::CustomTwilio);
+        if provider == Some(ProviderKind::SystemTwilio) {
+            let given = [
+                (ACCOUNT_SID, request.account_sid.is_some()),
+                (AUTH_TOKEN, request.auth_token.is_some()),
+                (PHONE_NUMBER, request.phone_number.is_some()),
+            ];
+            refuse_custom_only(
+                &mut errors,
+                &given,
+                ProviderKind::CustomTwilio,
+                Channel::Sms,
+            );
+        }
+        let sid = errors.check(
+            ACCOUNT_SID,
+            field(
+                request.account_sid.as_deref(),
+                custom,
+                types::twilio_account_sid,
+            ),
+        );
+        let phone = errors.check(
+            PHONE_NUMBER,
+            field(request.phone_number.as_deref(), custom, PhoneE164::parse),
+        );
+        let same_sid = |sid: &str| {
+            is_stored_secret(
+                &state.keyring,
+                stored,
+                CredentialField::TwilioAccountSid,
+                sid.trim(),
+            )
+        };
+        let token = match request.auth_token.as_deref() {
+            Some(given) => errors.check(
+                AUTH_TOKEN,
+                types::twilio_auth_token(given).map(SecretString::from),
+            ),
+            None if !custom => None,
+            // A token belongs to one account: the stored one only serves the stored SID.
+            None => match stored_secret(&state.keyring, stored, CredentialField::TwilioAuthToken)
+                .ok()
+                .flatten()
+            {
+                Some(stored_token) if request.account_sid.as_deref().is_none_or(same_sid) => {
+                    Some(stored_token)
+                }
+                Some(_) => {
+                    errors.add(AUTH_TOKEN, "is required when the Account SID changes");
+                    None
+                }
+                None => {
+                    errors.add(
+                        AUTH_TOKEN,
+                        "is required with custom_twilio: no auth token is stored yet",
+                    );
+                    None
+                }
+            },
+        };
+        match (provider, fallback_enabled, sid, phone, token) {
+            (
+                Some(ProviderKind::CustomTwilio),
+                Some(fallback_enabled),
+                Some(Some(sid)),
+                Some(Some(phone)),
+                Some(token),
+            ) if errors.is_empty() => {
+                let account = TwilioAccount {
+                    sid_changed: !same_sid(&sid),
+                    token_changed: !is_stored_secret(
+                        &state.keyring,
+                        stored,
+                        CredentialField::TwilioAuthToken,
+                        token.expose_secret(),
+                    ),
+                    phone_changed: stored.twilio_phone_number.as_deref() != Some(phone.as_str()),
+                    sid,
+                    token,
+                    phone,
+                };
+                Ok(Self {
+                    provider: ProviderKind::CustomTwilio,
+                    account: Some(account),
+                    fallback_enabled,
+                })
+            }
+            (Some(ProviderKind::SystemTwilio), Some(fallback_enabled), ..) if errors.is_empty() => {
+                Ok(Self {
+                    provider: ProviderKind::SystemTwilio,
+                    account: None,
+                    fallback_enabled,
+                })
+            }
+            _ => Err(SettingsError::Invalid(errors)),
+        }
+    }
+}
+
+/// Parses a field that `required` makes mandatory; absent and optional is `Ok(None)`.
+fn field<T>(
+    value: Option<&str>,
+    required: bool,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Result<Option<T>, String> {
+    match value {
+        Some(value) => parse(value).map(Some),
+        None if required => Err("is required with custom_twilio".into()),
+        None => Ok(None),
+    }
+}
+
+/// Saves the SMS settings; new credentials or a new number are checked with Twilio first.
+pub async fn update_sms(
+    state: &AppState,
+    caller: &PracticeCaller,
+    request: SmsSettingsRequest,
+) -> Result<SettingsUpdate, SettingsError> {
+    let practice_id = caller.practice_id;
+    let stored = load(&state.pool, practice_id).await?;
+    let change = SmsChange::parse(state, request, &stored)?;
+    let mut notes = Vec::new();
+    if let Some(account) = change.account.as_ref().filter(|a| a.needs_check()) {
+        let client = state
+            .messaging
+            .twilio_client(account.sid.clone(), account.token.clone());
+        notes.extend(check_account(&client, &account.phone).await?.warnings);
+    }
+
+    let (mut tx, current) = begin_change(state, practice_id, Some(stored.settings_version)).await?;
+    let encrypt = |value: &str, field| Some(state.keyring.encrypt(value, practice_id, field));
+    let (sid, token, phone) = match &change.account {
+        Some(account) => (
+            if account.sid_changed {
+                encrypt(&account.sid, CredentialField::TwilioAccountSid)
+            } else {
+                current.twilio_account_sid.clone()
+            },
+            if account.token_changed {
+                encrypt(
+                    account.token.expose_secret(),
+                    CredentialField::TwilioAuthToken,
+                )
+            } else {
+                current.twilio_auth_token.clone()
+            },
+            Some(account.phone.to_string()),
+        ),
+        // The system account keeps the stored custom one, so switching back needs no re-entry.
+        None => (
+            current.twilio_account_sid.clone(),
+            current.twilio_auth_token.clone(),
+            current.twilio_phone_number.clone(),
+        ),
+    };
+    let account = change.account.as_ref();
+    let fields = changed(&[
+        ("provider", current.sms_provider != change.provider.as_str()),
+        (ACCOUNT_SID, account.is_some_and(|a| a.sid_changed)),
+        (AUTH_TOKEN, account.is_some_and(|a| a.token_changed)),
+        (PHONE_NUMBER, account.is_some_and(|a| a.phone_changed)),
+        (
+            "fallbackEnabled",
+            current.sms_fallback_enabled != change.fallback_enabled,
+        ),
+    ]);
+    if !fields.is_empty() {
+        sqlx::query(
+            "update practices set sms_provider = $2, twilio_account_sid = $3, twilio_auth_token = $4, twilio_phone_number = $5,
+                 sms_fallback_enabled = $6
+             where id = $1",
+        )
+        .bind(practice_id)
+        .bind(change.provider.as_str())
+        .bind(sid)
+        .bind(token)
+        .bind(phone)
+        .bind(change.fallback_enabled)
+        .execute(&mut *tx)
+        .await?;
+        commit_change(
+            tx,
+            &state.messaging,
+            practice_id,
+            Some(caller.user_id),
+            "sms.update",
+            &fields,
+        )
+        .await?;
+    }
+    Ok(SettingsUpdate {
+        settings: view(state, practice_id).await?,
+        notes,
+    })
+}
+
+/// What Twilio said about an account that passed.
+struct AccountCheck {
+    friendly_name: String,
+    trial: bool,
+    warnings: Vec<String>,
+}
+
+/// The account must be active and own `phone`, able to send SMS. A trial account passes with a
+/// warning: it works, but only towards verified numbers.
+async fn check_account(
+    client: &TwilioClient,
+    phone: &PhoneE164,
+) -> Result<AccountCheck, ProviderFailure> {
+    let account = client.fetch_account().await.map_err(|e| {
+        ProviderFailure::classify(
+            e,
+            "Twilio",
+            Some(AUTH_TOKEN),
+            "Twilio rejected this Account SID and auth token",
+        )
+    })?;
+    if account.status != "active" {
+        let status = if account.status.is_empty() {
+            "not active"
+        } else {
+            account.status.as_str()
+        };
+        return Err(ProviderFailure::rejected(
+            ACCOUNT_SID,
+            format!("this Twilio account is {status}; only an active account can send"),
+        ));
+    }
+    let number = client
+        .find_incoming_number(phone.as_str())
+        .await
+        .map_err(|e| {
+            ProviderFailure::classify(
+                e,
+                "Twilio",
+                Some(PHONE_NUMBER),
+                "Twilio refused to list this account's phone numbers",
+            )
+        })?;
+    match number {
+        None => Err(ProviderFailure::rejected(
+            PHONE_NUMBER,
+            format!("{phone} is not a phone number of this Twilio account"),
+        )),
+        Some(number) if !number.sms_capable => Err(ProviderFailure::rejected(
+            PHONE_NUMBER,
+            format!("{phone} belongs to this Twilio account but cannot send SMS"),
+        )),
+        Some(_) => {
+            let trial = account.account_type.eq_ignore_ascii_case("trial");
+            let warnings = if trial {
+                vec![TRIAL_WARNING.to_string()]
+            } else {
+                Vec::new()
+            };
+            Ok(AccountCheck {
+                friendly_name: account.friendly_name,
+                trial,
+                warnings,
+            })
+        }
+    }
+}
+
+/// `POST /sms/validate`: what to check; each field left out is taken from the stored account.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SmsValidationRequest {
+    pub account_sid: Option<String>,
+    pub auth_token: Option<String>,
+    pub phone_number: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SmsValidation {
+    /// Twilio accepts the credentials, the account is active and owns the number, which can send SMS.
+    pub valid: bool,
+    /// Why not, in Twilio's words where it gave any.
+    pub reason: Option<String>,
+    /// The request field the reason is about.
+    pub field: Option<String>,
+    /// The account's name in Twilio, when the check passed.
+    pub account_name: Option<String>,
+    pub trial: bool,
+    pub warnings: Vec<String>,
+}
+
+/// Checks an account with Twilio without saving anything. A refusal is an answer
+/// (`valid: false`); only an unreachable Twilio is an error.
+pub async fn validate_sms(
+    state: &AppState,
+    caller: &PracticeCaller,
+    request: SmsValidationRequest,
+) -> Result<SmsValidation, SettingsError> {
+    let stored = load(&state.pool, caller.practice_id).await?;
+    let stored_value = |field| {
+        stored_secret(&state.keyring, &stored, field)
+            .ok()
+            .flatten()
+            .map(|s| s.expose_secret().to_string())
+    };
+    let mut errors = FieldErrors::new();
+    let none_stored = "give one to check: none is stored";
+    // The stored token is only worth trying with the stored account.
+    let (stored_token, no_token) = match request.account_sid {
+        Some(_) => (None, "give the auth token of this Account SID"),
+        None => (stored_value(CredentialField::TwilioAuthToken), none_stored),
+    };
+    let stored_sid = stored_value(CredentialField::TwilioAccountSid);
+    let sid = given_or_stored(
+        &mut errors,
+        ACCOUNT_SID,
+        request.account_sid,
+        stored_sid,
+        none_stored,
+        types::twilio_account_sid,
+    );
+    let token = given_or_stored(
+        &mut errors,
+        AUTH_TOKEN,
+        request.auth_token,
+        stored_token,
+        no_token,
+        types::twilio_auth_token,
+    );
+    let stored_phone = stored.twilio_phone_number.clone();
+    let phone = given_or_stored(
+        &mut errors,
+        PHONE_NUMBER,
+        request.phone_number,
+        stored_phone,
+        none_stored,
+        PhoneE164::parse,
+    );
+    let (Some(sid), Some(token), Some(phone)) = (sid, token, phone) else {
+        return Err(SettingsError::Invalid(errors));
+    };
+    let client = state
+        .messaging
+        .twilio_client(sid, SecretString::from(token));
+    match check_account(&client, &phone).await {
+        Ok(check) => Ok(SmsValidation {
+            valid: true,
+            reason: None,
+            field: None,
+            account_name: Some(check.friendly_name),
+            trial: check.trial,
+            warnings: check.warnings,
+        }),
+        Err(ProviderFailure::Rejected { field, message }) => Ok(SmsValidation {
+            valid: false,
+            reason: Some(message),
+            field: field.map(str::to_string),
+            account_name: None,
+            trial: false,
+            warnings: Vec::new(),
+        }),
+        Err(unavailable) => Err(unavailable.into()),
+    }
+}
+
+/// The given value, else the stored one, parsed; `missing` is the error when there is neither.
+fn given_or_stored<T>(
+    errors: &mut FieldErrors,
+    name: &str,
+    given: Option<String>,
+    stored: Option<String>,
+    missing: &str,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+) -> Option<T> {
+    match given.or(stored) {
+        Some(value) => errors.check(name, parse(&value)),
+        None => {
+            errors.add(name, missing);
+            None
+        }
+    }
+}
+
+/// Back to the system account; the custom account's credentials and number are erased.
+pub async fn delete_sms(
+    state: &AppState,
+    caller: &PracticeCaller,
+) -> Result<MessagingSettings, SettingsError> {
+    let erased = |current: &PracticeMessagingConfig| {
+        changed(&[
+            ("provider", current.wants_custom_sms()),
+            (ACCOUNT_SID, current.twilio_account_sid.is_some()),
+            (AUTH_TOKEN, current.twilio_auth_token.is_some()),
+            (PHONE_NUMBER, current.twilio_phone_number.is_some()),
+        ])
+    };
+    erase(
+        state,
+        caller,
+        "sms.delete",
+        erased,
+        "update practices set sms_provider = 'system_twilio', twilio_account_sid = null, twilio_auth_token = null,
+             twilio_phone_number = null
+         where id = $1",
+    )
+    .await
+}

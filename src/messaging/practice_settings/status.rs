@@ -1,0 +1,334 @@
+//! How each channel is doing (which account sends now and why, its health, the last test, the
+//! last 30 days), and test sends through the real delivery path.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{SettingsError, invalid, load, required, stored_provider};
+use crate::{
+    AppState,
+    auth::PracticeCaller,
+    domains::DomainState,
+    messaging::{
+        Channel, OutgoingMessage, ProviderKind,
+        circuit::Health,
+        delivery::{DeliveryError, DeliveryResult},
+        factory::FactoryError,
+        settings::PracticeMessagingConfig,
+    },
+    types::{EmailAddress, PhoneE164},
+};
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagingStatus {
+    pub email: ChannelStatus,
+    pub sms: ChannelStatus,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelStatus {
+    pub configured_provider: ProviderKind,
+    /// The account a message sent now tries first: the custom one when it is complete (for email,
+    /// with its domain verified) and not skipped by an open health circuit; otherwise the system
+    /// account, or `outbox` where the platform has no system account for the channel.
+    pub provider_in_effect: ProviderKind,
+    /// Why the configured custom account is not the one in effect.
+    pub reason: Option<String>,
+    /// The custom account's health circuit on this instance.
+    pub health: Health,
+    pub fallback_enabled: bool,
+    /// Email only: the SendGrid domain authentication.
+    pub domain: Option<DomainState>,
+    pub last_tested_at: Option<DateTime<Utc>>,
+    pub last30_days: UsageCounts,
+}
+
+/// Messages created in the last 30 days, by their current status.
+#[derive(Debug, Default, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageCounts {
+    /// Accepted by a provider: sent, delivered, opened or clicked.
+    pub sent: i64,
+    /// Delivered, opened or clicked.
+    pub delivered: i64,
+    /// Failed, undelivered, bounced or dropped.
+    pub failed: i64,
+}
+
+impl From<FactoryError> for SettingsError {
+    fn from(error: FactoryError) -> Self {
+        match error {
+            FactoryError::UnknownPractice(_) => Self::UnknownPractice,
+            other => Self::Internal(
+                anyhow::Error::new(other).context("could not build the practice's messaging route"),
+            ),
+        }
+    }
+}
+
+impl From<DeliveryError> for SettingsError {
+    fn from(error: DeliveryError) -> Self {
+        match error {
+            DeliveryError::Factory(e) => e.into(),
+            DeliveryError::Database(e) => e.into(),
+        }
+    }
+}
+
+pub async fn status(state: &AppState, practice_id: Uuid) -> Result<MessagingStatus, SettingsError> {
+    let config = load(&state.pool, practice_id).await?;
+    let mut usage = usage_last_30_days(state, practice_id).await?;
+    let email = channel_status(
+        state,
+        &config,
+        Channel::Email,
+        usage.remove(&Channel::Email).unwrap_or_default(),
+    )
+    .await?;
+    let sms = channel_status(
+        state,
+        &config,
+        Channel::Sms,
+        usage.remove(&Channel::Sms).unwrap_or_default(),
+    )
+    .await?;
+    Ok(MessagingStatus { email, sms })
+}
+
+async fn channel_status(
+    state: &AppState,
+    config: &PracticeMessagingConfig,
+    channel: Channel,
+    usage: UsageCounts,
+) -> Result<ChannelStatus, SettingsError> {
+    let route = state.messaging.route(config.id, channel).await?;
+    // `health`, not `should_skip`: reading the status must not use up the half-open probe.
+    let health = state.messaging.circuits.health(config.id, channel);
+    let (provider_in_effect, reason) = match &route.custom {
+        Some(_) if route.fallback_enabled && health == Health::Open => (
+            route.system.kind(),
+            Some("the custom account failed repeatedly; the system account sends until a probe or a successful test send shows it works again".to_string()),
+        ),
+        Some(custom) => (custom.kind(), None),
+        None => (route.system.kind(), route.custom_blocker.map(str::to_string)),
+    };
+    let (configured, last_tested_at, domain) = match channel {
+        Channel::Email => (
+            &config.email_provider,
+            config.email_last_tested_at,
+            DomainState::from_config(config),
+        ),
+        Channel::Sms => (&config.sms_provider, config.sms_last_tested_at, None),
+    };
+    Ok(ChannelStatus {
+        configured_provider: stored_provider(configured)?,
+        provider_in_effect,
+        reason,
+        health,
+        fallback_enabled: route.fallback_enabled,
+        domain,
+        last_tested_at,
+        last30_days: usage,
+    })
+}
+
+async fn usage_last_30_days(
+    state: &AppState,
+    practice_id: Uuid,
+) -> Result<HashMap<Channel, UsageCounts>, sqlx::Error> {
+    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "select message_type,
+                count(*) filter (where status in ('sent', 'delivered', 'opened', 'clicked')),
+                count(*) filter (where status in ('delivered', 'opened', 'clicked')),
+                count(*) filter (where status in ('failed', 'undelivered', 'bounced', 'dropped'))
+         from outreach_logs
+         where practice_id = $1 and created_at >= now() - interval '30 days'
+         group by message_type",
+    )
+    .bind(practice_id)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(channel, sent, delivered, failed)| {
+            Some((
+                Channel::parse(&channel)?,
+                UsageCounts {
+                    sent,
+                    delivered,
+                    failed,
+                },
+            ))
+        })
+        .collect())
+}
+
+/// `POST /email/test` and `/sms/test`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct TestSendRequest {
+    /// An email address for `/email/test`, an E.164 number for `/sms/test`.
+    #[schema(required = true, nullable = false, value_type = String, example = "pat@example.com")]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TestSendResult {
+    /// A provider accepted the message.
+    pub delivered: bool,
+    /// The account that sent or failed; absent when the recipient is suppressed.
+    pub provider: Option<ProviderKind>,
+    /// The custom account failed and the system account was used instead.
+    pub fell_back: bool,
+    pub fallback_reason: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub error: Option<String>,
+    /// The outreach log entry that records this test.
+    pub outreach_log_id: Uuid,
+}
+
+/// Sends a test message exactly as outreach would (same account choice, fallback, suppression
+/// ledger and health circuit), recorded as an outreach log. `lastTestedAt` is set only when the
+/// configured account itself delivered: a test that needed the fallback shows it does not work.
+pub async fn send_test(
+    state: &AppState,
+    caller: &PracticeCaller,
+    channel: Channel,
+    request: TestSendRequest,
+) -> Result<TestSendResult, SettingsError> {
+    let to = required(request.to)
+        .and_then(|to| match channel {
+            Channel::Email => EmailAddress::parse(&to).map(String::from),
+            Channel::Sms => PhoneE164::parse(&to).map(String::from),
+        })
+        .map_err(|e| invalid("to", e))?;
+    let config = load(&state.pool, caller.practice_id).await?;
+    let (subject, body) = match channel {
+        Channel::Email => (
+            Some(format!("Test email for {}", config.name)),
+            format!(
+                "This is a test email for {}, sent through Dentite to check the practice's email settings. \
+                 If you can read it, email works; there is nothing to do.",
+                config.name
+            ),
+        ),
+        Channel::Sms => (
+            None,
+            format!(
+                "{}: test message from Dentite. Your SMS settings work; no reply needed.",
+                config.name
+            ),
+        ),
+    };
+    let message = OutgoingMessage {
+        outreach_log_id: Uuid::new_v4(),
+        practice_id: config.id,
+        channel,
+        to,
+        subject,
+        body,
+        headers: BTreeMap::new(),
+    };
+    sqlx::query(
+        "insert into outreach_logs (id, practice_id, message_type, status, recipient, subject, body)
+         values ($1, $2, $3, 'sending', $4, $5, $6)",
+    )
+    .bind(message.outreach_log_id)
+    .bind(message.practice_id)
+    .bind(channel.as_str())
+    .bind(&message.to)
+    .bind(&message.subject)
+    .bind(&message.body)
+    .execute(&state.pool)
+    .await?;
+
+    let delivery = match state.messaging.deliver(&message, true).await {
+        Ok(delivery) => delivery,
+        Err(error) => {
+            // Leave no log stuck in `sending`.
+            record_outcome(
+                state,
+                message.outreach_log_id,
+                "failed",
+                None,
+                None,
+                None,
+                Some("the service could not attempt delivery"),
+            )
+            .await?;
+            return Err(error.into());
+        }
+    };
+    let (status, provider_message_id, error) = match delivery.result {
+        DeliveryResult::Sent {
+            provider_message_id,
+        } => ("sent", provider_message_id, None),
+        DeliveryResult::Suppressed { reason } => (
+            "suppressed",
+            None,
+            Some(format!("not sent: the recipient is suppressed ({reason})")),
+        ),
+        DeliveryResult::Failed { error, .. } => ("failed", None, Some(error.to_string())),
+    };
+    record_outcome(
+        state,
+        message.outreach_log_id,
+        status,
+        delivery.provider,
+        provider_message_id.as_deref(),
+        delivery.fallback_reason.as_deref(),
+        error.as_deref(),
+    )
+    .await?;
+    let delivered = status == "sent";
+    if delivered && !delivery.fell_back {
+        let touch = match channel {
+            Channel::Email => "update practices set email_last_tested_at = now() where id = $1",
+            Channel::Sms => "update practices set sms_last_tested_at = now() where id = $1",
+        };
+        sqlx::query(touch)
+            .bind(config.id)
+            .execute(&state.pool)
+            .await?;
+    }
+    Ok(TestSendResult {
+        delivered,
+        provider: delivery.provider,
+        fell_back: delivery.fell_back,
+        fallback_reason: delivery.fallback_reason,
+        provider_message_id,
+        error,
+        outreach_log_id: message.outreach_log_id,
+    })
+}
+
+async fn record_outcome(
+    state: &AppState,
+    log_id: Uuid,
+    status: &str,
+    provider: Option<ProviderKind>,
+    provider_message_id: Option<&str>,
+    fallback_reason: Option<&str>,
+    error: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update outreach_logs
+         set status = $2, messaging_provider = $3, provider_message_id = $4, fallback_reason = $5, error = $6, updated_at = now()
+         where id = $1",
+    )
+    .bind(log_id)
+    .bind(status)
+    .bind(provider.map(ProviderKind::as_str))
+    .bind(provider_message_id)
+    .bind(fallback_reason)
+    .bind(error)
+    .execute(&state.pool)
+    .await?;
+    Ok(())
+}
