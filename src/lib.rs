@@ -156,7 +156,14 @@ impl Application {
         state: &AppState,
         stop: watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
-        state.workers().spawn(stop)
+        let scheduler = outreach::scheduler::run_scheduler(
+            state.pool.clone(),
+            stop.clone(),
+            state.settings.queue.poll_interval,
+        );
+        let mut tasks = state.workers().spawn(stop);
+        tasks.push(tokio::spawn(scheduler));
+        tasks
     }
 }
 

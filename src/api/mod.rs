@@ -1,10 +1,14 @@
 //! HTTP: one router per resource, merged here, with the OpenAPI document generated from the
 //! handlers themselves.
 
+mod analytics;
 pub mod auth;
 pub mod json;
 mod messages;
 mod ops;
+mod outreach_logs;
+mod patients;
+mod sequences;
 mod webhooks;
 
 use std::time::Duration;
@@ -18,7 +22,7 @@ use tower_http::{
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::AppState;
+use crate::{AppState, error::ApiError, outreach::OutreachError};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -52,7 +56,22 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(auth::router())
         .merge(messages::router())
         .merge(webhooks::router())
+        .merge(patients::router())
+        .merge(sequences::router())
+        .merge(outreach_logs::router())
+        .merge(analytics::router())
         .split_for_parts()
+}
+
+/// The outreach routes (patients, sequences, logs, analytics) share one domain error.
+impl From<OutreachError> for ApiError {
+    fn from(error: OutreachError) -> Self {
+        match error {
+            OutreachError::Invalid(fields) => Self::Validation(fields),
+            OutreachError::NotFound(what) => Self::NotFound(what),
+            OutreachError::Database(e) => e.into(),
+        }
+    }
 }
 
 pub fn app(state: AppState) -> Router {
