@@ -50,6 +50,11 @@ impl FieldErrors {
         self.0.is_empty()
     }
 
+    /// The names of the fields in error, alphabetically.
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
     /// `Ok(())` when nothing was recorded, so handlers can `errors.finish()?`.
     pub fn finish(self) -> Result<(), ApiError> {
         if self.is_empty() {

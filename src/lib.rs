@@ -158,10 +158,18 @@ impl Application {
         state: &AppState,
         stop: watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
-        let mut tasks = vec![tokio::spawn(domains::recheck_unverified_domains(
-            state.clone(),
+        let scheduler = outreach::scheduler::run_scheduler(
+            state.pool.clone(),
             stop.clone(),
-        ))];
+            state.settings.queue.poll_interval,
+        );
+        let mut tasks = vec![
+            tokio::spawn(domains::recheck_unverified_domains(
+                state.clone(),
+                stop.clone(),
+            )),
+            tokio::spawn(scheduler),
+        ];
         tasks.extend(state.workers().spawn(stop));
         tasks
     }

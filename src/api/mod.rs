@@ -2,10 +2,14 @@
 //! handlers themselves.
 
 mod admin;
+mod analytics;
 pub mod auth;
 pub mod json;
 mod messages;
 mod ops;
+mod outreach_logs;
+mod patients;
+mod sequences;
 mod settings;
 mod webhooks;
 
@@ -20,7 +24,7 @@ use tower_http::{
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::AppState;
+use crate::{AppState, error::ApiError, outreach::OutreachError};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -56,6 +60,10 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(webhooks::router())
         .merge(settings::router())
         .merge(admin::router())
+        .merge(patients::router())
+        .merge(sequences::router())
+        .merge(outreach_logs::router())
+        .merge(analytics::router())
         .split_for_parts()
 }
 
@@ -67,6 +75,17 @@ fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, crate::
             "limit",
             format!("must be between 1 and {max}"),
         )),
+    }
+}
+
+/// The outreach routes (patients, sequences, logs, analytics) share one domain error.
+impl From<OutreachError> for ApiError {
+    fn from(error: OutreachError) -> Self {
+        match error {
+            OutreachError::Invalid(fields) => Self::Validation(fields),
+            OutreachError::NotFound(what) => Self::NotFound(what),
+            OutreachError::Database(e) => e.into(),
+        }
     }
 }
 

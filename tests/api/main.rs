@@ -5,6 +5,7 @@ mod drills;
 mod foundation;
 mod helpers;
 mod messaging;
+mod outreach;
 mod pg_proxy;
 mod process;
 mod queue;

@@ -1,0 +1,47 @@
+//! Messaging numbers: a practice's own, and the platform's across practices.
+
+use axum::extract::State;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use super::{
+    auth::PlatformAdmin,
+    json::{Json, Query},
+};
+use crate::{
+    AppState,
+    auth::PracticeCaller,
+    error::{ApiError, ErrorBody},
+    outreach::analytics::{self, PlatformUsage, PracticeUsage, UsageQuery},
+};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(practice_usage))
+        .routes(routes!(platform_usage))
+}
+
+/// The practice's messages of the last `days` days per provider and type: total, delivered
+/// (delivered, opened or clicked) and failed (failed, undelivered, bounced or dropped).
+#[utoipa::path(get, path = "/api/analytics/messaging", tag = "analytics", security(("bearer" = [])), params(UsageQuery),
+    responses((status = 200, body = PracticeUsage), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn practice_usage(
+    State(state): State<AppState>,
+    caller: PracticeCaller,
+    Query(query): Query<UsageQuery>,
+) -> Result<Json<PracticeUsage>, ApiError> {
+    Ok(Json(
+        analytics::for_practice(&state.pool, caller.practice_id, &query).await?,
+    ))
+}
+
+/// The same numbers across every practice, and per practice. Platform administrators only.
+#[utoipa::path(get, path = "/api/admin/messaging/usage", tag = "admin", security(("bearer" = [])), params(UsageQuery),
+    responses((status = 200, body = PlatformUsage), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn platform_usage(
+    State(state): State<AppState>,
+    _admin: PlatformAdmin,
+    Query(query): Query<UsageQuery>,
+) -> Result<Json<PlatformUsage>, ApiError> {
+    Ok(Json(analytics::for_platform(&state.pool, &query).await?))
+}

@@ -1,0 +1,315 @@
+//! Outreach logs: one per message, with the provider events that followed it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, types::JsonValue};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{
+    OutreachError,
+    page::{NewestFirst, Page, PageRequest},
+};
+use crate::{
+    error::FieldErrors,
+    messaging::{Channel, ProviderKind},
+};
+
+/// Every value of `outreach_logs.status`, in the order a message moves through them; the last
+/// six are final.
+pub const STATUSES: [&str; 12] = [
+    "queued",
+    "sending",
+    "sent",
+    "delivered",
+    "opened",
+    "clicked",
+    "failed",
+    "undelivered",
+    "bounced",
+    "dropped",
+    "spam_reported",
+    "suppressed",
+];
+
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct OutreachLog {
+    pub id: Uuid,
+    #[schema(value_type = Channel)]
+    pub channel: String,
+    /// queued, sending, sent, delivered, opened, clicked; final: failed, undelivered, bounced,
+    /// dropped, spam_reported, suppressed.
+    pub status: String,
+    /// The account that sent; absent until one did (and for suppressed messages).
+    #[schema(value_type = Option<ProviderKind>)]
+    pub messaging_provider: Option<String>,
+    /// Why the system account sent instead of the practice's own.
+    pub fallback_reason: Option<String>,
+    pub provider_message_id: Option<String>,
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Absent when the patient has since been deleted.
+    pub patient_id: Option<Uuid>,
+    pub recipient: String,
+    pub subject: Option<String>,
+}
+
+/// Selected by every query returning an [`OutreachLog`].
+macro_rules! log_select {
+    () => {
+        "select id, message_type as channel, status, messaging_provider, fallback_reason, provider_message_id,
+                error, created_at, updated_at, patient_id, recipient, subject
+         from outreach_logs "
+    };
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutreachLogDetail {
+    #[serde(flatten)]
+    pub log: OutreachLog,
+    /// Webhook events from SendGrid or Twilio about this message, oldest first.
+    pub events: Vec<ProviderEvent>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderEvent {
+    /// The provider's own name for it: `delivered`, `open`, `bounce`, `undelivered`…
+    pub event_type: String,
+    /// When the provider says it happened, if it says.
+    pub occurred_at: Option<DateTime<Utc>>,
+    pub received_at: DateTime<Utc>,
+    /// The event as the provider sent it.
+    #[schema(value_type = Object)]
+    pub payload: JsonValue,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct LogQuery {
+    #[param(value_type = Option<Channel>)]
+    pub channel: Option<String>,
+    /// queued, sending, sent, delivered, opened, clicked, failed, undelivered, bounced, dropped,
+    /// spam_reported or suppressed.
+    pub status: Option<String>,
+    #[param(value_type = Option<ProviderKind>)]
+    pub provider: Option<String>,
+    /// Logs created at or after this RFC 3339 time.
+    #[param(value_type = Option<DateTime<Utc>>)]
+    pub since: Option<String>,
+    /// Logs created before this RFC 3339 time.
+    #[param(value_type = Option<DateTime<Utc>>)]
+    pub until: Option<String>,
+    /// Only this patient's messages.
+    #[param(value_type = Option<Uuid>)]
+    pub patient_id: Option<String>,
+    /// Page size, 1 to 100 (default 50).
+    #[param(value_type = Option<i64>)]
+    pub limit: Option<String>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+struct LogFilter<'q> {
+    channel: Option<&'q str>,
+    status: Option<&'q str>,
+    provider: Option<&'q str>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    patient_id: Option<Uuid>,
+}
+
+impl LogQuery {
+    fn filter(&self, errors: &mut FieldErrors) -> LogFilter<'_> {
+        let channel = one_of(
+            errors,
+            "channel",
+            self.channel.as_deref(),
+            [Channel::Email, Channel::Sms].map(Channel::as_str),
+        );
+        let provider = one_of(
+            errors,
+            "provider",
+            self.provider.as_deref(),
+            [
+                ProviderKind::SystemSendgrid,
+                ProviderKind::CustomSendgrid,
+                ProviderKind::SystemTwilio,
+                ProviderKind::CustomTwilio,
+                ProviderKind::Outbox,
+            ]
+            .map(ProviderKind::as_str),
+        );
+        let since = timestamp(errors, "since", self.since.as_deref());
+        let until = timestamp(errors, "until", self.until.as_deref());
+        if let (Some(since), Some(until)) = (since, until)
+            && since >= until
+        {
+            errors.add("until", "must be later than since");
+        }
+        let patient_id = self.patient_id.as_deref().and_then(|id| {
+            errors.check(
+                "patientId",
+                Uuid::parse_str(id.trim()).map_err(|_| "must be a patient id"),
+            )
+        });
+        LogFilter {
+            channel,
+            status: one_of(errors, "status", self.status.as_deref(), STATUSES),
+            provider,
+            since,
+            until,
+            patient_id,
+        }
+    }
+}
+
+/// The value when it is one of `allowed`; records the allowed values under `field` otherwise.
+fn one_of<'q, const N: usize>(
+    errors: &mut FieldErrors,
+    field: &str,
+    value: Option<&'q str>,
+    allowed: [&'static str; N],
+) -> Option<&'q str> {
+    let value = value.map(str::trim).filter(|v| !v.is_empty())?;
+    if allowed.contains(&value) {
+        Some(value)
+    } else {
+        errors.add(field, format!("must be one of {}", allowed.join(", ")));
+        None
+    }
+}
+
+fn timestamp(errors: &mut FieldErrors, field: &str, value: Option<&str>) -> Option<DateTime<Utc>> {
+    let value = value.map(str::trim).filter(|v| !v.is_empty())?;
+    errors.check(
+        field,
+        DateTime::parse_from_rfc3339(value)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| "must be an RFC 3339 time like 2026-01-31T09:00:00Z"),
+    )
+}
+
+/// The practice's logs matching the query, newest first.
+pub async fn list(
+    pool: &PgPool,
+    practice_id: Uuid,
+    query: &LogQuery,
+) -> Result<Page<OutreachLog>, OutreachError> {
+    let mut errors = FieldErrors::new();
+    let filter = query.filter(&mut errors);
+    let page =
+        PageRequest::<NewestFirst>::parse(errors, query.limit.as_deref(), query.cursor.as_deref())
+            .map_err(OutreachError::Invalid)?;
+    let after = page.after.as_ref();
+    let rows: Vec<OutreachLog> = sqlx::query_as(concat!(
+        log_select!(),
+        "where practice_id = $1
+           and ($2::text is null or message_type = $2)
+           and ($3::text is null or status = $3)
+           and ($4::text is null or messaging_provider = $4)
+           and ($5::timestamptz is null or created_at >= $5)
+           and ($6::timestamptz is null or created_at < $6)
+           and ($7::uuid is null or patient_id = $7)
+           and ($8::timestamptz is null or (created_at, id) < ($8, $9))
+         order by created_at desc, id desc
+         limit $10"
+    ))
+    .bind(practice_id)
+    .bind(filter.channel)
+    .bind(filter.status)
+    .bind(filter.provider)
+    .bind(filter.since)
+    .bind(filter.until)
+    .bind(filter.patient_id)
+    .bind(after.map(|key| key.0))
+    .bind(after.map(|key| key.1))
+    .bind(page.fetch_limit())
+    .fetch_all(pool)
+    .await?;
+    Ok(page.page(rows, |log| (log.created_at, log.id)))
+}
+
+/// One log of the practice with its provider events.
+pub async fn get(
+    pool: &PgPool,
+    practice_id: Uuid,
+    id: Uuid,
+) -> Result<OutreachLogDetail, OutreachError> {
+    let log: OutreachLog =
+        sqlx::query_as(concat!(log_select!(), "where id = $1 and practice_id = $2"))
+            .bind(id)
+            .bind(practice_id)
+            .fetch_optional(pool)
+            .await?
+            .ok_or(OutreachError::NotFound("outreach log"))?;
+    let events = sqlx::query_as(
+        "select event_type, occurred_at, received_at, payload from provider_events
+         where outreach_log_id = $1
+         order by coalesce(occurred_at, received_at), id",
+    )
+    .bind(id)
+    .fetch_all(pool)
+    .await?;
+    Ok(OutreachLogDetail { log, events })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invalid_fields(query: &LogQuery) -> Vec<String> {
+        let mut errors = FieldErrors::new();
+        query.filter(&mut errors);
+        errors.fields().map(String::from).collect()
+    }
+
+    #[test]
+    fn every_bad_filter_is_named() {
+        let bad = LogQuery {
+            channel: Some("fax".into()),
+            status: Some("lost".into()),
+            provider: Some("mailgun".into()),
+            since: Some("yesterday".into()),
+            patient_id: Some("42".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            invalid_fields(&bad),
+            ["channel", "patientId", "provider", "since", "status"]
+        );
+        let backwards = LogQuery {
+            since: Some("2026-02-01T00:00:00Z".into()),
+            until: Some("2026-01-01T00:00:00Z".into()),
+            ..Default::default()
+        };
+        assert_eq!(invalid_fields(&backwards), ["until"]);
+    }
+
+    #[test]
+    fn good_filters_parse_and_times_are_read_in_utc() {
+        let good = LogQuery {
+            channel: Some("sms".into()),
+            status: Some("spam_reported".into()),
+            provider: Some("custom_twilio".into()),
+            since: Some("2026-01-01T00:00:00+01:00".into()),
+            until: Some("2026-01-01T00:00:00Z".into()),
+            ..Default::default()
+        };
+        let mut errors = FieldErrors::new();
+        let filter = good.filter(&mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(
+            (filter.channel, filter.status, filter.provider),
+            (Some("sms"), Some("spam_reported"), Some("custom_twilio"))
+        );
+        assert_eq!(
+            filter.since.unwrap().to_rfc3339(),
+            "2025-12-31T23:00:00+00:00"
+        );
+    }
+}
