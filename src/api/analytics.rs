@@ -11,7 +11,7 @@ use crate::{
     AppState,
     auth::PracticeCaller,
     error::{ApiError, ErrorBody},
-    outreach::analytics::{self, PlatformUsage, PracticeUsage, UsageQuery},
+    outreach::analytics::{self, PlatformUsage, UsageQuery, UsageRow},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -23,12 +23,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// The practice's messages of the last `days` days per provider and type: total, delivered
 /// (delivered, opened or clicked) and failed (failed, undelivered, bounced or dropped).
 #[utoipa::path(get, path = "/api/analytics/messaging", tag = "analytics", security(("bearer" = [])), params(UsageQuery),
-    responses((status = 200, body = PracticeUsage), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = [UsageRow]), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn practice_usage(
     State(state): State<AppState>,
     caller: PracticeCaller,
     Query(query): Query<UsageQuery>,
-) -> Result<Json<PracticeUsage>, ApiError> {
+) -> Result<Json<Vec<UsageRow>>, ApiError> {
     Ok(Json(
         analytics::for_practice(&state.pool, caller.practice_id, &query).await?,
     ))

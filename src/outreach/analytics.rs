@@ -62,13 +62,6 @@ pub struct UsageRow {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct PracticeUsage {
-    pub days: i32,
-    pub rows: Vec<UsageRow>,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
 pub struct PlatformUsage {
     pub days: i32,
     /// Every practice together.
@@ -143,13 +136,10 @@ pub async fn for_practice(
     pool: &PgPool,
     practice_id: Uuid,
     query: &UsageQuery,
-) -> Result<PracticeUsage, OutreachError> {
+) -> Result<Vec<UsageRow>, OutreachError> {
     let days = query.days()?;
     let rows = usage_by_practice(pool, Some(practice_id), days).await?;
-    Ok(PracticeUsage {
-        days,
-        rows: rows.into_iter().map(|row| row.usage).collect(),
-    })
+    Ok(rows.into_iter().map(|row| row.usage).collect())
 }
 
 /// Across every practice: one grouped scan of the window, summed here for the platform totals.
