@@ -131,12 +131,11 @@ impl Workers {
     }
 
     /// Claims one batch and processes it; returns how many jobs it handled.
+    /// The batch's messages are sent concurrently: each waits mostly on its provider's answer.
     pub async fn run_once(&self) -> Result<usize, sqlx::Error> {
         let jobs = self.claim().await?;
         let count = jobs.len();
-        for job in jobs {
-            self.process(job).await?;
-        }
+        futures::future::try_join_all(jobs.into_iter().map(|job| self.process(job))).await?;
         Ok(count)
     }
 

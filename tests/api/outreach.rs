@@ -1106,3 +1106,89 @@ async fn the_background_scheduler_queues_a_due_step_without_being_driven() {
             .unwrap();
     assert_eq!(logs, [("Hi Pat".to_string(), Some(0))]);
 }
+
+#[tokio::test]
+async fn a_later_step_waits_for_its_delay_and_then_completes_the_enrolment() {
+    let app = TestEnv::new().without_background().spawn().await;
+    let owner = app.practice_owner().await;
+    let steps = json!([
+        {"channel": "sms", "delayMinutes": 0, "body": "Hi {{firstName}}"},
+        {"channel": "sms", "delayMinutes": 1, "body": "Still there, {{firstName}}?"},
+    ]);
+    let sequence = create_sequence(&app, &owner, steps).await;
+    let pat = patient_id(&app, &owner, "Pat", "Lee", None, Some("+15551234567")).await;
+    enroll(&app, &owner, &sequence, &[&pat]).await;
+
+    assert_eq!(enqueue_due_steps(&app.pool, 100).await.unwrap(), 1);
+    let (status, next_step, _, next_run_at) = enrollment(&app.pool, &sequence, &pat).await;
+    assert_eq!((status.as_str(), next_step), ("active", 1));
+    let wait = next_run_at.unwrap() - Utc::now();
+    assert!(
+        wait > chrono::Duration::seconds(50) && wait <= chrono::Duration::seconds(60),
+        "{wait}"
+    );
+    assert_eq!(
+        enqueue_due_steps(&app.pool, 100).await.unwrap(),
+        0,
+        "not before its delay"
+    );
+
+    // The minute passes.
+    sqlx::query("update sequence_enrollments set next_run_at = now() - interval '1 second'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(enqueue_due_steps(&app.pool, 100).await.unwrap(), 1);
+    assert_eq!(queued_messages(&app.pool).await[1].3, "Still there, Pat?");
+    assert_eq!(enrollment(&app.pool, &sequence, &pat).await.0, "completed");
+}
+
+#[tokio::test]
+async fn a_stop_reply_mid_sequence_stops_the_enrolment_before_its_next_step() {
+    use dentite::webhooks::signature::{TwilioAlgorithm, sign_twilio};
+    let app = TestEnv::new()
+        .with_system_accounts()
+        .without_background()
+        .spawn()
+        .await;
+    let owner = app.practice_owner().await;
+    let steps = json!([
+        {"channel": "sms", "delayMinutes": 0, "body": "Hi {{firstName}}"},
+        {"channel": "sms", "delayMinutes": 0, "body": "Book your cleaning"},
+    ]);
+    let sequence = create_sequence(&app, &owner, steps).await;
+    let pat = patient_id(&app, &owner, "Pat", "Lee", None, Some("+15551234567")).await;
+    enroll(&app, &owner, &sequence, &[&pat]).await;
+    assert_eq!(enqueue_due_steps(&app.pool, 100).await.unwrap(), 1);
+
+    let params: Vec<(String, String)> = [
+        ("AccountSid", crate::helpers::SYSTEM_TWILIO_SID),
+        ("MessageSid", "SM00000000000000000000000000000001"),
+        ("From", "+15551234567"),
+        ("To", crate::helpers::SYSTEM_TWILIO_NUMBER),
+        ("Body", "Stop"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let signature = sign_twilio(
+        "https://hooks.dentite.test/api/webhooks/twilio-incoming",
+        &params,
+        crate::helpers::SYSTEM_TWILIO_TOKEN.as_bytes(),
+        TwilioAlgorithm::HmacSha1,
+    );
+    let reply = app
+        .http
+        .post(app.url("/api/webhooks/twilio-incoming"))
+        .header("X-Twilio-Signature", signature)
+        .form(&params)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+
+    assert_eq!(enqueue_due_steps(&app.pool, 100).await.unwrap(), 0);
+    let (status, next_step, reason, _) = enrollment(&app.pool, &sequence, &pat).await;
+    assert_eq!((status.as_str(), next_step), ("stopped", 1));
+    assert!(reason.is_some());
+}
