@@ -349,7 +349,8 @@ async fn the_service_killed_mid_send_and_started_again_sends_every_queued_messag
             .or_default() += 1;
     }
     assert_eq!(sends.len(), 200);
-    // At-least-once: only messages in flight at the kill (at most one per worker) may go twice.
+    // At-least-once: only messages in flight at the kill may go twice; each of the 4 workers
+    // sends its claimed batch (at most 16) concurrently.
     let duplicates: usize = sends.values().map(|n| n - 1).sum();
-    assert!(duplicates <= 4, "{duplicates} duplicates");
+    assert!(duplicates <= 4 * 16, "{duplicates} duplicates");
 }
