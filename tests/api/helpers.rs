@@ -360,6 +360,27 @@ impl TestApp {
         body["id"].as_str().unwrap().parse().unwrap()
     }
 
+    /// Queues `count` emails straight through the queue, in one transaction.
+    pub async fn enqueue_emails(&self, practice: Uuid, patient: Uuid, count: usize) {
+        let mut tx = self.pool.begin().await.unwrap();
+        for i in 0..count {
+            let message = dentite::outreach::queue::NewMessage {
+                practice_id: practice,
+                patient_id: Some(patient),
+                channel: dentite::messaging::Channel::Email,
+                recipient: format!("p{i}@example.com"),
+                subject: Some("Recall".into()),
+                body: "Time for a check-up".into(),
+                sequence_enrollment_id: None,
+                sequence_step: None,
+            };
+            dentite::outreach::queue::enqueue(&mut tx, &message)
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+    }
+
     /// Runs the send workers until nothing is due.
     pub async fn drain_queue(&self) {
         let workers = self.state.workers();

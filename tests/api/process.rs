@@ -278,25 +278,7 @@ async fn the_service_killed_mid_send_and_started_again_sends_every_queued_messag
     let patient = app
         .create_patient(practice, "pat@example.com", "+15557654321")
         .await;
-    let mut tx = app.pool.begin().await.unwrap();
-    for i in 0..200 {
-        dentite::outreach::queue::enqueue(
-            &mut tx,
-            &dentite::outreach::queue::NewMessage {
-                practice_id: practice,
-                patient_id: Some(patient),
-                channel: dentite::messaging::Channel::Email,
-                recipient: format!("p{i}@example.com"),
-                subject: Some("Recall".into()),
-                body: "Time for a check-up".into(),
-                sequence_enrollment_id: None,
-                sequence_step: None,
-            },
-        )
-        .await
-        .unwrap();
-    }
-    tx.commit().await.unwrap();
+    app.enqueue_emails(practice, patient, 200).await;
 
     let lease = [("SEND_LEASE_SECS", "2"), ("SEND_WORKERS", "4")];
     let (mut first, _) = serve(url.as_str(), &sendgrid, &lease, Stdio::null()).await;

@@ -270,6 +270,18 @@ async fn a_message_that_keeps_failing_ends_failed_with_the_last_reason_after_its
     assert!(app.log_row(id).await.4.unwrap().contains("503"));
 }
 
+/// The fake Twilio answers the one send it expects with a 400 and this error code.
+async fn twilio_refuses_once(app: &TestApp, code: i64, message: &str) {
+    Mock::given(method("POST"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(json!({"code": code, "message": message, "status": 400})),
+        )
+        .expect(1)
+        .mount(&app.twilio)
+        .await;
+}
+
 #[tokio::test]
 async fn a_rejected_recipient_is_not_retried() {
     let app = system_app(&[]).await;
@@ -281,12 +293,7 @@ async fn a_rejected_recipient_is_not_retried() {
             "+15557654321",
         )
         .await;
-    let body = json!({"code": 21211, "message": "The 'To' number is not a valid phone number.", "status": 400});
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(body))
-        .expect(1)
-        .mount(&app.twilio)
-        .await;
+    twilio_refuses_once(&app, 21211, "The 'To' number is not a valid phone number.").await;
     let id = app.queue_message(&owner, patient, "sms").await;
     app.drain_queue().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -310,12 +317,7 @@ async fn twilio_21610_on_a_send_adds_the_number_to_the_ledger_and_the_next_send_
             "+15557654321",
         )
         .await;
-    let body = json!({"code": 21610, "message": "Attempt to send to unsubscribed recipient", "status": 400});
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(400).set_body_json(body))
-        .expect(1)
-        .mount(&app.twilio)
-        .await;
+    twilio_refuses_once(&app, 21610, "Attempt to send to unsubscribed recipient").await;
     let first = app.queue_message(&owner, patient, "sms").await;
     app.drain_queue().await;
     assert_eq!(app.log_row(first).await.0, "failed");
@@ -344,25 +346,7 @@ async fn two_worker_pools_drain_a_thousand_jobs_sending_each_exactly_once() {
     let patient = first
         .create_patient(practice, "pat@example.com", "+15557654321")
         .await;
-    let mut tx = first.pool.begin().await.unwrap();
-    for i in 0..1000 {
-        dentite::outreach::queue::enqueue(
-            &mut tx,
-            &dentite::outreach::queue::NewMessage {
-                practice_id: practice,
-                patient_id: Some(patient),
-                channel: dentite::messaging::Channel::Email,
-                recipient: format!("p{i}@example.com"),
-                subject: Some("Hi".into()),
-                body: "Hello".into(),
-                sequence_enrollment_id: None,
-                sequence_step: None,
-            },
-        )
-        .await
-        .unwrap();
-    }
-    tx.commit().await.unwrap();
+    first.enqueue_emails(practice, patient, 1000).await;
     Mock::given(method("POST"))
         .and(path("/v3/mail/send"))
         .respond_with(ResponseTemplate::new(202))
