@@ -205,6 +205,7 @@ async fn suppressed(
 
 /// The patient behind `PATIENT_EMAIL` and `PATIENT_PHONE`, enrolled in an active sequence.
 async fn enrolled_patient(app: &TestApp, practice: Uuid) -> Uuid {
+    // Its next step is a day away, so the running scheduler leaves it alone during the test.
     sqlx::query_scalar(
         "with patient as (
              insert into patients (id, practice_id, first_name, last_name, email, phone)
@@ -213,7 +214,7 @@ async fn enrolled_patient(app: &TestApp, practice: Uuid) -> Uuid {
              insert into sequences (id, practice_id, name, steps) values (gen_random_uuid(), $1, 'Recall', '[]') returning id
          )
          insert into sequence_enrollments (id, sequence_id, practice_id, patient_id, next_run_at)
-         select gen_random_uuid(), sequence.id, $1, patient.id, now() from patient, sequence
+         select gen_random_uuid(), sequence.id, $1, patient.id, now() + interval '1 day' from patient, sequence
          returning id",
     )
     .bind(practice)
