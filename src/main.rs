@@ -4,7 +4,12 @@ use std::{io::Read, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use dentite::{
-    Application, ServeOptions, auth::Role, cli, config::Settings, shutdown_signal, telemetry,
+    Application, ServeOptions,
+    auth::Role,
+    cli,
+    config::Settings,
+    config::{LogFormat, ProcessEnv},
+    shutdown_signal, telemetry,
 };
 use uuid::Uuid;
 
@@ -102,8 +107,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         print!("{}", cli::generate_keys());
         return Ok(());
     }
+    // Logging starts before the settings are read, so their warnings (development keys) show.
+    let _ = dotenvy::dotenv();
+    telemetry::init_tracing(LogFormat::from_env(&ProcessEnv)?);
     let settings = Settings::from_process_env()?;
-    telemetry::init_tracing(settings.log_format);
     dentite::install_crypto_provider();
     match cli.command {
         Command::Serve { no_migrate } => {

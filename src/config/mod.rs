@@ -35,6 +35,19 @@ pub enum LogFormat {
     Json,
 }
 
+impl LogFormat {
+    pub fn from_env(env: &impl Env) -> Result<Self, ConfigError> {
+        match env.get("LOG_FORMAT").as_deref() {
+            None | Some("text") => Ok(Self::Text),
+            Some("json") => Ok(Self::Json),
+            Some(other) => Err(invalid(
+                "LOG_FORMAT",
+                format!("expected text or json, got {other:?}"),
+            )),
+        }
+    }
+}
+
 /// The platform's own SendGrid account.
 #[derive(Clone)]
 pub struct SystemSendGrid {
@@ -269,16 +282,7 @@ impl Settings {
             twilio_webhook_shared_key: env.get("TWILIO_WEBHOOK_SHARED_KEY").map(SecretString::from),
             twilio_webhook_shared_key_id: env.get("TWILIO_WEBHOOK_SHARED_KEY_ID"),
             provider_timeout: Duration::from_millis(parse_or(env, "PROVIDER_TIMEOUT_MS", "10000")?),
-            log_format: match env.get("LOG_FORMAT").as_deref() {
-                None | Some("text") => LogFormat::Text,
-                Some("json") => LogFormat::Json,
-                Some(other) => {
-                    return Err(invalid(
-                        "LOG_FORMAT",
-                        format!("expected text or json, got {other:?}"),
-                    ));
-                }
-            },
+            log_format: LogFormat::from_env(env)?,
             queue: QueueSettings {
                 workers: parse_or(env, "SEND_WORKERS", "8")?,
                 max_attempts: parse_or(env, "SEND_MAX_ATTEMPTS", "8")?,
