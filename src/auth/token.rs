@@ -33,7 +33,14 @@ pub struct TokenSigner {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Tokens already verified, by their exact text: an Ed25519 check costs more than the rest
+    /// of a typical request, and a token's claims cannot change. Expiry is still checked on
+    /// every use.
+    verified: moka::sync::Cache<String, Claims>,
 }
+
+/// Enough for every active session of a busy instance.
+const VERIFIED_CAPACITY: u64 = 10_000;
 
 impl TokenSigner {
     pub fn from_seed(seed: &[u8; 32]) -> anyhow::Result<Self> {
@@ -48,6 +55,10 @@ impl TokenSigner {
             encoding: EncodingKey::from_ed_der(der.as_bytes()),
             decoding: DecodingKey::from_ed_der(signing.verifying_key().as_bytes()),
             validation,
+            verified: moka::sync::Cache::builder()
+                .max_capacity(VERIFIED_CAPACITY)
+                .time_to_live(Duration::from_secs(15 * 60))
+                .build(),
         })
     }
 
@@ -73,12 +84,21 @@ impl TokenSigner {
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        if let Some(claims) = self.verified.get(token) {
+            return if claims.exp > Utc::now().timestamp() {
+                Ok(claims)
+            } else {
+                Err(TokenError::Expired)
+            };
+        }
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
                 _ => TokenError::Invalid,
-            })
+            })?;
+        self.verified.insert(token.to_string(), claims.clone());
+        Ok(claims)
     }
 }
 
@@ -138,6 +158,24 @@ mod tests {
             signer(1).verify(&parts.join(".")).unwrap_err(),
             TokenError::Invalid
         );
+    }
+
+    #[test]
+    fn a_token_verified_before_is_still_refused_once_it_expires() {
+        let s = signer(1);
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            sub: Uuid::new_v4(),
+            practice: None,
+            role: Role::Owner,
+            iat: now,
+            exp: now + 1,
+        };
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &s.encoding).unwrap();
+        assert!(s.verify(&token).is_ok());
+        std::thread::sleep(Duration::from_millis(2100));
+        assert_eq!(s.verify(&token).unwrap_err(), TokenError::Expired);
     }
 
     #[test]
