@@ -36,6 +36,42 @@ pub struct Workers {
     wake: Arc<Notify>,
 }
 
+/// The final outcome of one job, recorded with the rest of its batch.
+struct Outcome {
+    job_id: i64,
+    outreach_log_id: Uuid,
+    status: &'static str,
+    provider: Option<&'static str>,
+    provider_message_id: Option<String>,
+    fallback_reason: Option<String>,
+    error: Option<String>,
+}
+
+impl Outcome {
+    fn new(job: &ClaimedJob, delivery: &Delivery) -> Self {
+        let (status, provider_message_id, error) = match &delivery.result {
+            DeliveryResult::Sent {
+                provider_message_id,
+            } => ("sent", provider_message_id.clone(), None),
+            DeliveryResult::Suppressed { reason } => (
+                "suppressed",
+                None,
+                Some(format!("recipient is suppressed: {reason}")),
+            ),
+            DeliveryResult::Failed { error, .. } => ("failed", None, Some(error.to_string())),
+        };
+        Self {
+            job_id: job.job_id,
+            outreach_log_id: job.outreach_log_id,
+            status,
+            provider: delivery.provider.map(ProviderKind::as_str),
+            provider_message_id,
+            fallback_reason: delivery.fallback_reason.clone(),
+            error,
+        }
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct ClaimedJob {
     job_id: i64,
@@ -130,13 +166,27 @@ impl Workers {
         }
     }
 
-    /// Claims one batch and processes it; returns how many jobs it handled.
-    /// The batch's messages are sent concurrently: each waits mostly on its provider's answer.
+    /// Claims one batch and processes it; returns how many jobs it handled. The batch's messages
+    /// are sent concurrently (each waits mostly on its provider's answer) and their outcomes
+    /// recorded together in one statement.
     pub async fn run_once(&self) -> Result<usize, sqlx::Error> {
         let jobs = self.claim().await?;
         let count = jobs.len();
-        futures::future::try_join_all(jobs.into_iter().map(|job| self.process(job))).await?;
-        Ok(count)
+        // Every send runs to its end even if another fails: none may be cut off after the
+        // provider accepted it.
+        let results =
+            futures::future::join_all(jobs.into_iter().map(|job| self.process(job))).await;
+        let mut outcomes = Vec::with_capacity(count);
+        let mut first_error = None;
+        for result in results {
+            match result {
+                Ok(Some(outcome)) => outcomes.push(outcome),
+                Ok(None) => {}
+                Err(e) => first_error = first_error.or(Some(e)),
+            }
+        }
+        self.finish_despite_outage(&outcomes).await?;
+        first_error.map_or(Ok(count), Err)
     }
 
     async fn claim(&self) -> Result<Vec<ClaimedJob>, sqlx::Error> {
@@ -196,21 +246,24 @@ impl Workers {
         Ok(jobs)
     }
 
-    async fn process(&self, job: ClaimedJob) -> Result<(), sqlx::Error> {
+    /// Sends one job's message; returns its final outcome, or `None` when the job was
+    /// rescheduled or had nothing to send.
+    async fn process(&self, job: ClaimedJob) -> Result<Option<Outcome>, sqlx::Error> {
         if !matches!(job.status.as_str(), "queued" | "sending") {
             // The message already has an outcome (a job re-run after a crash): nothing to send.
             sqlx::query("delete from send_jobs where id = $1")
                 .bind(job.job_id)
                 .execute(&self.pool)
                 .await?;
-            return Ok(());
+            return Ok(None);
         }
         let channel = Channel::parse(&job.message_type).unwrap_or(Channel::Email);
         let route = match self.messaging.route(job.practice_id, channel).await {
             Ok(route) => route,
             Err(e) => {
                 tracing::error!(error = %e, job = job.job_id, "cannot build the practice's senders; retrying later");
-                return self.retry_later(&job, &e.to_string(), None).await;
+                self.retry_later(&job, &e.to_string(), None).await?;
+                return Ok(None);
             }
         };
         if let Some((account, rate)) = route
@@ -220,7 +273,8 @@ impl Workers {
             && let Some(wait) = rate_limit::try_acquire(&self.pool, account, rate).await?
         {
             // Not a failure: give the attempt back and come back when a token is there.
-            return self.postpone(&job, wait).await;
+            self.postpone(&job, wait).await?;
+            return Ok(None);
         }
         let message = self.message(&job, channel);
         let final_attempt = job.attempts >= self.settings.max_attempts
@@ -230,7 +284,8 @@ impl Workers {
             Ok(delivery) => delivery,
             Err(e) => {
                 tracing::warn!(error = %e, job = job.job_id, "delivery could not run; retrying later");
-                return self.retry_later(&job, &e.to_string(), None).await;
+                self.retry_later(&job, &e.to_string(), None).await?;
+                return Ok(None);
             }
         };
         match &delivery.result {
@@ -243,22 +298,22 @@ impl Workers {
                     _ => None,
                 };
                 self.record_attempt(&job, &delivery).await?;
-                self.retry_later(&job, &error.to_string(), advised).await
+                self.retry_later(&job, &error.to_string(), advised).await?;
+                Ok(None)
             }
-            _ => self.finish_despite_outage(&job, &delivery).await,
+            _ => Ok(Some(Outcome::new(&job, &delivery))),
         }
     }
 
     /// The provider has acted, so the outcome must be recorded: while the database is away, keep
     /// trying until the lease would let another worker resend it.
-    async fn finish_despite_outage(
-        &self,
-        job: &ClaimedJob,
-        delivery: &Delivery,
-    ) -> Result<(), sqlx::Error> {
+    async fn finish_despite_outage(&self, outcomes: &[Outcome]) -> Result<(), sqlx::Error> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
         let deadline = tokio::time::Instant::now() + self.settings.lease;
         loop {
-            match self.finish(job, delivery).await {
+            match self.finish(outcomes).await {
                 Err(e)
                     if crate::db::is_unavailable(&e) && tokio::time::Instant::now() < deadline =>
                 {
@@ -307,34 +362,25 @@ impl Workers {
     }
 
     /// The final outcome: the log gets its status, provider and reasons; the job is done.
-    async fn finish(&self, job: &ClaimedJob, delivery: &Delivery) -> Result<(), sqlx::Error> {
-        let (status, provider_message_id, error) = match &delivery.result {
-            DeliveryResult::Sent {
-                provider_message_id,
-            } => ("sent", provider_message_id.clone(), None),
-            DeliveryResult::Suppressed { reason } => (
-                "suppressed",
-                None,
-                Some(format!("recipient is suppressed: {reason}")),
-            ),
-            DeliveryResult::Failed { error, .. } => ("failed", None, Some(error.to_string())),
-        };
+    async fn finish(&self, outcomes: &[Outcome]) -> Result<(), sqlx::Error> {
         // Status only moves forward: a webhook may already have reported delivery.
         sqlx::query(
-            "with done as (delete from send_jobs where id = $1)
-             update outreach_logs set
-                 status = case when status in ('queued', 'sending') then $3 else status end,
-                 messaging_provider = $4, provider_message_id = coalesce($5, provider_message_id),
-                 fallback_reason = $6, error = $7, updated_at = now()
-             where id = $2",
+            "with done as (delete from send_jobs where id = any($1))
+             update outreach_logs l set
+                 status = case when l.status in ('queued', 'sending') then o.status else l.status end,
+                 messaging_provider = o.provider, provider_message_id = coalesce(o.message_id, l.provider_message_id),
+                 fallback_reason = o.fallback_reason, error = o.error, updated_at = now()
+             from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+                 as o(id, status, provider, message_id, fallback_reason, error)
+             where l.id = o.id",
         )
-        .bind(job.job_id)
-        .bind(job.outreach_log_id)
-        .bind(status)
-        .bind(delivery.provider.map(ProviderKind::as_str))
-        .bind(provider_message_id)
-        .bind(&delivery.fallback_reason)
-        .bind(error)
+        .bind(outcomes.iter().map(|o| o.job_id).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|o| o.outreach_log_id).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|o| o.status).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|o| o.provider).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|o| o.provider_message_id.as_deref()).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|o| o.fallback_reason.as_deref()).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|o| o.error.as_deref()).collect::<Vec<_>>())
         .execute(&self.pool)
         .await?;
         Ok(())
