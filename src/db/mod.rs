@@ -77,3 +77,14 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
 pub fn is_unique_violation(error: &sqlx::Error, constraint: &str) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.is_unique_violation() && e.constraint() == Some(constraint))
 }
+
+/// A dedicated connection listening on one NOTIFY channel (the settings cache and the send
+/// workers each keep one).
+pub async fn listen(
+    pool: &PgPool,
+    channel: &str,
+) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+    listener.listen(channel).await?;
+    Ok(listener)
+}

@@ -15,7 +15,7 @@ use std::{
 
 use moka::future::Cache;
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::{PgPool, postgres::PgListener};
+use sqlx::PgPool;
 use tokio::sync::watch;
 use url::Url;
 use uuid::Uuid;
@@ -410,7 +410,7 @@ impl MessagingServiceFactory {
     /// while disconnected are lost.
     pub async fn listen_for_changes(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         loop {
-            let mut listener = match listen(&self.pool).await {
+            let mut listener = match crate::db::listen(&self.pool, SETTINGS_CHANNEL).await {
                 Ok(listener) => listener,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not listen for settings changes; retrying");
@@ -440,12 +440,6 @@ impl MessagingServiceFactory {
             }
         }
     }
-}
-
-async fn listen(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(SETTINGS_CHANNEL).await?;
-    Ok(listener)
 }
 
 fn webhook_url(base: &Url, path: &str) -> String {

@@ -11,7 +11,7 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use sqlx::{PgPool, postgres::PgListener};
+use sqlx::PgPool;
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
@@ -113,12 +113,7 @@ impl Workers {
 
     async fn listen(self, mut stop: watch::Receiver<bool>) {
         loop {
-            let listener = async {
-                let mut listener = PgListener::connect_with(&self.pool).await?;
-                listener.listen(QUEUE_CHANNEL).await?;
-                Ok::<_, sqlx::Error>(listener)
-            };
-            let mut listener = match listener.await {
+            let mut listener = match crate::db::listen(&self.pool, QUEUE_CHANNEL).await {
                 Ok(listener) => listener,
                 Err(e) => {
                     tracing::warn!(error = %e, "send queue listener cannot connect; workers poll meanwhile");
