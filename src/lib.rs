@@ -21,7 +21,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
 use metrics_exporter_prometheus::PrometheusHandle;
-use sqlx::PgPool;
+use sqlx::{PgPool, postgres::PgListener};
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
@@ -63,6 +63,8 @@ impl Default for ServeOptions {
 /// A built, bound application; `run_until_stopped` serves it.
 pub struct Application {
     listener: TcpListener,
+    /// Connected before anything can be cached, so no change can slip past the cache.
+    settings_changes: PgListener,
     state: AppState,
     options: ServeOptions,
 }
@@ -87,6 +89,9 @@ impl Application {
             pool.clone(),
             keyring.clone(),
         )?);
+        let settings_changes = db::listen(&pool, messaging::settings::SETTINGS_CHANNEL)
+            .await
+            .context("could not listen for settings changes")?;
         if settings.uses_outbox() {
             tracing::warn!(
                 "a system provider account is not configured: that channel goes to the outbox"
@@ -106,6 +111,7 @@ impl Application {
         };
         Ok(Self {
             listener,
+            settings_changes,
             state,
             options,
         })
@@ -127,19 +133,20 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let addr = self.local_addr();
         let (stop_tx, stop_rx) = watch::channel(false);
         // The settings listener keeps this instance's client cache coherent, so it always runs.
         let mut background = vec![tokio::spawn(
             self.state
                 .messaging
                 .clone()
-                .listen_for_changes(stop_rx.clone()),
+                .listen_for_changes(self.settings_changes, stop_rx.clone()),
         )];
         if self.options.background {
             background.extend(Self::spawn_background(&self.state, stop_rx));
         }
         let app = api::app(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        tracing::info!(addr = %self.local_addr(), "serving");
+        tracing::info!(%addr, "serving");
         axum::serve(self.listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;

@@ -1,9 +1,11 @@
 //! MessagingServiceFactory: for a practice and a channel, the accounts that may send, built once
-//! and cached.
+//! and cached together with the practice's stored configuration.
 //!
-//! A cached [`Route`] holds the decrypted clients, so a settings change must reach every instance
-//! at once: changes notify `SETTINGS_CHANNEL` inside their transaction and each instance's
-//! listener invalidates its cache; the TTL bounds staleness should a notification be missed.
+//! A cached entry holds decrypted clients and serves the settings page, so a change must reach
+//! every instance at once: a trigger on `practices` notifies `SETTINGS_CHANNEL` when any change
+//! commits and each instance's listener invalidates its cache; the TTL bounds staleness should a
+//! notification be missed. Invalidations are stamped, so a read of the row that began before an
+//! invalidation never lands in the cache after it.
 
 use std::{
     sync::{
@@ -15,7 +17,7 @@ use std::{
 
 use moka::future::Cache;
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::PgPool;
+use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::watch;
 use url::Url;
 use uuid::Uuid;
@@ -135,6 +137,70 @@ impl Route {
     }
 }
 
+/// What one instance knows about a practice: its stored row and each channel's accounts.
+struct PracticeEntry {
+    /// The invalidation clock when the row was read.
+    read_at: u64,
+    config: Arc<PracticeMessagingConfig>,
+    /// Per channel, so that an undecryptable credential of one channel does not stop the other.
+    email: Result<Arc<Route>, FactoryError>,
+    sms: Result<Arc<Route>, FactoryError>,
+}
+
+impl PracticeEntry {
+    fn route(&self, channel: Channel) -> Result<Arc<Route>, FactoryError> {
+        match channel {
+            Channel::Email => self.email.clone(),
+            Channel::Sms => self.sms.clone(),
+        }
+    }
+}
+
+/// Stamps every invalidation with a clock value, so an entry whose row was read before its
+/// practice's latest invalidation is recognised as stale even when it reached the cache after
+/// the invalidation ran (a read in flight while the change committed).
+struct Invalidations {
+    clock: AtomicU64,
+    /// The clock at each practice's latest invalidation. Kept for twice the cache's TTL: longer
+    /// than any entry read before it can live.
+    latest: moka::sync::Cache<Uuid, u64>,
+    /// The clock at the latest invalidation of every practice.
+    all: AtomicU64,
+}
+
+impl Invalidations {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            clock: AtomicU64::new(0),
+            latest: moka::sync::Cache::builder()
+                .time_to_live(ttl.saturating_mul(2))
+                .build(),
+            all: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.load(Ordering::SeqCst)
+    }
+
+    fn tick(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    fn record(&self, practice_id: Uuid) {
+        self.latest.insert(practice_id, self.tick());
+    }
+
+    fn record_all(&self) {
+        self.all.fetch_max(self.tick(), Ordering::SeqCst);
+    }
+
+    fn is_stale(&self, practice_id: Uuid, read_at: u64) -> bool {
+        self.all.load(Ordering::SeqCst) > read_at
+            || self.latest.get(&practice_id).is_some_and(|at| at > read_at)
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FactoryError {
     #[error("practice {0} does not exist")]
@@ -158,12 +224,13 @@ pub struct MessagingServiceFactory {
     webhook_base: Url,
     system_email: Arc<Sender>,
     system_sms: Arc<Sender>,
-    cache: Cache<(Uuid, Channel), Arc<Route>>,
+    cache: Cache<Uuid, Arc<PracticeEntry>>,
+    invalidations: Invalidations,
     builds: AtomicU64,
     pub circuits: CircuitBreakers,
 }
 
-/// Enough for every active practice's two channels on one instance; beyond it the least used go.
+/// Enough for every active practice on one instance; beyond it the least used go.
 const CACHE_CAPACITY: u64 = 50_000;
 
 impl MessagingServiceFactory {
@@ -232,6 +299,7 @@ impl MessagingServiceFactory {
                 .max_capacity(CACHE_CAPACITY)
                 .time_to_live(settings.client_cache_ttl)
                 .build(),
+            invalidations: Invalidations::new(settings.client_cache_ttl),
             pool,
             keyring,
             http,
@@ -252,23 +320,48 @@ impl MessagingServiceFactory {
         practice_id: Uuid,
         channel: Channel,
     ) -> Result<Arc<Route>, FactoryError> {
-        self.cache
-            .try_get_with((practice_id, channel), self.build(practice_id, channel))
-            .await
-            .map_err(|e| (*e).clone())
+        self.entry(practice_id).await?.route(channel)
     }
 
-    /// Drops the cached routes of a practice on this instance.
+    /// The practice's stored configuration (secrets still encrypted), from the same cache.
+    pub async fn config(
+        &self,
+        practice_id: Uuid,
+    ) -> Result<Arc<PracticeMessagingConfig>, FactoryError> {
+        Ok(self.entry(practice_id).await?.config.clone())
+    }
+
+    /// Drops what this instance cached about a practice.
     pub async fn invalidate(&self, practice_id: Uuid) {
-        self.cache.invalidate(&(practice_id, Channel::Email)).await;
-        self.cache.invalidate(&(practice_id, Channel::Sms)).await;
+        self.invalidations.record(practice_id);
+        self.cache.invalidate(&practice_id).await;
+    }
+
+    fn invalidate_all(&self) {
+        self.invalidations.record_all();
+        self.cache.invalidate_all();
+    }
+
+    async fn entry(&self, practice_id: Uuid) -> Result<Arc<PracticeEntry>, FactoryError> {
+        loop {
+            let entry = self
+                .cache
+                .try_get_with(practice_id, self.build(practice_id))
+                .await
+                .map_err(|e| (*e).clone())?;
+            if !self.invalidations.is_stale(practice_id, entry.read_at) {
+                return Ok(entry);
+            }
+            self.cache.invalidate(&practice_id).await;
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    /// How many routes this instance has built (cache misses that did the work).
+    /// How many times this instance has read a practice and built its routes (cache misses that
+    /// did the work).
     pub fn builds(&self) -> u64 {
         self.builds.load(Ordering::Relaxed)
     }
@@ -327,26 +420,40 @@ impl MessagingServiceFactory {
             })
     }
 
-    async fn build(&self, practice_id: Uuid, channel: Channel) -> Result<Arc<Route>, FactoryError> {
+    async fn build(&self, practice_id: Uuid) -> Result<Arc<PracticeEntry>, FactoryError> {
         self.builds.fetch_add(1, Ordering::Relaxed);
+        let read_at = self.invalidations.now();
         let config = PracticeMessagingConfig::load(&self.pool, practice_id)
             .await
             .map_err(|e| FactoryError::Database(Arc::new(e)))?
             .ok_or(FactoryError::UnknownPractice(practice_id))?;
+        Ok(Arc::new(PracticeEntry {
+            read_at,
+            email: self.build_route(&config, Channel::Email),
+            sms: self.build_route(&config, Channel::Sms),
+            config: Arc::new(config),
+        }))
+    }
+
+    fn build_route(
+        &self,
+        config: &PracticeMessagingConfig,
+        channel: Channel,
+    ) -> Result<Arc<Route>, FactoryError> {
         let (custom, fallback_enabled, custom_blocker) = match channel {
             Channel::Email => (
-                self.custom_email(&config)?,
+                self.custom_email(config)?,
                 config.email_fallback_enabled,
                 config.custom_email_blocker(),
             ),
             Channel::Sms => (
-                self.custom_sms(&config)?,
+                self.custom_sms(config)?,
                 config.sms_fallback_enabled,
                 config.custom_sms_blocker(),
             ),
         };
         Ok(Arc::new(Route {
-            practice_id,
+            practice_id: config.id,
             channel,
             custom: custom.map(Arc::new),
             system: self.system_sender(channel).clone(),
@@ -405,22 +512,16 @@ impl MessagingServiceFactory {
         }))
     }
 
-    /// Invalidates this instance's cache whenever any instance changes a practice's settings.
-    /// Reconnects after a lost connection and then clears everything, since notifications sent
-    /// while disconnected are lost.
-    pub async fn listen_for_changes(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    /// Invalidates this instance's cache whenever any instance changes a practice, reading from
+    /// `listener`, which must already be listening on `SETTINGS_CHANNEL`. After a lost
+    /// connection it listens again and then clears everything, since notifications sent while
+    /// disconnected are lost.
+    pub async fn listen_for_changes(
+        self: Arc<Self>,
+        mut listener: PgListener,
+        mut stop: watch::Receiver<bool>,
+    ) {
         loop {
-            let mut listener = match crate::db::listen(&self.pool, SETTINGS_CHANNEL).await {
-                Ok(listener) => listener,
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not listen for settings changes; retrying");
-                    if wait_or_stop(&mut stop, Duration::from_secs(2)).await {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            self.cache.invalidate_all();
             loop {
                 tokio::select! {
                     _ = stop.changed() => return,
@@ -429,15 +530,32 @@ impl MessagingServiceFactory {
                             Ok(practice_id) => self.invalidate(practice_id).await,
                             Err(_) => tracing::warn!(payload = n.payload(), "ignoring malformed settings notification"),
                         },
-                        // The connection dropped: reconnect, and forget everything cached meanwhile.
-                        Ok(None) => self.cache.invalidate_all(),
+                        Ok(None) => {
+                            tracing::warn!("the settings listener lost its connection; listening again");
+                            break;
+                        }
                         Err(e) => {
-                            tracing::warn!(error = %e, "settings listener failed; reconnecting");
+                            tracing::warn!(error = %e, "settings listener failed; listening again");
                             break;
                         }
                     }
                 }
             }
+            // Its pooled connection must go back first: `PgPool::close` waits for it.
+            drop(listener);
+            listener = loop {
+                match crate::db::listen(&self.pool, SETTINGS_CHANNEL).await {
+                    Ok(listener) => break listener,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not listen for settings changes; retrying");
+                        if wait_or_stop(&mut stop, Duration::from_secs(2)).await {
+                            return;
+                        }
+                    }
+                }
+            };
+            // Only now that it listens again: a row read before this point may have missed a change.
+            self.invalidate_all();
         }
     }
 }
@@ -454,5 +572,31 @@ pub async fn wait_or_stop(stop: &mut watch::Receiver<bool>, duration: Duration) 
     tokio::select! {
         _ = stop.changed() => true,
         () = tokio::time::sleep(duration) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_read_before_its_practice_was_invalidated_is_stale_even_when_cached_after() {
+        let invalidations = Invalidations::new(Duration::from_secs(3600));
+        let (practice, other) = (Uuid::new_v4(), Uuid::new_v4());
+        let read_at = invalidations.now();
+        invalidations.record(practice);
+        assert!(invalidations.is_stale(practice, read_at));
+        assert!(!invalidations.is_stale(other, read_at));
+        assert!(!invalidations.is_stale(practice, invalidations.now()));
+    }
+
+    #[test]
+    fn invalidating_every_practice_makes_every_earlier_read_stale() {
+        let invalidations = Invalidations::new(Duration::from_secs(3600));
+        let practice = Uuid::new_v4();
+        let read_at = invalidations.now();
+        invalidations.record_all();
+        assert!(invalidations.is_stale(practice, read_at));
+        assert!(!invalidations.is_stale(practice, invalidations.now()));
     }
 }

@@ -115,23 +115,13 @@ impl PracticeMessagingConfig {
     }
 }
 
-/// Tells every instance (this one included) that a practice's settings changed. Sent inside the
-/// transaction that makes the change, so the notification goes out exactly when it commits.
+/// The channel on which the `practices_notify_changed` trigger announces, at commit, every change
+/// to a practice row (the payload is its id), so every instance drops what it cached.
 pub const SETTINGS_CHANNEL: &str = "dentite_practice_settings";
 
-pub async fn notify_changed(db: impl PgExecutor<'_>, practice_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query("select pg_notify($1, $2)")
-        .bind(SETTINGS_CHANNEL)
-        .bind(practice_id.to_string())
-        .execute(db)
-        .await?;
-    Ok(())
-}
-
 /// Finishes a settings change the caller has already written in `tx`: bumps the version, records
-/// who changed which fields, queues the change notification (delivered when the transaction
-/// commits), commits, and then drops this instance's cached clients at once instead of waiting
-/// for its own notification to come back through Postgres.
+/// who changed which fields, commits (the trigger's notification goes out then), and drops this
+/// instance's cache at once instead of waiting for the notification to come back through Postgres.
 pub async fn commit_change(
     mut tx: Transaction<'_, Postgres>,
     factory: &MessagingServiceFactory,
@@ -145,7 +135,6 @@ pub async fn commit_change(
         .execute(&mut *tx)
         .await?;
     crate::audit::record(&mut *tx, practice_id, user_id, action, changed_fields).await?;
-    notify_changed(&mut *tx, practice_id).await?;
     tx.commit().await?;
     factory.invalidate(practice_id).await;
     Ok(())

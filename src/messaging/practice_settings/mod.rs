@@ -33,6 +33,7 @@ pub use status::{
 
 use super::{
     Channel, ProviderError, ProviderKind,
+    factory::FactoryError,
     settings::{PracticeMessagingConfig, commit_change},
 };
 use crate::{
@@ -58,8 +59,23 @@ pub enum SettingsError {
     UnknownPractice,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
+    #[error("the database is unavailable; try again shortly")]
+    DatabaseUnavailable,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+impl From<FactoryError> for SettingsError {
+    fn from(error: FactoryError) -> Self {
+        match error {
+            FactoryError::UnknownPractice(_) => Self::UnknownPractice,
+            FactoryError::Database(e) if crate::db::is_unavailable(&e) => Self::DatabaseUnavailable,
+            other => Self::Internal(
+                anyhow::Error::new(other)
+                    .context("could not read the practice's messaging settings"),
+            ),
+        }
+    }
 }
 
 /// What a provider said about something the practice gave us (a credential, a number, a domain).
@@ -166,7 +182,7 @@ pub struct SettingsUpdate {
 }
 
 pub async fn view(state: &AppState, practice_id: Uuid) -> Result<MessagingSettings, SettingsError> {
-    let config = load(&state.pool, practice_id).await?;
+    let config = state.messaging.config(practice_id).await?;
     MessagingSettings::new(state, &config)
 }
 

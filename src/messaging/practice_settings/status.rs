@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{SettingsError, invalid, load, required, stored_provider};
+use super::{SettingsError, invalid, required, stored_provider};
 use crate::{
     AppState,
     auth::PracticeCaller,
@@ -17,7 +17,6 @@ use crate::{
         Channel, OutgoingMessage, ProviderKind,
         circuit::Health,
         delivery::{DeliveryError, DeliveryResult},
-        factory::FactoryError,
         settings::PracticeMessagingConfig,
     },
     types::{EmailAddress, PhoneE164},
@@ -61,17 +60,6 @@ pub struct UsageCounts {
     pub failed: i64,
 }
 
-impl From<FactoryError> for SettingsError {
-    fn from(error: FactoryError) -> Self {
-        match error {
-            FactoryError::UnknownPractice(_) => Self::UnknownPractice,
-            other => Self::Internal(
-                anyhow::Error::new(other).context("could not build the practice's messaging route"),
-            ),
-        }
-    }
-}
-
 impl From<DeliveryError> for SettingsError {
     fn from(error: DeliveryError) -> Self {
         match error {
@@ -82,7 +70,7 @@ impl From<DeliveryError> for SettingsError {
 }
 
 pub async fn status(state: &AppState, practice_id: Uuid) -> Result<MessagingStatus, SettingsError> {
-    let config = load(&state.pool, practice_id).await?;
+    let config = state.messaging.config(practice_id).await?;
     let mut usage = usage_last_30_days(state, practice_id).await?;
     let email = channel_status(
         state,
@@ -208,7 +196,7 @@ pub async fn send_test(
             Channel::Sms => PhoneE164::parse(&to).map(String::from),
         })
         .map_err(|e| invalid("to", e))?;
-    let config = load(&state.pool, caller.practice_id).await?;
+    let config = state.messaging.config(caller.practice_id).await?;
     let (subject, body) = match channel {
         Channel::Email => (
             Some(format!("Test email for {}", config.name)),
@@ -296,6 +284,8 @@ pub async fn send_test(
             .bind(config.id)
             .execute(&state.pool)
             .await?;
+        // The trigger tells every instance; this one must show the change on the next read.
+        state.messaging.invalidate(config.id).await;
     }
     Ok(TestSendResult {
         delivered,
