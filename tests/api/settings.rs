@@ -770,6 +770,42 @@ async fn changing_only_the_sms_fallback_keeps_the_stored_credentials_without_ask
 }
 
 #[tokio::test]
+async fn a_custom_twilio_change_without_the_account_sid_keeps_the_stored_one() {
+    let app = spawn_app().await;
+    let owner = app.practice_owner().await;
+    save_custom_sms(&app, &owner).await;
+    let before = practice_row(&app, practice_of(&owner)).await;
+    let _none = forbid_provider_calls(&app).await;
+
+    // What the settings page sends: the SID is masked, so it cannot send it back.
+    let change =
+        json!({"provider": "custom_twilio", "phoneNumber": PHONE, "fallbackEnabled": false});
+    let (status, body) = call(&app, Method::PUT, "/sms", &owner, Some(change)).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["settings"]["sms"]["twilioAccountSidLast4"], "cdef");
+    let after = practice_row(&app, practice_of(&owner)).await;
+    assert_eq!(after["twilio_account_sid"], before["twilio_account_sid"]);
+    assert_eq!(after["sms_fallback_enabled"], false);
+}
+
+#[tokio::test]
+async fn custom_twilio_without_an_account_sid_given_or_stored_is_a_422_on_account_sid() {
+    let app = spawn_app().await;
+    let owner = app.practice_owner().await;
+    let _none = forbid_provider_calls(&app).await;
+
+    let change = json!({"provider": "custom_twilio", "authToken": TOKEN, "phoneNumber": PHONE, "fallbackEnabled": true});
+    let (status, body) = call(&app, Method::PUT, "/sms", &owner, Some(change)).await;
+
+    assert_eq!(status, 422);
+    assert_eq!(
+        body["error"]["fields"],
+        json!({"accountSid": "is required with custom_twilio"})
+    );
+}
+
+#[tokio::test]
 async fn deleting_email_settings_erases_the_key_domain_and_webhook_and_returns_to_system() {
     let app = spawn_app().await;
     let owner = app.practice_owner().await;
