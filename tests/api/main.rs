@@ -6,6 +6,7 @@ mod foundation;
 mod helpers;
 mod messaging;
 mod outreach;
+mod page;
 mod pg_proxy;
 mod process;
 mod queue;
