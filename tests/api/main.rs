@@ -1,6 +1,7 @@
 //! Integration tests: the real application on a random port, a fresh Postgres database per test,
 //! and wiremock standing in for SendGrid and Twilio.
 
+mod browser;
 mod drills;
 mod foundation;
 mod helpers;
