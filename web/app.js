@@ -2,7 +2,7 @@
 // and the tabs. Each channel's behaviour lives in its own module.
 
 import { ApiError, currentSession, mayEdit, onSessionEnded, settingsApi, signIn, signOut } from './api.js';
-import { $, FormErrors, announce, show } from './dom.js';
+import { $, FormErrors, announce, forgetMessages, show } from './dom.js';
 import { initEmail, renderEmail } from './email.js';
 import { initSms, renderSms } from './sms.js';
 import { renderAnalytics } from './status.js';
@@ -78,6 +78,8 @@ async function route() {
   showView('view-settings');
   selectTab(wanted.tab, { focus: false });
   if (!alreadyShown) {
+    // Messages from an earlier visit (or from before a session ended) are about nothing now.
+    forgetMessages($('view-settings'));
     show($('read-only-notice'), !mayEdit(session));
     document.body.classList.toggle('read-only', !mayEdit(session));
     await loadInto($('settings-load-error'), () => page.reloadSettings());

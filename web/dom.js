@@ -188,6 +188,21 @@ function isVisible(element) {
   return element.getClientRects().length > 0;
 }
 
+/** Clears every error, status line and test result inside `container`. */
+export function forgetMessages(container) {
+  for (const summary of container.querySelectorAll('.error-summary')) {
+    summary.replaceChildren();
+    show(summary, false);
+  }
+  for (const message of container.querySelectorAll('.field-error')) {
+    message.textContent = '';
+    show(message, false);
+  }
+  for (const input of container.querySelectorAll('[aria-invalid]')) input.removeAttribute('aria-invalid');
+  for (const line of container.querySelectorAll('.form-status, .provider-answer, .test-result')) line.replaceChildren();
+  for (const notes of container.querySelectorAll('.notes')) show(notes, false);
+}
+
 /**
  * Runs `action` with `button` disabled and marked busy, so a slow provider check cannot be
  * submitted twice; the button's label says what is happening meanwhile.

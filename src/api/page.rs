@@ -75,7 +75,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
 /// `'self'` only, nothing inline: an injected `<script>` or `style=` attribute does not run even
 /// if some API text ever reached the page as markup (the page only ever inserts text).
 const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \
-     img-src 'self' data:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; \
+     img-src 'self'; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; \
      form-action 'self'; frame-ancestors 'none'";
 
 pub fn router() -> Router<AppState> {

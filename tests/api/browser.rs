@@ -275,6 +275,11 @@ impl Browser {
 
     async fn sign_in(&self, email: &str) {
         self.goto("/").await;
+        self.submit_sign_in(email).await;
+    }
+
+    /// Signs in through the form on screen, and waits for the settings.
+    async fn submit_sign_in(&self, email: &str) {
         self.type_into("#sign-in-email", email).await;
         self.type_into("#sign-in-password", PASSWORD).await;
         self.click("#sign-in-submit").await;
@@ -435,6 +440,44 @@ async fn signing_in_opens_the_settings_and_signing_out_returns_to_sign_in() {
     );
     browser.client.refresh().await.unwrap();
     browser.visible("#view-sign-in").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn a_session_the_api_no_longer_accepts_returns_to_sign_in_and_back_to_a_clean_page() {
+    let app = spawn_app().await;
+    let practice = app.create_practice("Smile Dental").await;
+    let owner = user(&app, practice, Role::Owner).await;
+    let Some(browser) = Browser::open(&app, DESKTOP).await else {
+        return;
+    };
+    browser.sign_in(&owner).await;
+
+    // A token the server does not accept (as after a key rotation): the next call is a 401.
+    browser
+        .script(
+            "const session = JSON.parse(sessionStorage.getItem('dentite.session'));
+             session.token = 'no-longer-valid';
+             sessionStorage.setItem('dentite.session', JSON.stringify(session));",
+        )
+        .await;
+    browser.click("#email-save").await;
+
+    browser
+        .text_containing("#sign-in-error", "Your session has ended")
+        .await;
+    assert_eq!(browser.focused_id().await, "sign-in-email");
+    assert_eq!(
+        browser
+            .script("return sessionStorage.getItem('dentite.session')")
+            .await,
+        Value::Null
+    );
+    browser.submit_sign_in(&owner).await;
+    let stale = browser
+        .script("return [...document.querySelectorAll('#view-settings .error-summary')].filter((e) => e.checkVisibility()).length")
+        .await;
+    assert_eq!(stale, json!(0), "no message from before the session ended");
     browser.close().await;
 }
 
