@@ -10,6 +10,7 @@
 //! into a failure. `DENTITE_SCREENSHOTS=<dir>` saves the README's screenshots there.
 
 use std::{
+    io::Write,
     os::unix::process::CommandExt,
     path::PathBuf,
     process::{Child, Command, Stdio},
@@ -87,34 +88,51 @@ fn free_port() -> u16 {
         .port()
 }
 
-impl Browser {
-    /// Opens Chromium at `size`, or returns `None` (after saying so) when it is not installed
-    /// and not required.
-    async fn open(app: &TestApp, size: (u32, u32)) -> Option<Self> {
-        let (chromedriver, chromium) = (program(CHROMEDRIVER), program(CHROMIUM));
-        let missing: Vec<String> = [&chromedriver, &chromium]
+/// Where chromedriver and Chromium are installed.
+struct Chromium {
+    chromedriver: PathBuf,
+    browser: PathBuf,
+}
+
+impl Chromium {
+    /// The installed programs, or `None` (after saying the test is skipped) when they are
+    /// missing and not required. Tests ask first, before they set up fakes that expect calls.
+    fn installed() -> Option<Self> {
+        let (chromedriver, browser) = (program(CHROMEDRIVER), program(CHROMIUM));
+        let missing: Vec<String> = [&chromedriver, &browser]
             .into_iter()
             .filter(|path| !path.exists())
             .map(|path| path.display().to_string())
             .collect();
-        if !missing.is_empty() {
-            assert!(
-                !browser_required(),
-                "DENTITE_BROWSER_TESTS=required but {} missing: apt-get install chromium chromium-driver",
-                missing.join(" and ")
-            );
-            eprintln!(
-                "skipped: chromium not installed ({} missing; apt-get install chromium chromium-driver, \
-                 or set DENTITE_BROWSER_TESTS=required to make this a failure)",
-                missing.join(", ")
-            );
-            return None;
+        if missing.is_empty() {
+            return Some(Self {
+                chromedriver,
+                browser,
+            });
         }
+        assert!(
+            !browser_required(),
+            "DENTITE_BROWSER_TESTS=required but {} missing: apt-get install chromium chromium-driver",
+            missing.join(" and ")
+        );
+        // Straight to the stderr handle, which the test harness does not capture: a skip must
+        // show in an ordinary `cargo test` run, not only with --nocapture.
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: chromium not installed ({} missing; apt-get install chromium chromium-driver, \
+             or set DENTITE_BROWSER_TESTS=required to make this a failure)",
+            missing.join(", ")
+        );
+        None
+    }
+
+    /// A fresh browser window `size` pixels large, on the app.
+    async fn open(&self, app: &TestApp, size: (u32, u32)) -> Browser {
         let port = free_port();
         let profile =
             std::env::temp_dir().join(format!("dentite-chromium-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&profile).expect("the browser profile directory is created");
-        let process = Command::new(&chromedriver)
+        let process = Command::new(&self.chromedriver)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -128,7 +146,7 @@ impl Browser {
             // The page's console, read back by `close` to fail on script errors.
             "goog:loggingPrefs": {"browser": "ALL"},
             "goog:chromeOptions": {
-                "binary": chromium,
+                "binary": self.browser,
                 "args": [
                     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -155,14 +173,16 @@ impl Browser {
                 Err(_) => tokio::time::sleep(POLL).await,
             }
         };
-        Some(Self {
+        Browser {
             client,
             base: app.address.clone(),
             webdriver,
             _driver: driver,
-        })
+        }
     }
+}
 
+impl Browser {
     async fn goto(&self, path: &str) {
         self.client
             .goto(&format!("{}{path}", self.base))
@@ -401,12 +421,13 @@ const CHANGE_CONTROLS: &str = "return [...document.querySelectorAll('#view-setti
 
 #[tokio::test]
 async fn signing_in_opens_the_settings_and_signing_out_returns_to_sign_in() {
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
     let app = spawn_app().await;
     let practice = app.create_practice("Smile Dental").await;
     let email = user(&app, practice, Role::Owner).await;
-    let Some(browser) = Browser::open(&app, DESKTOP).await else {
-        return;
-    };
+    let browser = chromium.open(&app, DESKTOP).await;
 
     browser.goto("/").await;
     browser.type_into("#sign-in-email", &email).await;
@@ -445,12 +466,13 @@ async fn signing_in_opens_the_settings_and_signing_out_returns_to_sign_in() {
 
 #[tokio::test]
 async fn a_session_the_api_no_longer_accepts_returns_to_sign_in_and_back_to_a_clean_page() {
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
     let app = spawn_app().await;
     let practice = app.create_practice("Smile Dental").await;
     let owner = user(&app, practice, Role::Owner).await;
-    let Some(browser) = Browser::open(&app, DESKTOP).await else {
-        return;
-    };
+    let browser = chromium.open(&app, DESKTOP).await;
     browser.sign_in(&owner).await;
 
     // A token the server does not accept (as after a key rotation): the next call is a 401.
@@ -483,6 +505,9 @@ async fn a_session_the_api_no_longer_accepts_returns_to_sign_in_and_back_to_a_cl
 
 #[tokio::test]
 async fn an_owner_sets_up_custom_sendgrid_a_refused_key_shown_at_its_field_then_a_good_one_saved() {
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
     let app = spawn_app().await;
     let practice = app.create_practice("Smile Dental").await;
     let owner = user(&app, practice, Role::Owner).await;
@@ -497,9 +522,7 @@ async fn an_owner_sets_up_custom_sendgrid_a_refused_key_shown_at_its_field_then_
     let _accepted = scopes_mock(CUSTOM_KEY, scopes(&["mail.send"]), 1)
         .mount_as_scoped(&app.sendgrid)
         .await;
-    let Some(browser) = Browser::open(&app, DESKTOP).await else {
-        return;
-    };
+    let browser = chromium.open(&app, DESKTOP).await;
     browser.sign_in(&owner).await;
 
     browser.click("#email-provider-custom").await;
@@ -590,6 +613,9 @@ async fn an_owner_sets_up_custom_sendgrid_a_refused_key_shown_at_its_field_then_
 
 #[tokio::test]
 async fn domain_set_up_shows_dns_records_to_copy_and_check_verification_shows_each_records_state() {
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
     let app = TestEnv::new().without_background().spawn().await;
     let owner = app.practice_owner().await;
     let practice = practice_of(&owner);
@@ -597,9 +623,7 @@ async fn domain_set_up_shows_dns_records_to_copy_and_check_verification_shows_ea
     let email = user(&app, practice, Role::Admin).await;
     domain_list_mock(json!([])).mount(&app.sendgrid).await;
     create_domain_mock().mount(&app.sendgrid).await;
-    let Some(browser) = Browser::open(&app, DESKTOP).await else {
-        return;
-    };
+    let browser = chromium.open(&app, DESKTOP).await;
     browser.sign_in(&email).await;
 
     browser.type_into("#domain-name", "smile.example").await;
@@ -692,6 +716,9 @@ async fn domain_set_up_shows_dns_records_to_copy_and_check_verification_shows_ea
 
 #[tokio::test]
 async fn a_test_email_shows_which_provider_delivered_it_and_that_it_fell_back() {
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
     let app = TestEnv::new().with_system_accounts().spawn().await;
     let owner = app.practice_owner().await;
     verified_custom_email(&app, &owner).await;
@@ -711,9 +738,7 @@ async fn a_test_email_shows_which_provider_delivered_it_and_that_it_fell_back() 
     )
     .mount(&app.sendgrid)
     .await;
-    let Some(browser) = Browser::open(&app, DESKTOP).await else {
-        return;
-    };
+    let browser = chromium.open(&app, DESKTOP).await;
     browser.sign_in(&email).await;
 
     browser.type_into("#email-test-to", "pat@example.com").await;
@@ -745,15 +770,16 @@ async fn a_test_email_shows_which_provider_delivered_it_and_that_it_fell_back() 
 
 #[tokio::test]
 async fn staff_see_every_setting_read_only_with_nothing_to_change() {
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
     let app = TestEnv::new().without_background().spawn().await;
     let owner = app.practice_owner().await;
     let practice = practice_of(&owner);
     verified_custom_email(&app, &owner).await;
     app.configure_custom_twilio(practice, true).await;
     let staff = user(&app, practice, Role::Staff).await;
-    let Some(browser) = Browser::open(&app, DESKTOP).await else {
-        return;
-    };
+    let browser = chromium.open(&app, DESKTOP).await;
     browser.sign_in(&staff).await;
 
     browser.visible("#read-only-notice").await;
@@ -799,6 +825,9 @@ async fn staff_see_every_setting_read_only_with_nothing_to_change() {
 
 #[tokio::test]
 async fn an_owner_saves_a_custom_twilio_account_then_changes_the_fallback_without_retyping_it() {
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
     let app = spawn_app().await;
     let practice = app.create_practice("Smile Dental").await;
     let owner = user(&app, practice, Role::Owner).await;
@@ -809,9 +838,7 @@ async fn an_owner_saves_a_custom_twilio_account_then_changes_the_fallback_withou
     numbers_mock(json!([number(PRACTICE_TWILIO_NUMBER, true)]), 1)
         .mount(&app.twilio)
         .await;
-    let Some(browser) = Browser::open(&app, DESKTOP).await else {
-        return;
-    };
+    let browser = chromium.open(&app, DESKTOP).await;
     browser.sign_in(&owner).await;
     browser.click("#tab-sms").await;
 
@@ -869,12 +896,13 @@ async fn an_owner_saves_a_custom_twilio_account_then_changes_the_fallback_withou
 
 #[tokio::test]
 async fn the_tabs_follow_the_arrow_keys() {
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
     let app = spawn_app().await;
     let practice = app.create_practice("Smile Dental").await;
     let owner = user(&app, practice, Role::Owner).await;
-    let Some(browser) = Browser::open(&app, DESKTOP).await else {
-        return;
-    };
+    let browser = chromium.open(&app, DESKTOP).await;
     browser.sign_in(&owner).await;
 
     let email_tab = browser.visible("#tab-email").await;
@@ -904,15 +932,16 @@ async fn the_tabs_follow_the_arrow_keys() {
 
 #[tokio::test]
 async fn the_status_card_shows_the_provider_in_effect_health_domain_and_30_day_counts() {
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
     let app = TestEnv::new().without_background().spawn().await;
     let owner = app.practice_owner().await;
     let practice = practice_of(&owner);
     verified_custom_email(&app, &owner).await;
     insert_outreach_logs(&app, practice).await;
     let email = user(&app, practice, Role::Staff).await;
-    let Some(browser) = Browser::open(&app, DESKTOP).await else {
-        return;
-    };
+    let browser = chromium.open(&app, DESKTOP).await;
     browser.sign_in(&email).await;
 
     browser.click("#nav-analytics").await;
@@ -951,14 +980,15 @@ async fn the_status_card_shows_the_provider_in_effect_health_domain_and_30_day_c
 
 #[tokio::test]
 async fn at_360_pixels_wide_no_view_scrolls_sideways() {
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
     let app = TestEnv::new().without_background().spawn().await;
     let owner = app.practice_owner().await;
     let practice = practice_of(&owner);
     verified_custom_email(&app, &owner).await;
     let email = user(&app, practice, Role::Owner).await;
-    let Some(browser) = Browser::open(&app, PHONE).await else {
-        return;
-    };
+    let browser = chromium.open(&app, PHONE).await;
     let overflow =
         "return document.documentElement.scrollWidth - document.documentElement.clientWidth";
 
@@ -985,9 +1015,11 @@ async fn at_360_pixels_wide_no_view_scrolls_sideways() {
 #[tokio::test]
 async fn screenshots_of_each_tab_for_the_readme() {
     if std::env::var_os("DENTITE_SCREENSHOTS").is_none() {
-        eprintln!("skipped: DENTITE_SCREENSHOTS is not set");
         return;
     }
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
     let app = TestEnv::new().without_background().spawn().await;
     let owner = app.practice_owner().await;
     let practice = practice_of(&owner);
@@ -1001,9 +1033,7 @@ async fn screenshots_of_each_tab_for_the_readme() {
     .mount(&app.sendgrid)
     .await;
     let email = user(&app, practice, Role::Owner).await;
-    let Some(browser) = Browser::open(&app, DESKTOP).await else {
-        return;
-    };
+    let browser = chromium.open(&app, DESKTOP).await;
     browser.sign_in(&email).await;
     browser
         .text_containing("#domain-records", "em.smile.example")
