@@ -1,5 +1,5 @@
 //! The settings page in a real headless Chromium, driven over WebDriver (chromedriver), against
-//! the real application and the wiremock SendGrid.
+//! the real application and the wiremock SendGrid and Twilio.
 //!
 //! Each test starts its own chromedriver on a free port with a fresh browser profile, so the tests
 //! run in parallel; a Drop guard kills chromedriver and its Chromium even when a test panics.
