@@ -8,6 +8,7 @@ pub mod json;
 mod messages;
 mod ops;
 mod outreach_logs;
+mod page;
 mod patients;
 mod sequences;
 mod settings;
@@ -95,6 +96,8 @@ pub fn app(state: AppState) -> Router {
     let openapi = std::sync::Arc::new(openapi);
     router
         .route("/api/openapi.json", get(move || std::future::ready(axum::Json(openapi.as_ref().clone()))))
+        // The settings page: files, not API routes, so outside the OpenAPI document.
+        .merge(page::router())
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(middleware::from_fn(ops::record_http_metrics))

@@ -5,7 +5,10 @@ use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 use uuid::Uuid;
-use wiremock::MockServer;
+use wiremock::{
+    Mock, MockServer, ResponseTemplate,
+    matchers::{basic_auth, bearer_token, body_json, method, path, query_param},
+};
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -403,4 +406,188 @@ impl TestApp {
             .await
             .unwrap()
     }
+}
+
+// SendGrid as the fakes answer it: each mock checks the request the real API would need (path,
+// the practice's key as bearer token, query or body) and how often it is called.
+
+/// The custom SendGrid key the settings tests save through the API.
+pub const CUSTOM_KEY: &str = "SG.practice-key.custom-secret-part";
+pub const DOMAIN_ID: i64 = 302183;
+pub const DOMAIN_SCOPES: &[&str] = &[
+    "mail.send",
+    "whitelabel.create",
+    "whitelabel.read",
+    "whitelabel.update",
+    "whitelabel.delete",
+];
+const SETTINGS_EMAIL: &str = "/api/practice-settings/messaging/email";
+
+/// A `PUT /email` body choosing custom SendGrid, with `key` when given.
+pub fn custom_email(key: Option<&str>) -> Value {
+    let mut body = json!({"provider": "custom_sendgrid", "fromEmail": "desk@smile.example", "fromName": "Smile Dental", "fallbackEnabled": true});
+    if let Some(key) = key {
+        body["sendgridApiKey"] = json!(key);
+    }
+    body
+}
+
+pub fn scopes(granted: &[&str]) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({ "scopes": granted }))
+}
+
+/// `GET /v3/scopes` asked with `key`, `times` times.
+pub fn scopes_mock(key: &str, response: ResponseTemplate, times: u64) -> Mock {
+    Mock::given(method("GET"))
+        .and(path("/v3/scopes"))
+        .and(bearer_token(key))
+        .respond_with(response)
+        .expect(times)
+}
+
+pub fn sendgrid_error(status: u16, message: &str) -> ResponseTemplate {
+    ResponseTemplate::new(status)
+        .set_body_json(json!({"errors": [{"field": null, "message": message}]}))
+}
+
+/// `POST /v3/mail/send` with `key`, once.
+pub fn mail_send_mock(key: &str, response: ResponseTemplate) -> Mock {
+    Mock::given(method("POST"))
+        .and(path("/v3/mail/send"))
+        .and(bearer_token(key))
+        .respond_with(response)
+        .expect(1)
+}
+
+/// Saves a custom SendGrid key whose scopes are `granted`, checking SendGrid is asked once.
+pub async fn save_custom_email(app: &TestApp, owner: &Login, granted: &[&str]) -> Value {
+    let _scopes = scopes_mock(CUSTOM_KEY, scopes(granted), 1)
+        .mount_as_scoped(&app.sendgrid)
+        .await;
+    let response = app
+        .send_json(
+            Method::PUT,
+            SETTINGS_EMAIL,
+            owner,
+            &custom_email(Some(CUSTOM_KEY)),
+        )
+        .await;
+    let status = response.status();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// SendGrid's domain authentication for smile.example with its three CNAME records.
+pub fn domain_json(id: i64, valid: bool) -> Value {
+    let record = |host: &str, data: &str| json!({"valid": valid, "type": "cname", "host": host, "data": data});
+    json!({
+        "id": id, "user_id": 7, "subdomain": "em", "domain": "smile.example", "username": "smile", "ips": [],
+        "custom_spf": false, "default": false, "legacy": false, "automatic_security": true, "valid": valid,
+        "dns": {
+            "dkim2": record("s2._domainkey.smile.example", "s2.domainkey.u7.wl.sendgrid.net"),
+            "mail_cname": record("em.smile.example", "u7.wl.sendgrid.net"),
+            "dkim1": record("s1._domainkey.smile.example", "s1.domainkey.u7.wl.sendgrid.net"),
+        }
+    })
+}
+
+/// The account's domains named smile.example, listed once.
+pub fn domain_list_mock(listed: Value) -> Mock {
+    Mock::given(method("GET"))
+        .and(path("/v3/whitelabel/domains"))
+        .and(query_param("domain", "smile.example"))
+        .and(bearer_token(CUSTOM_KEY))
+        .respond_with(ResponseTemplate::new(200).set_body_json(listed))
+        .expect(1)
+}
+
+/// Creates smile.example with return-path label `em` and automatic security, once.
+pub fn create_domain_mock() -> Mock {
+    Mock::given(method("POST"))
+        .and(path("/v3/whitelabel/domains"))
+        .and(bearer_token(CUSTOM_KEY))
+        .and(body_json(
+            json!({"domain": "smile.example", "subdomain": "em", "automatic_security": true}),
+        ))
+        .respond_with(ResponseTemplate::new(201).set_body_json(domain_json(DOMAIN_ID, false)))
+        .expect(1)
+}
+
+/// One validation of domain `id`: `valid`, with `mail_cname_reason` for its mail CNAME.
+pub fn validate_mock(id: i64, valid: bool, mail_cname_reason: Option<&str>) -> Mock {
+    let result = |ok: bool, reason: Option<&str>| json!({"valid": ok, "reason": reason});
+    Mock::given(method("POST"))
+        .and(path(format!("/v3/whitelabel/domains/{id}/validate")))
+        .and(bearer_token(CUSTOM_KEY))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": id, "valid": valid,
+            "validation_results": {
+                "mail_cname": result(valid, mail_cname_reason),
+                "dkim1": result(true, None), "dkim2": result(true, None), "spf": result(valid, None),
+            }
+        })))
+        .expect(1)
+}
+
+/// A custom SendGrid account whose domain its SendGrid account already verified: usable at once.
+pub async fn verified_custom_email(app: &TestApp, owner: &Login) {
+    save_custom_email(app, owner, DOMAIN_SCOPES).await;
+    let _list = domain_list_mock(json!([domain_json(DOMAIN_ID, true)]))
+        .mount_as_scoped(&app.sendgrid)
+        .await;
+    let response = app
+        .send_json(
+            Method::POST,
+            &format!("{SETTINGS_EMAIL}/domain"),
+            owner,
+            &json!({"domain": "smile.example"}),
+        )
+        .await;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!((status, &body["verified"]), (200, &json!(true)), "{body}");
+}
+
+// Twilio as the fakes answer it, for the account the settings tests save through the API.
+
+pub const PRACTICE_TWILIO_SID: &str = "AC1234567890abcdef1234567890abcdef";
+pub const PRACTICE_TWILIO_TOKEN: &str = "fedcba0987654321fedcba0987654321";
+pub const PRACTICE_TWILIO_NUMBER: &str = "+15557654321";
+
+/// The account resource fetched with the practice's credentials, `times` times.
+pub fn account_mock(response: ResponseTemplate, times: u64) -> Mock {
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/2010-04-01/Accounts/{PRACTICE_TWILIO_SID}.json"
+        )))
+        .and(basic_auth(PRACTICE_TWILIO_SID, PRACTICE_TWILIO_TOKEN))
+        .respond_with(response)
+        .expect(times)
+}
+
+pub fn account(status: &str, kind: &str) -> ResponseTemplate {
+    // The real resource carries the auth token; the client must not let it out.
+    ResponseTemplate::new(200).set_body_json(
+        json!({"sid": PRACTICE_TWILIO_SID, "status": status, "type": kind,
+        "friendly_name": "Smile Dental", "auth_token": PRACTICE_TWILIO_TOKEN}),
+    )
+}
+
+/// The account's numbers matching the practice's number, listed `times` times.
+pub fn numbers_mock(numbers: Value, times: u64) -> Mock {
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/2010-04-01/Accounts/{PRACTICE_TWILIO_SID}/IncomingPhoneNumbers.json"
+        )))
+        .and(query_param("PhoneNumber", PRACTICE_TWILIO_NUMBER))
+        .and(basic_auth(PRACTICE_TWILIO_SID, PRACTICE_TWILIO_TOKEN))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({ "incoming_phone_numbers": numbers })),
+        )
+        .expect(times)
+}
+
+pub fn number(phone: &str, sms: bool) -> Value {
+    json!({"sid": "PN1", "phone_number": phone, "capabilities": {"sms": sms, "voice": true}})
 }

@@ -1,11 +1,13 @@
 //! Integration tests: the real application on a random port, a fresh Postgres database per test,
 //! and wiremock standing in for SendGrid and Twilio.
 
+mod browser;
 mod drills;
 mod foundation;
 mod helpers;
 mod messaging;
 mod outreach;
+mod page;
 mod pg_proxy;
 mod process;
 mod queue;

@@ -13,24 +13,18 @@ use wiremock::{
     matchers::{any, basic_auth, bearer_token, body_json, method, path, query_param},
 };
 
-use crate::helpers::{Login, SYSTEM_SENDGRID_KEY, TestApp, TestEnv, spawn_app};
+use crate::helpers::{
+    CUSTOM_KEY, DOMAIN_ID, DOMAIN_SCOPES, Login, PRACTICE_TWILIO_NUMBER as PHONE,
+    PRACTICE_TWILIO_SID as SID, PRACTICE_TWILIO_TOKEN as TOKEN, SYSTEM_SENDGRID_KEY, TestApp,
+    TestEnv, account, account_mock, create_domain_mock, custom_email, domain_json,
+    domain_list_mock, mail_send_mock, number, numbers_mock, save_custom_email, scopes, scopes_mock,
+    sendgrid_error, spawn_app, validate_mock, verified_custom_email,
+};
 
 const SETTINGS: &str = "/api/practice-settings/messaging";
-const CUSTOM_KEY: &str = "SG.practice-key.custom-secret-part";
-const SID: &str = "AC1234567890abcdef1234567890abcdef";
-const TOKEN: &str = "fedcba0987654321fedcba0987654321";
-const PHONE: &str = "+15557654321";
 /// A P-256 public key as SendGrid hands out Signed Event Webhook keys (base64 DER SPKI).
 const VERIFY_KEY: &str = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g==";
-const DOMAIN_ID: i64 = 302183;
 const MAIL_SEND: &[&str] = &["mail.send"];
-const DOMAIN_SCOPES: &[&str] = &[
-    "mail.send",
-    "whitelabel.create",
-    "whitelabel.read",
-    "whitelabel.update",
-    "whitelabel.delete",
-];
 const WEBHOOK_SCOPES: &[&str] = &[
     "mail.send",
     "user.webhooks.event.settings.create",
@@ -98,14 +92,6 @@ async fn audit_actions(app: &TestApp, practice: Uuid) -> Vec<(String, Vec<String
     .unwrap()
 }
 
-fn custom_email(key: Option<&str>) -> Value {
-    let mut body = json!({"provider": "custom_sendgrid", "fromEmail": "desk@smile.example", "fromName": "Smile Dental", "fallbackEnabled": true});
-    if let Some(key) = key {
-        body["sendgridApiKey"] = json!(key);
-    }
-    body
-}
-
 fn custom_sms(token: Option<&str>) -> Value {
     let mut body = json!({"provider": "custom_twilio", "accountSid": SID, "phoneNumber": PHONE, "fallbackEnabled": true});
     if let Some(token) = token {
@@ -114,74 +100,9 @@ fn custom_sms(token: Option<&str>) -> Value {
     body
 }
 
-fn scopes(granted: &[&str]) -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(json!({ "scopes": granted }))
-}
-
-fn scopes_mock(key: &str, response: ResponseTemplate, times: u64) -> Mock {
-    Mock::given(method("GET"))
-        .and(path("/v3/scopes"))
-        .and(bearer_token(key))
-        .respond_with(response)
-        .expect(times)
-}
-
-fn sendgrid_error(status: u16, message: &str) -> ResponseTemplate {
-    ResponseTemplate::new(status)
-        .set_body_json(json!({"errors": [{"field": null, "message": message}]}))
-}
-
 fn twilio_error(status: u16, code: i64, message: &str) -> ResponseTemplate {
     ResponseTemplate::new(status)
         .set_body_json(json!({"code": code, "message": message, "status": status}))
-}
-
-fn account_mock(response: ResponseTemplate, times: u64) -> Mock {
-    Mock::given(method("GET"))
-        .and(path(format!("/2010-04-01/Accounts/{SID}.json")))
-        .and(basic_auth(SID, TOKEN))
-        .respond_with(response)
-        .expect(times)
-}
-
-fn account(status: &str, kind: &str) -> ResponseTemplate {
-    // The real resource carries the auth token; the client must not let it out.
-    ResponseTemplate::new(200)
-        .set_body_json(json!({"sid": SID, "status": status, "type": kind, "friendly_name": "Smile Dental", "auth_token": TOKEN}))
-}
-
-fn numbers_mock(numbers: Value, times: u64) -> Mock {
-    Mock::given(method("GET"))
-        .and(path(format!(
-            "/2010-04-01/Accounts/{SID}/IncomingPhoneNumbers.json"
-        )))
-        .and(query_param("PhoneNumber", PHONE))
-        .and(basic_auth(SID, TOKEN))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({ "incoming_phone_numbers": numbers })),
-        )
-        .expect(times)
-}
-
-fn number(phone: &str, sms: bool) -> Value {
-    json!({"sid": "PN1", "phone_number": phone, "capabilities": {"sms": sms, "voice": true}})
-}
-
-/// Saves a custom SendGrid key whose scopes are `granted`, checking SendGrid is asked once.
-async fn save_custom_email(app: &TestApp, owner: &Login, granted: &[&str]) -> Value {
-    let _scopes = scopes_mock(CUSTOM_KEY, scopes(granted), 1)
-        .mount_as_scoped(&app.sendgrid)
-        .await;
-    let (status, body) = call(
-        app,
-        Method::PUT,
-        "/email",
-        owner,
-        Some(custom_email(Some(CUSTOM_KEY))),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    body
 }
 
 /// Saves an active, full Twilio account owning an SMS-capable `PHONE`.
@@ -202,60 +123,6 @@ async fn save_custom_sms(app: &TestApp, owner: &Login) -> Value {
     .await;
     assert_eq!(status, 200, "{body}");
     body
-}
-
-fn domain_json(id: i64, valid: bool) -> Value {
-    let record = |host: &str, data: &str| json!({"valid": valid, "type": "cname", "host": host, "data": data});
-    json!({
-        "id": id, "user_id": 7, "subdomain": "em", "domain": "smile.example", "username": "smile", "ips": [],
-        "custom_spf": false, "default": false, "legacy": false, "automatic_security": true, "valid": valid,
-        "dns": {
-            "dkim2": record("s2._domainkey.smile.example", "s2.domainkey.u7.wl.sendgrid.net"),
-            "mail_cname": record("em.smile.example", "u7.wl.sendgrid.net"),
-            "dkim1": record("s1._domainkey.smile.example", "s1.domainkey.u7.wl.sendgrid.net"),
-        }
-    })
-}
-
-fn domain_list_mock(listed: Value) -> Mock {
-    Mock::given(method("GET"))
-        .and(path("/v3/whitelabel/domains"))
-        .and(query_param("domain", "smile.example"))
-        .and(bearer_token(CUSTOM_KEY))
-        .respond_with(ResponseTemplate::new(200).set_body_json(listed))
-        .expect(1)
-}
-
-fn validate_mock(id: i64, valid: bool, mail_cname_reason: Option<&str>) -> Mock {
-    let result = |ok: bool, reason: Option<&str>| json!({"valid": ok, "reason": reason});
-    Mock::given(method("POST"))
-        .and(path(format!("/v3/whitelabel/domains/{id}/validate")))
-        .and(bearer_token(CUSTOM_KEY))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "id": id, "valid": valid,
-            "validation_results": {
-                "mail_cname": result(valid, mail_cname_reason),
-                "dkim1": result(true, None), "dkim2": result(true, None), "spf": result(valid, None),
-            }
-        })))
-        .expect(1)
-}
-
-/// A custom SendGrid account whose domain its SendGrid account already verified: usable at once.
-async fn verified_custom_email(app: &TestApp, owner: &Login) {
-    save_custom_email(app, owner, DOMAIN_SCOPES).await;
-    let _list = domain_list_mock(json!([domain_json(DOMAIN_ID, true)]))
-        .mount_as_scoped(&app.sendgrid)
-        .await;
-    let (status, body) = call(
-        app,
-        Method::POST,
-        "/email/domain",
-        owner,
-        Some(json!({"domain": "smile.example"})),
-    )
-    .await;
-    assert_eq!((status, &body["verified"]), (200, &json!(true)), "{body}");
 }
 
 /// Makes every call to either provider fail the test.
@@ -903,6 +770,42 @@ async fn changing_only_the_sms_fallback_keeps_the_stored_credentials_without_ask
 }
 
 #[tokio::test]
+async fn a_custom_twilio_change_without_the_account_sid_keeps_the_stored_one() {
+    let app = spawn_app().await;
+    let owner = app.practice_owner().await;
+    save_custom_sms(&app, &owner).await;
+    let before = practice_row(&app, practice_of(&owner)).await;
+    let _none = forbid_provider_calls(&app).await;
+
+    // What the settings page sends: the SID is masked, so it cannot send it back.
+    let change =
+        json!({"provider": "custom_twilio", "phoneNumber": PHONE, "fallbackEnabled": false});
+    let (status, body) = call(&app, Method::PUT, "/sms", &owner, Some(change)).await;
+
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["settings"]["sms"]["twilioAccountSidLast4"], "cdef");
+    let after = practice_row(&app, practice_of(&owner)).await;
+    assert_eq!(after["twilio_account_sid"], before["twilio_account_sid"]);
+    assert_eq!(after["sms_fallback_enabled"], false);
+}
+
+#[tokio::test]
+async fn custom_twilio_without_an_account_sid_given_or_stored_is_a_422_on_account_sid() {
+    let app = spawn_app().await;
+    let owner = app.practice_owner().await;
+    let _none = forbid_provider_calls(&app).await;
+
+    let change = json!({"provider": "custom_twilio", "authToken": TOKEN, "phoneNumber": PHONE, "fallbackEnabled": true});
+    let (status, body) = call(&app, Method::PUT, "/sms", &owner, Some(change)).await;
+
+    assert_eq!(status, 422);
+    assert_eq!(
+        body["error"]["fields"],
+        json!({"accountSid": "is required with custom_twilio"})
+    );
+}
+
+#[tokio::test]
 async fn deleting_email_settings_erases_the_key_domain_and_webhook_and_returns_to_system() {
     let app = spawn_app().await;
     let owner = app.practice_owner().await;
@@ -1164,14 +1067,7 @@ async fn a_test_email_falls_back_to_the_system_account_when_custom_sendgrid_refu
     let app = TestEnv::new().with_system_accounts().spawn().await;
     let owner = app.practice_owner().await;
     verified_custom_email(&app, &owner).await;
-    let mail_send = |key: &str, response: ResponseTemplate| {
-        Mock::given(method("POST"))
-            .and(path("/v3/mail/send"))
-            .and(bearer_token(key))
-            .respond_with(response)
-            .expect(1)
-    };
-    mail_send(
+    mail_send_mock(
         CUSTOM_KEY,
         sendgrid_error(
             401,
@@ -1180,7 +1076,7 @@ async fn a_test_email_falls_back_to_the_system_account_when_custom_sendgrid_refu
     )
     .mount(&app.sendgrid)
     .await;
-    mail_send(
+    mail_send_mock(
         SYSTEM_SENDGRID_KEY,
         ResponseTemplate::new(202).insert_header("x-message-id", "system-1"),
     )
@@ -1321,16 +1217,7 @@ async fn setting_up_a_domain_creates_it_with_automatic_security_and_returns_reco
     let owner = app.practice_owner().await;
     save_custom_email(&app, &owner, DOMAIN_SCOPES).await;
     domain_list_mock(json!([])).mount(&app.sendgrid).await;
-    Mock::given(method("POST"))
-        .and(path("/v3/whitelabel/domains"))
-        .and(bearer_token(CUSTOM_KEY))
-        .and(body_json(
-            json!({"domain": "smile.example", "subdomain": "em", "automatic_security": true}),
-        ))
-        .respond_with(ResponseTemplate::new(201).set_body_json(domain_json(DOMAIN_ID, false)))
-        .expect(1)
-        .mount(&app.sendgrid)
-        .await;
+    create_domain_mock().mount(&app.sendgrid).await;
 
     let (status, body) = call(
         &app,

@@ -34,7 +34,8 @@ pub struct SmsSettingsRequest {
     /// `system_twilio` or `custom_twilio`.
     #[schema(required = true, nullable = false, value_type = String, example = "custom_twilio")]
     pub provider: Option<String>,
-    /// Required with `custom_twilio`: `AC` and 32 hexadecimal characters.
+    /// `AC` and 32 hexadecimal characters. Required with `custom_twilio` when none is stored;
+    /// omit it to keep the stored one.
     #[schema(example = "AC0123456789abcdef0123456789abcdef")]
     pub account_sid: Option<String>,
     /// 32 hexadecimal characters. Omit it to keep the stored token (for the same Account SID).
@@ -100,13 +101,19 @@ impl SmsChange {
                 Channel::Sms,
             );
         }
+        // The Account SID is masked like a secret, so a settings page cannot send it back: left
+        // out, the stored one is kept, as the auth token is.
+        let stored_sid = custom
+            .then(|| stored_secret(&state.keyring, stored, CredentialField::TwilioAccountSid))
+            .and_then(|decrypted| decrypted.ok().flatten());
         let sid = errors.check(
             ACCOUNT_SID,
             field(
                 request.account_sid.as_deref(),
-                custom,
+                custom && stored_sid.is_none(),
                 types::twilio_account_sid,
-            ),
+            )
+            .map(|given| given.or_else(|| stored_sid.map(|s| s.expose_secret().to_string()))),
         );
         let phone = errors.check(
             PHONE_NUMBER,

@@ -1,0 +1,126 @@
+// The page's only way to the server: the JSON API, with the signed-in user's bearer token.
+//
+// The token lives in sessionStorage: it lasts as long as the tab, is not shared with other tabs,
+// and is never sent automatically (no cookie), so other sites cannot make requests with it.
+
+const SESSION_KEY = 'dentite.session';
+
+/** An error answer of the API (`{error: {code, message, fields}}`), or a network failure. */
+export class ApiError extends Error {
+  constructor(status, code, message, fields, retryAfter) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.fields = fields ?? {};
+    this.retryAfter = retryAfter;
+  }
+}
+
+/** `{token, expiresAt, user: {id, email, role, practiceId}}`, or null when signed out. */
+export function currentSession() {
+  try {
+    const session = JSON.parse(sessionStorage.getItem(SESSION_KEY) ?? 'null');
+    if (!session?.token || new Date(session.expiresAt) <= new Date()) return null;
+    return session;
+  } catch {
+    return null;
+  }
+}
+
+export function signOut() {
+  sessionStorage.removeItem(SESSION_KEY);
+}
+
+/** Owners and admins change settings; staff only read them. */
+export function mayEdit(session) {
+  return session?.user?.role === 'owner' || session?.user?.role === 'admin';
+}
+
+export async function signIn(email, password) {
+  const session = await request('POST', '/api/auth/login', { email, password }, { authenticated: false });
+  sessionStorage.setItem(SESSION_KEY, JSON.stringify(session));
+  return session;
+}
+
+/**
+ * Calls the API and returns its JSON answer. A 401 on an authenticated call means the session
+ * ended (expired or signed out elsewhere): the session is dropped and `onSessionEnded` runs.
+ */
+export async function request(method, path, body, { authenticated = true } = {}) {
+  const headers = { Accept: 'application/json' };
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  if (authenticated) {
+    const session = currentSession();
+    if (!session) {
+      sessionEnded();
+      throw new ApiError(401, 'unauthorized', 'Your session has ended. Sign in again.');
+    }
+    headers.Authorization = `Bearer ${session.token}`;
+  }
+  let response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: 'no-store',
+    });
+  } catch {
+    throw new ApiError(0, 'network', 'Could not reach the Dentite server. Check your connection and try again.');
+  }
+  const text = await response.text();
+  let answer = null;
+  try {
+    answer = text ? JSON.parse(text) : null;
+  } catch {
+    answer = null;
+  }
+  if (response.ok) return answer;
+
+  const detail = answer?.error ?? {};
+  const retryAfter = Number(response.headers.get('Retry-After')) || undefined;
+  const error = new ApiError(
+    response.status,
+    detail.code ?? 'internal',
+    detail.message ?? `The server answered ${response.status} ${response.statusText}.`,
+    detail.fields,
+    retryAfter,
+  );
+  if (response.status === 401 && authenticated) {
+    signOut();
+    sessionEnded();
+    error.message = 'Your session has ended. Sign in again.';
+  }
+  throw error;
+}
+
+let sessionEndedHandler = () => {};
+
+export function onSessionEnded(handler) {
+  sessionEndedHandler = handler;
+}
+
+function sessionEnded() {
+  sessionEndedHandler();
+}
+
+const SETTINGS = '/api/practice-settings/messaging';
+
+/** The settings routes the page uses, named for what they do. */
+export const settingsApi = {
+  read: () => request('GET', SETTINGS),
+  status: () => request('GET', `${SETTINGS}/status`),
+  saveEmail: (body) => request('PUT', `${SETTINGS}/email`, body),
+  removeEmail: () => request('DELETE', `${SETTINGS}/email`),
+  validateEmail: (body) => request('POST', `${SETTINGS}/email/validate`, body),
+  testEmail: (to) => request('POST', `${SETTINGS}/email/test`, { to }),
+  saveSms: (body) => request('PUT', `${SETTINGS}/sms`, body),
+  removeSms: () => request('DELETE', `${SETTINGS}/sms`),
+  validateSms: (body) => request('POST', `${SETTINGS}/sms/validate`, body),
+  testSms: (to) => request('POST', `${SETTINGS}/sms/test`, { to }),
+  setUpDomain: (body) => request('POST', `${SETTINGS}/email/domain`, body),
+  readDomain: () => request('GET', `${SETTINGS}/email/domain`),
+  verifyDomain: () => request('POST', `${SETTINGS}/email/domain/verify`),
+  removeDomain: () => request('DELETE', `${SETTINGS}/email/domain`),
+  usage: (days) => request('GET', `/api/analytics/messaging?days=${encodeURIComponent(days)}`),
+};
