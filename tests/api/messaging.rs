@@ -132,8 +132,23 @@ async fn custom_twilio_sends_form_encoded_with_basic_auth_and_the_practice_statu
 #[tokio::test]
 async fn a_cache_hit_reads_no_configuration_and_any_write_to_the_practice_invalidates_it() {
     let app = system_app().await;
-    let practice = app.create_practice("Smile Dental").await;
-    app.configure_custom_sendgrid(practice, true, true).await;
+    // Inserted complete in one statement: only updates and deletes notify, so no notification
+    // of the set-up can arrive (and invalidate) while the hits are counted.
+    let practice = Uuid::new_v4();
+    sqlx::query(
+        "insert into practices (id, name, email_provider, sendgrid_api_key, sendgrid_from_email,
+             sendgrid_domain, sendgrid_domain_id, email_domain_verified, email_fallback_enabled)
+         values ($1, 'Smile Dental', 'custom_sendgrid', $2, 'desk@smile.test', 'smile.test', 42, true, true)",
+    )
+    .bind(practice)
+    .bind(app.state.keyring.encrypt(
+        CUSTOM_SENDGRID_KEY,
+        practice,
+        dentite::crypto::CredentialField::SendGridApiKey,
+    ))
+    .execute(&app.pool)
+    .await
+    .unwrap();
     sendgrid_accepts(CUSTOM_SENDGRID_KEY, "custom")
         .mount(&app.sendgrid)
         .await;
