@@ -1,20 +1,15 @@
-use base64::{Engine as _, engine::general_purpose::STANDARD};
 use dentite::{
     crypto::CredentialField,
     messaging::{Channel, suppression},
     webhooks::signature::{TwilioAlgorithm, sign_twilio},
-};
-use p256::{
-    ecdsa::{Signature, SigningKey, signature::Signer},
-    elliptic_curve::Generate,
-    pkcs8::EncodePublicKey,
 };
 use reqwest::Response;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{
-    SYSTEM_TWILIO_NUMBER, SYSTEM_TWILIO_SID, SYSTEM_TWILIO_TOKEN, TestApp, TestEnv, spawn_app,
+    SYSTEM_TWILIO_NUMBER, SYSTEM_TWILIO_SID, SYSTEM_TWILIO_TOKEN, SendGridSigner, TestApp, TestEnv,
+    sendgrid_batch as batch, spawn_app,
 };
 
 /// Must match `WEBHOOK_BASE_URL` of `TestEnv`: Twilio signs the URL it was given, not our address.
@@ -24,39 +19,8 @@ const PRACTICE_TWILIO_TOKEN: &str = "abcdef0123456789abcdef0123456789";
 const PATIENT_EMAIL: &str = "pat@example.com";
 const PATIENT_PHONE: &str = "+15557654321";
 
-/// A SendGrid account's event-webhook signing key, as SendGrid holds it.
-struct SendGridSigner(SigningKey);
-
-impl SendGridSigner {
-    fn new() -> Self {
-        Self(SigningKey::generate())
-    }
-
-    /// What SendGrid shows as the verification key: base64 of the DER SubjectPublicKeyInfo.
-    fn public_key(&self) -> String {
-        STANDARD.encode(
-            self.0
-                .verifying_key()
-                .to_public_key_der()
-                .unwrap()
-                .as_bytes(),
-        )
-    }
-
-    fn sign(&self, timestamp: &str, body: &[u8]) -> String {
-        let signature: Signature = self.0.sign(&[timestamp.as_bytes(), body].concat());
-        STANDARD.encode(signature.to_der().as_bytes())
-    }
-}
-
 fn now() -> String {
     chrono::Utc::now().timestamp().to_string()
-}
-
-/// A batch as SendGrid lays it out: `\r\n` between events and at the end.
-fn batch(events: &[Value]) -> String {
-    let events: Vec<String> = events.iter().map(Value::to_string).collect();
-    format!("[{}]\r\n", events.join(",\r\n"))
 }
 
 /// One event with a fresh `sg_event_id`; `fields` add to or replace the defaults.
