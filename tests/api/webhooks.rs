@@ -548,6 +548,55 @@ async fn a_timestamp_older_than_the_allowed_age_is_refused() {
     assert_eq!(stored_events(&app).await, 1);
 }
 
+/// Postgres text and jsonb cannot hold NUL: a signed batch carrying one failed with a 500, so
+/// SendGrid would retry it for a day and then drop every event in it.
+#[tokio::test]
+async fn a_signed_event_holding_nul_characters_is_stored_with_them_replaced_and_its_batch_applied()
+{
+    let app = spawn_app().await;
+    let (practice, signer) = practice_with_sendgrid_key(&app, "Smile Dental").await;
+    let log = insert_log(&app, practice, "email", "sent", "moW00FY9Sqyr2r5ekgRDLg").await;
+    let mut args = custom_args(log, practice);
+    args["useragent"] = json!("Mail\u{0}Client");
+    let body = batch(&[
+        sg_event("open", args),
+        sg_event("spamreport", json!({"email": "eve\u{0}@example.com"})),
+    ]);
+
+    let response = post_sendgrid(&app, &practice_path(practice), &signer, &body).await;
+
+    assert_eq!(json_body(response).await, accepted(2, 2));
+    assert_eq!(status_of(&app, log).await, "opened");
+    let useragent: String = sqlx::query_scalar(
+        "select payload->>'useragent' from provider_events where event_type = 'open'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(useragent, "Mail\u{FFFD}Client");
+    assert_eq!(
+        suppressed(&app, practice, "eve\u{FFFD}@example.com", false)
+            .await
+            .as_deref(),
+        Some("spam_reported")
+    );
+}
+
+#[tokio::test]
+async fn a_twilio_callback_holding_a_nul_character_is_stored_with_it_replaced() {
+    let app = TestEnv::new().with_system_accounts().spawn().await;
+    let mut params = status_params(SYSTEM_TWILIO_SID, "SMunknown", "undelivered");
+    params.push(("ErrorMessage", "carrier\u{0}said no"));
+    let response = post_twilio(&app, "/api/webhooks/twilio", SYSTEM_TWILIO_TOKEN, &params).await;
+    assert_eq!(response.status(), 200);
+    let message: String =
+        sqlx::query_scalar("select payload->>'ErrorMessage' from provider_events")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(message, "carrier\u{FFFD}said no");
+}
+
 #[tokio::test]
 async fn a_batch_of_a_thousand_events_is_stored_and_applied_in_one_request() {
     let app = spawn_app().await;
