@@ -509,7 +509,7 @@ impl Respond for CustomAccount {
         match state {
             AccountState::Failing => ResponseTemplate::new(500)
                 .set_body_json(json!({"errors": [{"message": "internal server error"}]})),
-            AccountState::Hanging => ResponseTemplate::new(503).set_delay(Duration::from_secs(2)),
+            AccountState::Hanging => ResponseTemplate::new(503).set_delay(Duration::from_secs(3)),
             AccountState::Healthy => ResponseTemplate::new(202)
                 .insert_header("X-Message-Id", Uuid::new_v4().simple().to_string()),
         }
@@ -579,9 +579,11 @@ async fn a_custom_account_failing_then_hanging_then_recovering_falls_back_opens_
     let mut url = url::Url::parse(&server_url()).unwrap();
     url.set_path(&format!("/{database}"));
     let encryption_key = "11".repeat(32);
+    // A timeout short enough for a quick drill, long enough that a loaded CI machine does not
+    // time out the fakes' immediate answers (which would make a send ambiguous).
     let env = [
         ("ENCRYPTION_KEY", encryption_key.as_str()),
-        ("PROVIDER_TIMEOUT_MS", "300"),
+        ("PROVIDER_TIMEOUT_MS", "1000"),
         ("PROVIDER_CIRCUIT_COOL_DOWN_SECS", "1"),
         ("SEND_WORKERS", "2"),
     ];
