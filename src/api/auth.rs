@@ -31,7 +31,8 @@ pub struct LoginRequest {
 
 /// Exchange email and password for a bearer token.
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = LoginSession), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody)))]
+    responses((status = 200, body = LoginSession), (status = 401, body = ErrorBody),
+        (status = 422, description = "a field of the wrong type, or missing", body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

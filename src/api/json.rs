@@ -13,17 +13,77 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
-/// `axum::Json`, answering malformed bodies with 400 (not JSON) or 422 (wrong shape, field named).
+/// `axum::Json`, answering malformed bodies with 400 (not JSON), 413 (too large) or 422 (wrong
+/// shape, or a string holding NUL; the field named).
 pub struct Json<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let (parts, body) = req.into_parts();
+        let bytes = Bytes::from_request(Request::from_parts(parts.clone(), body), state)
+            .await
+            .map_err(body_rejection)?;
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes.clone()));
+        let value = match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => value,
+            Err(rejection) => return Err(json_rejection(rejection)),
+        };
+        // Valid JSON by now; Postgres text and jsonb cannot hold NUL, so it is refused here with
+        // its field named rather than failing a statement later.
+        if let Ok(document) = serde_json::from_slice::<serde_json::Value>(&bytes)
+            && let Some(field) = field_with_nul(&document, "")
+        {
+            return Err(ApiError::validation(&field, NUL_MESSAGE));
         }
+        Ok(Self(value))
+    }
+}
+
+const NUL_MESSAGE: &str = "must not contain the NUL character (\\u0000)";
+
+/// The path (`steps[0].body`, or `body` for the document itself) of the first string or key
+/// holding NUL.
+fn field_with_nul(value: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    let here = || {
+        if path.is_empty() {
+            "body".to_string()
+        } else {
+            path.to_string()
+        }
+    };
+    match value {
+        Value::String(text) => text.contains('\0').then(here),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| field_with_nul(item, &format!("{path}[{i}]"))),
+        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            let path = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            if key.contains('\0') {
+                Some(here())
+            } else {
+                field_with_nul(item, &path)
+            }
+        }),
+        _ => None,
+    }
+}
+
+fn body_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge
+    } else {
+        ApiError::BadRequest(format!(
+            "could not read the request body: {}",
+            rejection.body_text()
+        ))
     }
 }
 
@@ -49,6 +109,9 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::MissingJsonContentType(_) => {
             ApiError::BadRequest("expected a JSON body with Content-Type: application/json".into())
         }
+        too_large if too_large.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::PayloadTooLarge
+        }
         other => ApiError::BadRequest(format!("malformed JSON body: {}", other.body_text())),
     }
 }
@@ -60,6 +123,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        if let Some((name, _)) = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(name, value)| name.contains('\0') || value.contains('\0'))
+        {
+            return Err(ApiError::validation(&name, NUL_MESSAGE));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| Self(q.0))
@@ -92,7 +161,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Form<T> {
             .await
             .map(|f| Self(f.0))
             .map_err(|e: FormRejection| {
-                ApiError::BadRequest(format!("malformed form body: {}", e.body_text()))
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::BadRequest(format!("malformed form body: {}", e.body_text()))
+                }
             })
     }
 }
@@ -107,15 +180,31 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
         Bytes::from_request(req, state)
             .await
             .map(Self)
-            .map_err(|e: BytesRejection| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge
-                } else {
-                    ApiError::BadRequest(format!(
-                        "could not read the request body: {}",
-                        e.body_text()
-                    ))
-                }
-            })
+            .map_err(body_rejection)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::field_with_nul;
+
+    #[test]
+    fn the_first_string_or_key_holding_nul_is_named_by_its_path() {
+        let clean = json!({"name": "Recall", "steps": [{"body": "a\\u0000b"}]});
+        assert_eq!(
+            field_with_nul(&clean, ""),
+            None,
+            "an escaped backslash is not NUL"
+        );
+        let nested = json!({"name": "Recall", "steps": [{"body": "ok"}, {"body": "a\u{0}b"}]});
+        assert_eq!(
+            field_with_nul(&nested, "").as_deref(),
+            Some("steps[1].body")
+        );
+        let key = json!({"patient": {"x\u{0}": 1}});
+        assert_eq!(field_with_nul(&key, "").as_deref(), Some("patient"));
+        assert_eq!(field_with_nul(&json!("\u{0}"), "").as_deref(), Some("body"));
     }
 }

@@ -54,7 +54,7 @@ impl utoipa::Modify for BearerAuth {
 
 /// The whole API and its OpenAPI document.
 pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(ops::router())
         .merge(auth::router())
         .merge(messages::router())
@@ -65,7 +65,55 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(sequences::router())
         .merge(outreach_logs::router())
         .merge(analytics::router())
-        .split_for_parts()
+        .split_for_parts();
+    (router, document_common_errors(openapi))
+}
+
+/// Adds the answers that whole classes of routes give, so no route's document misses them: a
+/// route taking a body answers 400 to one that is not JSON (or form data) or lacks its
+/// `Content-Type`, and 413 to one beyond its size limit; a route behind a bearer token answers
+/// 401 without a valid one. A route that documents its own keeps it.
+fn document_common_errors(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let bearer = serde_json::to_value(&operation.security)
+                .is_ok_and(|security| security.to_string().contains("\"bearer\""));
+            let responses = &mut operation.responses.responses;
+            if operation.request_body.is_some() {
+                responses.entry("400".into()).or_insert_with(|| {
+                    error("the body is not JSON (or form data), or lacks its Content-Type").into()
+                });
+                responses
+                    .entry("413".into())
+                    .or_insert_with(|| error("the body is larger than this route accepts").into());
+            }
+            if bearer {
+                responses
+                    .entry("401".into())
+                    .or_insert_with(|| error("no valid bearer token").into());
+            }
+        }
+    }
+    openapi
 }
 
 /// A page size from the query: `default` when absent, 1 to `max` otherwise.

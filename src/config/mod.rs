@@ -116,6 +116,8 @@ pub struct Settings {
     /// When set, the settings header must name this shared key id.
     pub twilio_webhook_shared_key_id: Option<String>,
     pub provider_timeout: Duration,
+    /// How long an open health circuit skips a failing custom account before one send probes it.
+    pub circuit_cool_down: Duration,
     pub log_format: LogFormat,
     pub queue: QueueSettings,
 }
@@ -282,6 +284,16 @@ impl Settings {
             twilio_webhook_shared_key: env.get("TWILIO_WEBHOOK_SHARED_KEY").map(SecretString::from),
             twilio_webhook_shared_key_id: env.get("TWILIO_WEBHOOK_SHARED_KEY_ID"),
             provider_timeout: Duration::from_millis(parse_or(env, "PROVIDER_TIMEOUT_MS", "10000")?),
+            circuit_cool_down: match parse_or::<u64>(env, "PROVIDER_CIRCUIT_COOL_DOWN_SECS", "60")?
+            {
+                0 => {
+                    return Err(invalid(
+                        "PROVIDER_CIRCUIT_COOL_DOWN_SECS",
+                        "must be at least 1 second (got 0)",
+                    ));
+                }
+                secs => Duration::from_secs(secs),
+            },
             log_format: LogFormat::from_env(env)?,
             queue: QueueSettings {
                 workers: parse_or(env, "SEND_WORKERS", "8")?,
@@ -442,6 +454,7 @@ mod tests {
         assert_eq!(s.bind_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(s.webhook_base_url.as_str(), "http://127.0.0.1:8080/");
         assert_eq!(s.client_cache_ttl, Duration::from_secs(3600));
+        assert_eq!(s.circuit_cool_down, Duration::from_secs(60));
         assert!(s.system_sendgrid.is_none() && s.system_twilio.is_none());
         assert!(s.uses_outbox());
     }
@@ -466,6 +479,7 @@ mod tests {
             ("CLIENT_CACHE_TTL_SECS", "soon"),
             ("WEBHOOK_BASE_URL", "ftp://x"),
             ("LOG_FORMAT", "xml"),
+            ("PROVIDER_CIRCUIT_COOL_DOWN_SECS", "0"),
         ] {
             let mut vars = keys();
             vars.retain(|(k, _)| *k != var);

@@ -1,7 +1,8 @@
 //! A health circuit per practice credential. After repeated account failures the custom account
-//! is skipped (when the practice allows fallback) until a probe after the cool-down, or a
-//! successful test send, shows it works again. Kept per instance: each instance learns the
-//! account's health from its own sends within a few messages.
+//! is skipped (when the practice allows fallback) until a probe after the cool-down
+//! (`PROVIDER_CIRCUIT_COOL_DOWN_SECS`, 60 s by default), or a successful test send, shows it works
+//! again. Kept per instance: each instance learns the account's health from its own sends within
+//! a few messages.
 
 use std::{
     collections::HashMap,
@@ -16,7 +17,8 @@ use uuid::Uuid;
 use super::Channel;
 
 const FAILURES_TO_OPEN: u32 = 3;
-const COOL_DOWN: Duration = Duration::from_secs(60);
+/// The cool-down when none is configured; `PROVIDER_CIRCUIT_COOL_DOWN_SECS` has the same default.
+pub const DEFAULT_COOL_DOWN: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -35,12 +37,26 @@ struct State {
     opened_at: Option<Instant>,
 }
 
-#[derive(Default)]
 pub struct CircuitBreakers {
     states: Mutex<HashMap<(Uuid, Channel), State>>,
+    /// How long an open circuit skips the account before one send probes it.
+    cool_down: Duration,
+}
+
+impl Default for CircuitBreakers {
+    fn default() -> Self {
+        Self::new(DEFAULT_COOL_DOWN)
+    }
 }
 
 impl CircuitBreakers {
+    pub fn new(cool_down: Duration) -> Self {
+        Self {
+            states: Mutex::default(),
+            cool_down,
+        }
+    }
+
     /// Whether the custom account should be skipped now. After the cool-down one send is let
     /// through as a probe (half-open); its result closes or re-opens the circuit.
     pub fn should_skip(&self, practice_id: Uuid, channel: Channel) -> bool {
@@ -49,7 +65,7 @@ impl CircuitBreakers {
             Some(State {
                 opened_at: Some(opened),
                 ..
-            }) if opened.elapsed() < COOL_DOWN => true,
+            }) if opened.elapsed() < self.cool_down => true,
             Some(
                 state @ State {
                     opened_at: Some(_), ..
@@ -119,5 +135,30 @@ mod tests {
         circuits.record_success(practice, Channel::Email);
         assert_eq!(circuits.health(practice, Channel::Email), Health::Healthy);
         assert!(!circuits.should_skip(practice, Channel::Email));
+    }
+
+    #[test]
+    fn after_the_configured_cool_down_one_send_probes_and_a_failed_probe_keeps_the_circuit_open() {
+        let circuits = CircuitBreakers::new(Duration::from_millis(50));
+        let practice = Uuid::new_v4();
+        for _ in 0..3 {
+            circuits.record_failure(practice, Channel::Email);
+        }
+        assert!(circuits.should_skip(practice, Channel::Email));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(
+            !circuits.should_skip(practice, Channel::Email),
+            "the first send after the cool-down probes"
+        );
+        assert!(
+            circuits.should_skip(practice, Channel::Email),
+            "sends during the probe are still skipped"
+        );
+        circuits.record_failure(practice, Channel::Email);
+        assert_eq!(circuits.health(practice, Channel::Email), Health::Open);
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!circuits.should_skip(practice, Channel::Email));
+        circuits.record_success(practice, Channel::Email);
+        assert_eq!(circuits.health(practice, Channel::Email), Health::Healthy);
     }
 }

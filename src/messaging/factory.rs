@@ -309,7 +309,7 @@ impl MessagingServiceFactory {
             system_email,
             system_sms,
             builds: AtomicU64::new(0),
-            circuits: CircuitBreakers::default(),
+            circuits: CircuitBreakers::new(settings.circuit_cool_down),
         })
     }
 

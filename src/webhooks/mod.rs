@@ -95,6 +95,39 @@ impl WebhookError {
     }
 }
 
+/// Postgres text and jsonb cannot hold NUL, so a NUL a provider sends (only ever inside a
+/// correctly signed request: the signature is checked over the bytes as received) is stored as
+/// U+FFFD, the replacement character, rather than failing the whole batch with it.
+fn replace_nul(text: &mut String) {
+    if text.contains('\0') {
+        *text = text.replace('\0', "\u{FFFD}");
+    }
+}
+
+/// [`replace_nul`] in every string and key of a JSON value.
+fn replace_nul_in_json(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => replace_nul(text),
+        Value::Array(items) => items.iter_mut().for_each(replace_nul_in_json),
+        Value::Object(fields) => replace_nul_in_object(fields),
+        _ => {}
+    }
+}
+
+fn replace_nul_in_object(fields: &mut serde_json::Map<String, serde_json::Value>) {
+    if fields.keys().any(|key| key.contains('\0')) {
+        *fields = std::mem::take(fields)
+            .into_iter()
+            .map(|(mut key, value)| {
+                replace_nul(&mut key);
+                (key, value)
+            })
+            .collect();
+    }
+    fields.values_mut().for_each(replace_nul_in_json);
+}
+
 /// What one request delivered: how many events, and how many of them were new.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -124,4 +157,21 @@ async fn counted<T>(
         Err(error) => counter(error.outcome(), 1),
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::replace_nul_in_json;
+
+    #[test]
+    fn nul_in_strings_and_keys_becomes_the_replacement_character_and_nothing_else_changes() {
+        let mut value = json!({"a\u{0}": ["x\u{0}y", 1, null], "b": {"c": "\\u0000"}});
+        replace_nul_in_json(&mut value);
+        assert_eq!(
+            value,
+            json!({"a\u{FFFD}": ["x\u{FFFD}y", 1, null], "b": {"c": "\\u0000"}})
+        );
+    }
 }

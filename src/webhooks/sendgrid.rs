@@ -141,10 +141,9 @@ fn parse(body: &[u8]) -> Result<Vec<Event>, WebhookError> {
     let raw: Vec<&RawValue> = serde_json::from_slice(body).map_err(malformed)?;
     raw.into_iter()
         .map(|raw| {
-            Ok(Event::read(
-                raw,
-                serde_json::from_str(raw.get()).map_err(malformed)?,
-            ))
+            let mut payload = serde_json::from_str(raw.get()).map_err(malformed)?;
+            super::replace_nul_in_object(&mut payload);
+            Ok(Event::read(raw, payload))
         })
         .collect()
 }

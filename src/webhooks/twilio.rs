@@ -400,6 +400,11 @@ async fn authenticate(
     if params.get("AccountSid") != Some(account.sid.as_str()) {
         return Err(WebhookError::WrongAccount);
     }
+    let mut params = params;
+    for (name, value) in &mut params.0 {
+        super::replace_nul(name);
+        super::replace_nul(value);
+    }
     Ok(Verified {
         tenant,
         sender_name: account.sender_name,

@@ -149,6 +149,44 @@ pub const SYSTEM_TWILIO_SID: &str = "AC00000000000000000000000000000000";
 pub const SYSTEM_TWILIO_TOKEN: &str = "00000000000000000000000000000000";
 pub const SYSTEM_TWILIO_NUMBER: &str = "+15550000000";
 
+/// A SendGrid account's event-webhook signing key, as SendGrid holds it.
+pub struct SendGridSigner(p256::ecdsa::SigningKey);
+
+impl SendGridSigner {
+    pub fn new() -> Self {
+        use p256::elliptic_curve::Generate;
+        Self(p256::ecdsa::SigningKey::generate())
+    }
+
+    /// What SendGrid shows as the verification key: base64 of the DER SubjectPublicKeyInfo.
+    pub fn public_key(&self) -> String {
+        use base64::Engine as _;
+        use p256::pkcs8::EncodePublicKey;
+        base64::engine::general_purpose::STANDARD.encode(
+            self.0
+                .verifying_key()
+                .to_public_key_der()
+                .unwrap()
+                .as_bytes(),
+        )
+    }
+
+    /// `X-Twilio-Email-Event-Webhook-Signature`: ECDSA P-256/SHA-256 over the timestamp header
+    /// followed by the raw body, base64 of the DER signature.
+    pub fn sign(&self, timestamp: &str, body: &[u8]) -> String {
+        use base64::Engine as _;
+        use p256::ecdsa::{Signature, signature::Signer};
+        let signature: Signature = self.0.sign(&[timestamp.as_bytes(), body].concat());
+        base64::engine::general_purpose::STANDARD.encode(signature.to_der().as_bytes())
+    }
+}
+
+/// A SendGrid event batch as SendGrid lays it out: `\r\n` between events and at the end.
+pub fn sendgrid_batch(events: &[Value]) -> String {
+    let events: Vec<String> = events.iter().map(Value::to_string).collect();
+    format!("[{}]\r\n", events.join(",\r\n"))
+}
+
 pub async fn spawn_app() -> TestApp {
     TestEnv::new().spawn().await
 }

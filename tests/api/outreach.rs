@@ -266,6 +266,43 @@ async fn another_practices_patient_is_not_found_and_not_listed() {
     );
 }
 
+/// Found by the hostile-input drill: a NUL in a search or a message body reached Postgres, whose
+/// text cannot hold it, and failed the request with a 500.
+#[tokio::test]
+async fn a_nul_character_in_a_query_or_a_json_field_is_a_422_naming_it_and_stores_nothing() {
+    let app = spawn_app().await;
+    let owner = app.practice_owner().await;
+    let pat = patient_id(&app, &owner, "Pat", "Lee", Some("pat@example.com"), None).await;
+
+    let search = app.get("/api/patients?search=Le%00e", &owner).await;
+    assert_eq!(invalid_fields(search).await, ["search"]);
+    let message =
+        json!({"patientId": pat, "channel": "email", "subject": "Hi", "body": "See you\u{0}soon"});
+    let queued = app
+        .send_json(Method::POST, "/api/outreach/messages", &owner, &message)
+        .await;
+    assert_eq!(invalid_fields(queued).await, ["body"]);
+    let steps =
+        json!([{"channel": "email", "delayMinutes": 0, "subject": "Hi", "body": "a\u{0}b"}]);
+    let sequence = app
+        .send_json(
+            Method::POST,
+            "/api/sequences",
+            &owner,
+            &json!({"name": "Recall", "steps": steps}),
+        )
+        .await;
+    assert_eq!(invalid_fields(sequence).await, ["steps[0].body"]);
+
+    let stored: (i64, i64) = sqlx::query_as(
+        "select (select count(*) from outreach_logs), (select count(*) from sequences)",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, (0, 0));
+}
+
 #[tokio::test]
 async fn patients_are_listed_by_name_a_page_at_a_time_and_searched_case_insensitively() {
     let app = spawn_app().await;

@@ -219,7 +219,7 @@ async fn a_user_created_with_the_cli_logs_in_to_the_served_binary_and_secrets_ne
 
 /// Starts `dentite serve` on a free port against `database_url` with the system SendGrid at
 /// `sendgrid`, its log going to `log`; returns the child and its base URL once it is ready.
-async fn serve(
+pub async fn serve(
     database_url: &str,
     sendgrid: &MockServer,
     extra: &[(&str, &str)],

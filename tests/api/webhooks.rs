@@ -1,20 +1,15 @@
-use base64::{Engine as _, engine::general_purpose::STANDARD};
 use dentite::{
     crypto::CredentialField,
     messaging::{Channel, suppression},
     webhooks::signature::{TwilioAlgorithm, sign_twilio},
-};
-use p256::{
-    ecdsa::{Signature, SigningKey, signature::Signer},
-    elliptic_curve::Generate,
-    pkcs8::EncodePublicKey,
 };
 use reqwest::Response;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{
-    SYSTEM_TWILIO_NUMBER, SYSTEM_TWILIO_SID, SYSTEM_TWILIO_TOKEN, TestApp, TestEnv, spawn_app,
+    SYSTEM_TWILIO_NUMBER, SYSTEM_TWILIO_SID, SYSTEM_TWILIO_TOKEN, SendGridSigner, TestApp, TestEnv,
+    sendgrid_batch as batch, spawn_app,
 };
 
 /// Must match `WEBHOOK_BASE_URL` of `TestEnv`: Twilio signs the URL it was given, not our address.
@@ -24,39 +19,8 @@ const PRACTICE_TWILIO_TOKEN: &str = "abcdef0123456789abcdef0123456789";
 const PATIENT_EMAIL: &str = "pat@example.com";
 const PATIENT_PHONE: &str = "+15557654321";
 
-/// A SendGrid account's event-webhook signing key, as SendGrid holds it.
-struct SendGridSigner(SigningKey);
-
-impl SendGridSigner {
-    fn new() -> Self {
-        Self(SigningKey::generate())
-    }
-
-    /// What SendGrid shows as the verification key: base64 of the DER SubjectPublicKeyInfo.
-    fn public_key(&self) -> String {
-        STANDARD.encode(
-            self.0
-                .verifying_key()
-                .to_public_key_der()
-                .unwrap()
-                .as_bytes(),
-        )
-    }
-
-    fn sign(&self, timestamp: &str, body: &[u8]) -> String {
-        let signature: Signature = self.0.sign(&[timestamp.as_bytes(), body].concat());
-        STANDARD.encode(signature.to_der().as_bytes())
-    }
-}
-
 fn now() -> String {
     chrono::Utc::now().timestamp().to_string()
-}
-
-/// A batch as SendGrid lays it out: `\r\n` between events and at the end.
-fn batch(events: &[Value]) -> String {
-    let events: Vec<String> = events.iter().map(Value::to_string).collect();
-    format!("[{}]\r\n", events.join(",\r\n"))
 }
 
 /// One event with a fresh `sg_event_id`; `fields` add to or replace the defaults.
@@ -582,6 +546,55 @@ async fn a_timestamp_older_than_the_allowed_age_is_refused() {
         "SendGrid retries for a day; an hour-old signature is fine"
     );
     assert_eq!(stored_events(&app).await, 1);
+}
+
+/// Postgres text and jsonb cannot hold NUL: a signed batch carrying one failed with a 500, so
+/// SendGrid would retry it for a day and then drop every event in it.
+#[tokio::test]
+async fn a_signed_event_holding_nul_characters_is_stored_with_them_replaced_and_its_batch_applied()
+{
+    let app = spawn_app().await;
+    let (practice, signer) = practice_with_sendgrid_key(&app, "Smile Dental").await;
+    let log = insert_log(&app, practice, "email", "sent", "moW00FY9Sqyr2r5ekgRDLg").await;
+    let mut args = custom_args(log, practice);
+    args["useragent"] = json!("Mail\u{0}Client");
+    let body = batch(&[
+        sg_event("open", args),
+        sg_event("spamreport", json!({"email": "eve\u{0}@example.com"})),
+    ]);
+
+    let response = post_sendgrid(&app, &practice_path(practice), &signer, &body).await;
+
+    assert_eq!(json_body(response).await, accepted(2, 2));
+    assert_eq!(status_of(&app, log).await, "opened");
+    let useragent: String = sqlx::query_scalar(
+        "select payload->>'useragent' from provider_events where event_type = 'open'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(useragent, "Mail\u{FFFD}Client");
+    assert_eq!(
+        suppressed(&app, practice, "eve\u{FFFD}@example.com", false)
+            .await
+            .as_deref(),
+        Some("spam_reported")
+    );
+}
+
+#[tokio::test]
+async fn a_twilio_callback_holding_a_nul_character_is_stored_with_it_replaced() {
+    let app = TestEnv::new().with_system_accounts().spawn().await;
+    let mut params = status_params(SYSTEM_TWILIO_SID, "SMunknown", "undelivered");
+    params.push(("ErrorMessage", "carrier\u{0}said no"));
+    let response = post_twilio(&app, "/api/webhooks/twilio", SYSTEM_TWILIO_TOKEN, &params).await;
+    assert_eq!(response.status(), 200);
+    let message: String =
+        sqlx::query_scalar("select payload->>'ErrorMessage' from provider_events")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(message, "carrier\u{FFFD}said no");
 }
 
 #[tokio::test]
