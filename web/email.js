@@ -266,24 +266,30 @@ async function removeDomain(page) {
   }
 }
 
-async function sendTest(event) {
-  event.preventDefault();
-  const errors = testFormErrors();
-  errors.clear();
-  const result = $('email-test-result');
-  result.replaceChildren();
-  const to = $('email-test-to').value.trim();
-  try {
-    const outcome = await busy($('email-test-send'), 'Sending…', () => settingsApi.testEmail(to || undefined));
-    result.replaceChildren(testOutcome(outcome, to));
-    if (countsAsTested(outcome)) showLastTest($('email-last-test'), new Date().toISOString());
-  } catch (error) {
-    errors.show(error);
-  }
+/**
+ * The submit handler of a channel's test form: sends to the address typed in `to` through `send`,
+ * then shows the outcome in `result` and, when the configured account itself delivered it, the
+ * new last-test time in `lastTest`.
+ */
+export function testSendHandler({ send, to, button, result, lastTest, errors }) {
+  return async (event) => {
+    event.preventDefault();
+    const formErrors = errors();
+    formErrors.clear();
+    result.replaceChildren();
+    const recipient = to.value.trim();
+    try {
+      const outcome = await busy(button, 'Sending…', () => send(recipient || undefined));
+      result.replaceChildren(testOutcome(outcome, recipient));
+      if (countsAsTested(outcome)) showLastTest(lastTest, new Date().toISOString());
+    } catch (error) {
+      formErrors.show(error);
+    }
+  };
 }
 
 /** What a test send did, in words: sent or not, which account, whether it fell back and why. */
-export function testOutcome(outcome, to) {
+function testOutcome(outcome, to) {
   const box = el('div', { className: `outcome ${outcome.delivered ? 'outcome-ok' : 'outcome-error'}` });
   box.append(el('p', {
     className: 'outcome-title',
@@ -311,7 +317,7 @@ export function testOutcome(outcome, to) {
  * fallback). The page shows that at once instead of reading the settings again, which would
  * reset a form the user may be editing.
  */
-export function countsAsTested(outcome) {
+function countsAsTested(outcome) {
   return outcome.delivered && !outcome.fellBack;
 }
 
@@ -336,7 +342,14 @@ export function initEmail(page) {
   $('domain-form').addEventListener('submit', (event) => setUpDomain(event, page));
   $('domain-verify').addEventListener('click', () => verifyDomain(page));
   $('domain-remove').addEventListener('click', () => removeDomain(page));
-  $('email-test-form').addEventListener('submit', sendTest);
+  $('email-test-form').addEventListener('submit', testSendHandler({
+    send: (to) => settingsApi.testEmail(to),
+    to: $('email-test-to'),
+    button: $('email-test-send'),
+    result: $('email-test-result'),
+    lastTest: $('email-last-test'),
+    errors: testFormErrors,
+  }));
   // The address is only known once the settings are read: copy what is shown at the time.
   const webhookCopy = copyButton(() => $('email-webhook-url').textContent, 'Copy the event webhook address',
     $('email-webhook-url'));

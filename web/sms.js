@@ -2,7 +2,7 @@
 
 import { currentSession, mayEdit, settingsApi } from './api.js';
 import { $, FormErrors, busy, confirmAction, secretState, sentence, setStatus, show } from './dom.js';
-import { countsAsTested, showLastTest, showNotes, testOutcome } from './email.js';
+import { showLastTest, showNotes, testSendHandler } from './email.js';
 
 const CUSTOM = 'custom_twilio';
 
@@ -146,22 +146,6 @@ async function removeCustom() {
   }
 }
 
-async function sendTest(event) {
-  event.preventDefault();
-  const errors = testFormErrors();
-  errors.clear();
-  const result = $('sms-test-result');
-  result.replaceChildren();
-  const to = $('sms-test-to').value.trim();
-  try {
-    const outcome = await busy($('sms-test-send'), 'Sending…', () => settingsApi.testSms(to || undefined));
-    result.replaceChildren(testOutcome(outcome, to));
-    if (countsAsTested(outcome)) showLastTest($('sms-last-test'), new Date().toISOString());
-  } catch (error) {
-    errors.show(error);
-  }
-}
-
 export function initSms() {
   for (const radio of document.querySelectorAll('input[name="sms-provider"]')) {
     radio.addEventListener('change', showCustomFields);
@@ -169,5 +153,12 @@ export function initSms() {
   $('sms-form').addEventListener('submit', saveSms);
   $('sms-check').addEventListener('click', checkAccount);
   $('sms-remove').addEventListener('click', removeCustom);
-  $('sms-test-form').addEventListener('submit', sendTest);
+  $('sms-test-form').addEventListener('submit', testSendHandler({
+    send: (to) => settingsApi.testSms(to),
+    to: $('sms-test-to'),
+    button: $('sms-test-send'),
+    result: $('sms-test-result'),
+    lastTest: $('sms-last-test'),
+    errors: testFormErrors,
+  }));
 }
