@@ -152,11 +152,18 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Postgres cannot be reached: a 503 the caller may retry; the cause goes to the log only.
+    pub fn database_unavailable(cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "database unavailable");
+        Self::Unavailable("the database is unavailable; try again shortly".into())
+    }
+}
+
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         if crate::db::is_unavailable(&error) {
-            tracing::warn!(error = %error, "database unavailable");
-            return Self::Unavailable("the database is unavailable; try again shortly".into());
+            return Self::database_unavailable(&error);
         }
         Self::Internal(anyhow::Error::new(error).context("database query failed"))
     }

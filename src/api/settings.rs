@@ -64,7 +64,7 @@ impl From<SettingsError> for ApiError {
             SettingsError::ConcurrentChange => ApiError::Conflict(error.to_string()),
             SettingsError::UnknownPractice => ApiError::NotFound("practice"),
             SettingsError::Database(e) => e.into(),
-            SettingsError::DatabaseUnavailable => ApiError::Unavailable(error.to_string()),
+            SettingsError::DatabaseUnavailable(e) => ApiError::database_unavailable(&e),
             SettingsError::Internal(e) => ApiError::Internal(e),
         }
     }

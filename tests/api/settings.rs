@@ -1836,3 +1836,19 @@ async fn every_settings_route_is_in_the_openapi_document() {
         "{email_request}"
     );
 }
+
+#[tokio::test]
+async fn reading_settings_not_yet_cached_while_postgres_is_unreachable_is_a_503() {
+    let (app, proxy) = crate::pg_proxy::app_behind_proxy(TestEnv::new().without_background()).await;
+    let owner = app.practice_owner().await;
+    proxy.go_down();
+
+    let response = app.get("/api/practice-settings/messaging", &owner).await;
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("unavailable")),
+        "{body}"
+    );
+}

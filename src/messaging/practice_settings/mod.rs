@@ -13,6 +13,8 @@ mod email;
 mod sms;
 mod status;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -59,8 +61,9 @@ pub enum SettingsError {
     UnknownPractice,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
-    #[error("the database is unavailable; try again shortly")]
-    DatabaseUnavailable,
+    /// Postgres could not be reached to read the practice's settings.
+    #[error("the database is unavailable: {0}")]
+    DatabaseUnavailable(Arc<sqlx::Error>),
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -69,7 +72,9 @@ impl From<FactoryError> for SettingsError {
     fn from(error: FactoryError) -> Self {
         match error {
             FactoryError::UnknownPractice(_) => Self::UnknownPractice,
-            FactoryError::Database(e) if crate::db::is_unavailable(&e) => Self::DatabaseUnavailable,
+            FactoryError::Database(e) if crate::db::is_unavailable(&e) => {
+                Self::DatabaseUnavailable(e)
+            }
             other => Self::Internal(
                 anyhow::Error::new(other)
                     .context("could not read the practice's messaging settings"),
