@@ -406,29 +406,13 @@ async fn seed_practices(service: &Service) -> String {
     .execute(&service.pool)
     .await
     .unwrap();
-    let email = dentite::types::EmailAddress::parse("owner@bench.test").unwrap();
-    dentite::auth::create_user(
-        &service.pool,
-        &email,
-        "bench password 123",
+    login(
+        service,
+        "owner@bench.test",
         dentite::auth::Role::Owner,
         Some(ids[0]),
     )
     .await
-    .unwrap();
-    let login: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/api/auth/login", service.base))
-        .json(&serde_json::json!({"email": "owner@bench.test", "password": "bench password 123"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    login["token"]
-        .as_str()
-        .expect("bench owner logs in")
-        .to_string()
 }
 
 /// Logs in the history scenario: `BENCH_HISTORY_LOGS` (default 10 million), a fifth of them the
