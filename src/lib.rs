@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod db;
 pub mod domains;
 pub mod error;
+pub mod history;
 pub mod messaging;
 pub mod outreach;
 pub mod practices;
@@ -176,6 +177,11 @@ impl Application {
                 stop.clone(),
             )),
             tokio::spawn(scheduler),
+            tokio::spawn(history::retention::run(
+                state.pool.clone(),
+                state.settings.retention,
+                stop.clone(),
+            )),
         ];
         tasks.extend(state.workers().spawn(stop));
         tasks
