@@ -252,7 +252,7 @@ impl Settings {
             }
         };
         if let Some(key) = env.get("SENDGRID_WEBHOOK_VERIFY_KEY") {
-            crate::webhooks::signature::SendGridVerifier::from_base64_der(&key)
+            crate::providers::sendgrid::signature::SendGridVerifier::from_base64_der(&key)
                 .map_err(|e| invalid("SENDGRID_WEBHOOK_VERIFY_KEY", e.to_string()))?;
         }
 

@@ -1182,7 +1182,7 @@ async fn a_later_step_waits_for_its_delay_and_then_completes_the_enrolment() {
 
 #[tokio::test]
 async fn a_stop_reply_mid_sequence_stops_the_enrolment_before_its_next_step() {
-    use dentite::webhooks::signature::{TwilioAlgorithm, sign_twilio};
+    use dentite::providers::twilio::signature::{TwilioAlgorithm, sign_twilio};
     let app = TestEnv::new()
         .with_system_accounts()
         .without_background()

@@ -1418,7 +1418,7 @@ async fn the_background_recheck_validates_only_domains_whose_turn_has_come() {
         practices.push((practice_of(&owner), due));
     }
 
-    let checked = dentite::domains::recheck_due_domains(&app.state)
+    let checked = dentite::providers::sendgrid::domain::recheck_due_domains(&app.state)
         .await
         .unwrap();
 
@@ -1435,7 +1435,7 @@ async fn the_background_recheck_validates_only_domains_whose_turn_has_come() {
     .unwrap();
     assert_eq!((user, action.as_str()), (None, "email.domain.verify"));
     assert_eq!(
-        dentite::domains::recheck_due_domains(&app.state)
+        dentite::providers::sendgrid::domain::recheck_due_domains(&app.state)
             .await
             .unwrap(),
         0,

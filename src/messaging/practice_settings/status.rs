@@ -12,13 +12,13 @@ use super::{SettingsError, invalid, required, stored_provider};
 use crate::{
     AppState,
     auth::PracticeCaller,
-    domains::DomainState,
     messaging::{
         Channel, OutgoingMessage, ProviderKind,
         circuit::Health,
         delivery::{DeliveryError, DeliveryResult},
         settings::PracticeMessagingConfig,
     },
+    providers::sendgrid::domain::DomainState,
     types::{EmailAddress, PhoneE164},
 };
 

@@ -5,7 +5,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{
+use crate::messaging::practice_settings::{
     MessagingSettings, ProviderFailure, SettingsError, SettingsUpdate, begin_change, changed,
     commit_change, erase, event_webhook_url, invalid, is_stored_secret, load, parse_provider,
     refuse_custom_only, required, stored_secret, view,
@@ -20,8 +20,8 @@ use crate::{
         sendgrid::{EventWebhook, SendGridClient},
         settings::PracticeMessagingConfig,
     },
+    providers::sendgrid::signature::SendGridVerifier,
     types::{self, EmailAddress},
-    webhooks::signature::SendGridVerifier,
 };
 
 const API_KEY: &str = "sendgridApiKey";
