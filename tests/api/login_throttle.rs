@@ -79,7 +79,7 @@ async fn failed_logins_past_the_allowance_wait_twice_as_long_each_time_rather_th
     assert_eq!(second.status(), 429);
     assert_eq!(second.headers()["retry-after"], "2");
 
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     assert_eq!(
         app.post_login(&email, PASSWORD).await.status(),
         200,
