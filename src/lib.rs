@@ -26,7 +26,7 @@ use sqlx::{PgPool, postgres::PgListener};
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
-    auth::TokenSigner,
+    auth::{TokenSigner, UserDirectory},
     config::Settings,
     crypto::Keyring,
     messaging::MessagingServiceFactory,
@@ -40,6 +40,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub keyring: Arc<Keyring>,
     pub tokens: Arc<TokenSigner>,
+    /// Each token's user as stored now (role, existence), checked on every request.
+    pub users: Arc<UserDirectory>,
     pub messaging: Arc<MessagingServiceFactory>,
     pub unsubscribe: Arc<UnsubscribeLinks>,
     pub metrics: PrometheusHandle,
@@ -66,6 +68,8 @@ pub struct Application {
     listener: TcpListener,
     /// Connected before anything can be cached, so no change can slip past the cache.
     settings_changes: PgListener,
+    /// Likewise for the users cache.
+    user_changes: PgListener,
     state: AppState,
     options: ServeOptions,
 }
@@ -93,6 +97,9 @@ impl Application {
         let settings_changes = db::listen(&pool, messaging::settings::SETTINGS_CHANNEL)
             .await
             .context("could not listen for settings changes")?;
+        let user_changes = db::listen(&pool, auth::USERS_CHANNEL)
+            .await
+            .context("could not listen for user changes")?;
         if settings.uses_outbox() {
             tracing::warn!(
                 "a system provider account is not configured: that channel goes to the outbox"
@@ -106,6 +113,7 @@ impl Application {
             keyring,
             messaging,
             tokens: Arc::new(TokenSigner::from_seed(&settings.auth_signing_key.0)?),
+            users: Arc::new(UserDirectory::new(pool.clone())),
             metrics: telemetry::metrics_handle(),
             settings: Arc::new(settings),
             pool,
@@ -113,6 +121,7 @@ impl Application {
         Ok(Self {
             listener,
             settings_changes,
+            user_changes,
             state,
             options,
         })
@@ -143,6 +152,12 @@ impl Application {
                 .clone()
                 .listen_for_changes(self.settings_changes, stop_rx.clone()),
         )];
+        background.push(tokio::spawn(
+            self.state
+                .users
+                .clone()
+                .forget_changed_users(self.user_changes, stop_rx.clone()),
+        ));
         if self.options.background {
             background.extend(Self::spawn_background(&self.state, stop_rx));
         }

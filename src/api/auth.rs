@@ -32,7 +32,8 @@ pub struct LoginRequest {
 /// Exchange email and password for a bearer token.
 #[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginSession), (status = 401, body = ErrorBody),
-        (status = 422, description = "a field of the wrong type, or missing", body = ErrorBody), (status = 429, body = ErrorBody)))]
+        (status = 422, description = "a field of the wrong type, or missing", body = ErrorBody), (status = 429, body = ErrorBody),
+        (status = 503, description = "too many logins at once; retry after the Retry-After seconds", body = ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -50,12 +51,34 @@ async fn login(
     .map_err(|e| match e {
         AuthError::InvalidCredentials => ApiError::Unauthorized,
         AuthError::Throttled { retry_after } => ApiError::RateLimited { retry_after },
+        AuthError::Busy => {
+            ApiError::Unavailable("too many logins are being checked; try again shortly".into())
+        }
         AuthError::Database(e) => e.into(),
         AuthError::Internal(e) => ApiError::Internal(e),
     })
 }
 
-fn bearer_claims(parts: &Parts, state: &AppState) -> Result<auth::Claims, ApiError> {
+/// The token's claims, with role and practice replaced by the user's current ones: a token
+/// outlives a demotion or a deletion, its user's row does not. A deleted user gets the same 401
+/// as a bad token.
+async fn bearer_claims(parts: &Parts, state: &AppState) -> Result<auth::Claims, ApiError> {
+    let mut claims = token_claims(parts, state)?;
+    let current = state
+        .users
+        .current(claims.sub)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(|| {
+            tracing::debug!(user_id = %claims.sub, "token of a deleted user");
+            ApiError::Unauthorized
+        })?;
+    claims.role = current.role;
+    claims.practice = current.practice_id;
+    Ok(claims)
+}
+
+fn token_claims(parts: &Parts, state: &AppState) -> Result<auth::Claims, ApiError> {
     let header = parts.headers.get(header::AUTHORIZATION).ok_or_else(|| {
         tracing::debug!("no Authorization header");
         ApiError::Unauthorized
@@ -84,7 +107,7 @@ impl FromRequestParts<AppState> for PracticeCaller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let claims = bearer_claims(parts, state)?;
+        let claims = bearer_claims(parts, state).await?;
         match (claims.role, claims.practice) {
             (Role::Owner | Role::Admin | Role::Staff, Some(practice_id)) => Ok(PracticeCaller {
                 user_id: claims.sub,
@@ -109,7 +132,7 @@ impl FromRequestParts<AppState> for PlatformAdmin {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let claims = bearer_claims(parts, state)?;
+        let claims = bearer_claims(parts, state).await?;
         match claims.role {
             Role::PlatformAdmin => Ok(PlatformAdmin {
                 user_id: claims.sub,

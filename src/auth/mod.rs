@@ -4,6 +4,7 @@
 mod password;
 mod throttle;
 mod token;
+mod users;
 
 use std::{net::IpAddr, time::Duration};
 
@@ -13,8 +14,9 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-pub use password::{hash_password, verify_password};
+pub use password::{HashError, hash_password, verify_password};
 pub use token::{Claims, TokenError, TokenSigner};
+pub use users::{CurrentUser, USERS_CHANNEL, UserDirectory};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -81,6 +83,9 @@ pub enum AuthError {
     InvalidCredentials,
     #[error("too many failed logins")]
     Throttled { retry_after: Duration },
+    /// Every password-hashing slot is taken; the attempt was counted but not checked.
+    #[error("too many logins are being checked right now")]
+    Busy,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -98,7 +103,7 @@ struct UserRow {
 
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
-/// Checks the password, throttling repeated failures per email and per client address.
+/// Checks the password, throttling attempts per email and client address (see `throttle`).
 pub async fn login(
     pool: &PgPool,
     signer: &TokenSigner,
@@ -108,7 +113,7 @@ pub async fn login(
 ) -> Result<LoginSession, AuthError> {
     let email = email.trim().to_lowercase();
     let subjects = throttle::subjects(&email, client);
-    throttle::check(pool, &subjects).await?;
+    throttle::reserve(pool, &subjects).await?;
 
     let user: Option<UserRow> = sqlx::query_as(
         "select id, email, password_hash, role, practice_id from users where lower(email) = $1",
@@ -119,12 +124,17 @@ pub async fn login(
 
     // Unknown emails still pay for a hash, so response time does not reveal which accounts exist.
     let stored_hash = user.as_ref().map(|u| u.password_hash.clone());
-    let password_ok = verify_password(password.to_string(), stored_hash).await?;
+    let password_ok = verify_password(password.to_string(), stored_hash)
+        .await
+        .map_err(|e| match e {
+            HashError::Busy => AuthError::Busy,
+            HashError::Internal(e) => AuthError::Internal(e),
+        })?;
     let Some(user) = user.filter(|_| password_ok) else {
-        throttle::record_failure(pool, &subjects).await?;
+        throttle::failed(pool).await?;
         return Err(AuthError::InvalidCredentials);
     };
-    throttle::clear(pool, &subjects).await?;
+    throttle::succeeded(pool, &subjects).await?;
 
     let role = Role::parse(&user.role)
         .ok_or_else(|| anyhow::anyhow!("user {} has unknown role {}", user.id, user.role))?;

@@ -18,13 +18,31 @@ pub struct Claims {
     pub practice: Option<Uuid>,
     pub role: Role,
     pub iat: i64,
+    /// Not valid before; absent in tokens issued before it was set, which count from `iat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
     pub exp: i64,
+}
+
+impl Claims {
+    /// Whether the token is usable at `now` (Unix seconds): not before `nbf`, not after `exp`.
+    fn check_time(&self, now: i64) -> Result<(), TokenError> {
+        if self.nbf.is_some_and(|nbf| nbf > now) {
+            return Err(TokenError::NotYetValid);
+        }
+        if self.exp <= now {
+            return Err(TokenError::Expired);
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
     #[error("token expired")]
     Expired,
+    #[error("token not valid yet (nbf)")]
+    NotYetValid,
     #[error("token invalid")]
     Invalid,
 }
@@ -50,6 +68,7 @@ impl TokenSigner {
             .context("could not encode the Ed25519 signing key")?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.leeway = 0;
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "sub"]);
         Ok(Self {
             encoding: EncodingKey::from_ed_der(der.as_bytes()),
@@ -76,6 +95,7 @@ impl TokenSigner {
             practice: practice_id,
             role,
             iat: now.timestamp(),
+            nbf: Some(now.timestamp()),
             exp: expires_at.timestamp(),
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &self.encoding)
@@ -85,18 +105,16 @@ impl TokenSigner {
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         if let Some(claims) = self.verified.get(token) {
-            return if claims.exp > Utc::now().timestamp() {
-                Ok(claims)
-            } else {
-                Err(TokenError::Expired)
-            };
+            return claims.check_time(Utc::now().timestamp()).map(|()| claims);
         }
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => TokenError::NotYetValid,
                 _ => TokenError::Invalid,
             })?;
+        // A token that is not valid yet is not cached: it must pass the full check once it is.
         self.verified.insert(token.to_string(), claims.clone());
         Ok(claims)
     }
@@ -169,6 +187,7 @@ mod tests {
             practice: None,
             role: Role::Owner,
             iat: now,
+            nbf: None,
             exp: now + 1,
         };
         let token =
@@ -187,10 +206,46 @@ mod tests {
             practice: None,
             role: Role::Owner,
             iat: now - 100,
+            nbf: None,
             exp: now - 10,
         };
         let token =
             jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &s.encoding).unwrap();
         assert_eq!(s.verify(&token).unwrap_err(), TokenError::Expired);
+    }
+
+    #[test]
+    fn a_token_whose_nbf_is_in_the_future_is_refused_until_then() {
+        let s = signer(1);
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            sub: Uuid::new_v4(),
+            practice: None,
+            role: Role::Owner,
+            iat: now,
+            nbf: Some(now + 2),
+            exp: now + 600,
+        };
+        let token =
+            jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &claims, &s.encoding).unwrap();
+        assert_eq!(s.verify(&token).unwrap_err(), TokenError::NotYetValid);
+        // Refused again: a refusal must not have been cached as a success.
+        assert_eq!(s.verify(&token).unwrap_err(), TokenError::NotYetValid);
+        std::thread::sleep(Duration::from_millis(3100));
+        assert!(s.verify(&token).is_ok());
+    }
+
+    #[test]
+    fn issued_tokens_carry_nbf() {
+        let (token, _) = signer(1)
+            .issue(
+                Uuid::new_v4(),
+                None,
+                Role::PlatformAdmin,
+                Duration::from_secs(60),
+            )
+            .unwrap();
+        let claims = signer(1).verify(&token).unwrap();
+        assert_eq!(claims.nbf, Some(claims.iat));
     }
 }

@@ -98,6 +98,7 @@ async fn missing_tampered_and_expired_tokens_get_401_in_the_contract_shape() {
         practice: tampered.practice_id,
         role: Role::Owner,
         iat: now - 120,
+        nbf: None,
         exp: now - 60,
     };
     let seed = ed25519_dalek::SigningKey::from_bytes(&[0x22; 32]);
@@ -216,7 +217,7 @@ async fn a_login_with_a_nul_character_is_a_422_naming_the_field_and_counts_no_fa
         body["error"]["fields"]["email"],
         "must not contain the NUL character (\\u0000)"
     );
-    let failures: i64 = sqlx::query_scalar("select count(*) from login_failures")
+    let failures: i64 = sqlx::query_scalar("select count(*) from login_throttle")
         .fetch_one(&app.pool)
         .await
         .unwrap();

@@ -1,0 +1,98 @@
+//! Who a token's user is *now*: a token's claims are fixed when it is issued, but its user may be
+//! demoted or deleted while it is still valid. Every request looks the user up here; the answer
+//! is cached briefly, and a trigger on `users` notifies [`USERS_CHANNEL`] so that every instance
+//! forgets a changed user at once (the TTL only bounds what a lost notification could cost).
+
+use std::time::Duration;
+
+use sqlx::{PgPool, postgres::PgListener};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::Role;
+
+pub const USERS_CHANNEL: &str = "dentite_users";
+
+const TTL: Duration = Duration::from_secs(30);
+const CAPACITY: u64 = 100_000;
+
+/// A user as stored now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CurrentUser {
+    pub role: Role,
+    pub practice_id: Option<Uuid>,
+}
+
+pub struct UserDirectory {
+    pool: PgPool,
+    /// `None` remembers a deleted user (ids are never reused).
+    cache: moka::future::Cache<Uuid, Option<CurrentUser>>,
+}
+
+impl UserDirectory {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            cache: moka::future::Cache::builder()
+                .max_capacity(CAPACITY)
+                .time_to_live(TTL)
+                .build(),
+        }
+    }
+
+    /// The user's current role and practice, or `None` once the user is deleted.
+    pub async fn current(&self, user_id: Uuid) -> Result<Option<CurrentUser>, sqlx::Error> {
+        if let Some(known) = self.cache.get(&user_id).await {
+            return Ok(known);
+        }
+        let row: Option<(String, Option<Uuid>)> =
+            sqlx::query_as("select role, practice_id from users where id = $1")
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+        // An unknown role cannot authorise anything: treat it as no user.
+        let user = row.and_then(|(role, practice_id)| {
+            Role::parse(&role).map(|role| CurrentUser { role, practice_id })
+        });
+        self.cache.insert(user_id, user).await;
+        Ok(user)
+    }
+
+    pub async fn forget(&self, user_id: Uuid) {
+        self.cache.invalidate(&user_id).await;
+    }
+
+    /// Forgets each user `listener` (already listening on [`USERS_CHANNEL`]) hears of, until
+    /// `stop`; after a lost connection it listens again and forgets everyone, since a change may
+    /// have been missed meanwhile.
+    pub async fn forget_changed_users(
+        self: std::sync::Arc<Self>,
+        mut listener: PgListener,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                received = listener.try_recv() => match received {
+                    Ok(Some(n)) => match n.payload().parse::<Uuid>() {
+                        Ok(user_id) => self.forget(user_id).await,
+                        Err(_) => tracing::warn!(payload = n.payload(), "ignoring malformed user notification"),
+                    },
+                    // try_recv reconnects by itself on the next call; what happened meanwhile is lost.
+                    Ok(None) => {
+                        tracing::warn!("the users listener lost its connection; forgetting every cached user");
+                        self.cache.invalidate_all();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "users listener failed; retrying");
+                        self.cache.invalidate_all();
+                        tokio::select! {
+                            _ = stop.changed() => return,
+                            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
