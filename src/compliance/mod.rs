@@ -4,5 +4,40 @@
 //! storage; `settings`, `consent`, `inbound` and `enforce` hold the tables this module owns.
 
 pub mod optout;
+pub mod preview;
 pub mod segments;
+pub mod settings;
 pub mod window;
+
+use crate::error::FieldErrors;
+
+/// What the compliance operations refuse.
+#[derive(Debug, thiserror::Error)]
+pub enum ComplianceError {
+    #[error("invalid input: {0:?}")]
+    Invalid(FieldErrors),
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// What a message is for: `care` (appointment and recall reminders) or `marketing` (benefit
+/// reminders, promotions, reactivation).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    #[default]
+    Care,
+    Marketing,
+}
