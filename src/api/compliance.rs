@@ -1,14 +1,19 @@
 //! `/api/practice-settings/messaging/compliance` and the message preview.
 
-use axum::extract::State;
+use axum::{extract::State, http::StatusCode};
 use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
 
-use super::{auth::SettingsEditor, json::Json};
+use super::{
+    auth::SettingsEditor,
+    json::{Json, Path},
+};
 use crate::{
     AppState,
     auth::PracticeCaller,
     compliance::{
         ComplianceError,
+        consent::{self, ConsentHistory, NewConsent},
         preview::{self, Preview, PreviewRequest},
         settings::{self, ComplianceView},
     },
@@ -19,6 +24,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_compliance, put_compliance))
         .routes(routes!(preview_message))
+        .routes(routes!(record_consent, consent_history))
 }
 
 impl From<ComplianceError> for ApiError {
@@ -75,5 +81,41 @@ async fn preview_message(
             chrono::Utc::now(),
         )
         .await?,
+    ))
+}
+
+/// Append a consent grant or revocation for a patient; answers the whole history.
+#[utoipa::path(post, path = "/api/patients/{id}/consents", tag = "compliance", params(("id" = Uuid, Path)),
+    request_body = NewConsent,
+    responses((status = 201, body = ConsentHistory), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)), security(("bearer" = [])))]
+async fn record_consent(
+    State(state): State<AppState>,
+    caller: PracticeCaller,
+    Path(id): Path<Uuid>,
+    Json(consent): Json<NewConsent>,
+) -> Result<(StatusCode, Json<ConsentHistory>), ApiError> {
+    let history = consent::record(
+        &state.pool,
+        caller.practice_id,
+        id,
+        caller.user_id,
+        &consent,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(history)))
+}
+
+/// The patient's consent history, newest first, and what is in effect per channel and category.
+#[utoipa::path(get, path = "/api/patients/{id}/consents", tag = "compliance", params(("id" = Uuid, Path)),
+    responses((status = 200, body = ConsentHistory), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn consent_history(
+    State(state): State<AppState>,
+    caller: PracticeCaller,
+    Path(id): Path<Uuid>,
+) -> Result<Json<ConsentHistory>, ApiError> {
+    Ok(Json(
+        consent::history(&state.pool, caller.practice_id, id).await?,
     ))
 }

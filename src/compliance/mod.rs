@@ -3,6 +3,7 @@
 //! cost arithmetic. The pure rules (`segments`, `window`, `optout`) take `now` and know no
 //! storage; `settings`, `consent`, `inbound` and `enforce` hold the tables this module owns.
 
+pub mod consent;
 pub mod optout;
 pub mod preview;
 pub mod segments;

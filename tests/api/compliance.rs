@@ -243,3 +243,209 @@ async fn an_sms_over_ten_segments_is_refused_naming_body_and_ten_is_accepted() {
     assert_eq!(email.status(), 202, "the SMS limit does not apply to email");
     app.stop().await;
 }
+
+// Consent ledger and keywords
+
+async fn post_system_inbound(app: &crate::helpers::TestApp, from: &str, body: &str) {
+    use dentite::webhooks::signature::{TwilioAlgorithm, sign_twilio};
+    let sid = format!("SM{}", uuid::Uuid::new_v4().simple());
+    let params: Vec<(String, String)> = [
+        ("AccountSid", crate::helpers::SYSTEM_TWILIO_SID),
+        ("MessageSid", sid.as_str()),
+        ("From", from),
+        ("To", crate::helpers::SYSTEM_TWILIO_NUMBER),
+        ("Body", body),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let signature = sign_twilio(
+        "https://hooks.dentite.test/api/webhooks/twilio-incoming",
+        &params,
+        crate::helpers::SYSTEM_TWILIO_TOKEN.as_bytes(),
+        TwilioAlgorithm::HmacSha1,
+    );
+    let reply = app
+        .http
+        .post(app.url("/api/webhooks/twilio-incoming"))
+        .header("X-Twilio-Signature", signature)
+        .form(&params)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+}
+
+async fn consents(
+    app: &crate::helpers::TestApp,
+    login: &crate::helpers::Login,
+    patient: uuid::Uuid,
+) -> Value {
+    let response = app
+        .get(&format!("/api/patients/{patient}/consents"), login)
+        .await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+fn grant(channel: &str, category: &str, granted: bool) -> Value {
+    json!({"channel": channel, "category": category, "granted": granted, "source": "paper_form",
+           "evidence": "signed intake form"})
+}
+
+#[tokio::test]
+async fn consents_are_appended_newest_first_and_the_newest_of_each_pair_is_in_effect() {
+    let app = spawn_app().await;
+    let owner = app.practice_owner().await;
+    let staff = app.login_as(owner.practice_id, Role::Staff).await;
+    let patient = app
+        .create_patient(
+            owner.practice_id.unwrap(),
+            "pat@example.com",
+            "+15557654321",
+        )
+        .await;
+    let path = format!("/api/patients/{patient}/consents");
+    assert_eq!(
+        consents(&app, &owner, patient).await["effective"]["sms"]["marketing"],
+        "unknown"
+    );
+    let first = app
+        .send_json(
+            Method::POST,
+            &path,
+            &staff,
+            &grant("sms", "marketing", true),
+        )
+        .await;
+    assert_eq!(first.status(), 201);
+    let second = app
+        .send_json(
+            Method::POST,
+            &path,
+            &owner,
+            &grant("sms", "marketing", false),
+        )
+        .await;
+    assert_eq!(second.status(), 201);
+    let body = consents(&app, &staff, patient).await;
+    assert_eq!(
+        body["effective"]["sms"],
+        json!({"care": "unknown", "marketing": "revoked"})
+    );
+    let history = body["history"].as_array().unwrap();
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0]["granted"], false);
+    assert_eq!(history[1]["recordedBy"]["userId"], json!(staff.user_id));
+    assert_eq!(history[1]["evidence"], "signed intake form");
+    let mut bad = grant("sms", "marketing", true);
+    bad["source"] = json!("carrier_pigeon");
+    let response = app.send_json(Method::POST, &path, &owner, &bad).await;
+    assert!(response.status().is_client_error());
+    let other = app.practice_owner().await;
+    let response = app.get(&path, &other).await;
+    assert_eq!(
+        response.status(),
+        404,
+        "another practice's patient does not exist"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_stop_reply_to_the_system_number_revokes_sms_consent_at_once_for_every_practices_patient()
+{
+    let app = TestEnv::new().with_system_accounts().spawn().await;
+    let first = app.practice_owner().await;
+    let second = app.practice_owner().await;
+    let phone = "+15557654321";
+    let a = app
+        .create_patient(first.practice_id.unwrap(), "a@example.com", phone)
+        .await;
+    let b = app
+        .create_patient(second.practice_id.unwrap(), "b@example.com", phone)
+        .await;
+    let path = format!("/api/patients/{a}/consents");
+    app.send_json(
+        Method::POST,
+        &path,
+        &first,
+        &grant("sms", "marketing", true),
+    )
+    .await;
+    post_system_inbound(&app, phone, "STOP").await;
+    for (login, patient) in [(&first, a), (&second, b)] {
+        let body = consents(&app, login, patient).await;
+        assert_eq!(
+            body["effective"]["sms"],
+            json!({"care": "revoked", "marketing": "revoked"})
+        );
+        assert_eq!(body["history"][0]["source"], "sms_keyword");
+        assert_eq!(body["history"][0]["recordedBy"], Value::Null);
+    }
+    post_system_inbound(&app, phone, "START").await;
+    let body = consents(&app, &first, a).await;
+    assert_eq!(
+        body["effective"]["sms"],
+        json!({"care": "granted", "marketing": "revoked"}),
+        "START restores care only: marketing needs a new grant"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_opt_out_phrase_revokes_consent_and_suppresses_the_number_but_a_negated_one_does_not() {
+    let app = TestEnv::new().with_system_accounts().spawn().await;
+    let owner = app.practice_owner().await;
+    let practice = owner.practice_id.unwrap();
+    let patient = app
+        .create_patient(practice, "pat@example.com", "+15557654321")
+        .await;
+    post_system_inbound(&app, "+15557654321", "don't stop the reminders, thanks").await;
+    assert_eq!(
+        consents(&app, &owner, patient).await["effective"]["sms"]["care"],
+        "unknown"
+    );
+    post_system_inbound(&app, "+15557654321", "Please stop texting me").await;
+    assert_eq!(
+        consents(&app, &owner, patient).await["effective"]["sms"]["care"],
+        "revoked"
+    );
+    let preview: Value = app
+        .send_json(
+            Method::POST,
+            PREVIEW,
+            &owner,
+            &json!({"channel": "sms", "body": "Hi", "patientId": patient}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(preview["wouldBeSuppressed"], "opted_out");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_unsubscribe_link_revokes_email_marketing_with_source_email_link() {
+    let app = spawn_app().await;
+    let owner = app.practice_owner().await;
+    let practice = owner.practice_id.unwrap();
+    let patient = app
+        .create_patient(practice, "Pat@Example.com", "+15557654321")
+        .await;
+    let url = app.state.unsubscribe.url(practice, "pat@example.com");
+    let path = url
+        .strip_prefix("https://hooks.dentite.test")
+        .unwrap()
+        .to_string();
+    let response = app.http.post(app.url(&path)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = consents(&app, &owner, patient).await;
+    assert_eq!(
+        body["effective"]["email"],
+        json!({"care": "unknown", "marketing": "revoked"})
+    );
+    assert_eq!(body["history"][0]["source"], "email_link");
+    app.stop().await;
+}
