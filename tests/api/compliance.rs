@@ -247,7 +247,7 @@ async fn an_sms_over_ten_segments_is_refused_naming_body_and_ten_is_accepted() {
 // Consent ledger and keywords
 
 async fn post_system_inbound(app: &crate::helpers::TestApp, from: &str, body: &str) {
-    use dentite::webhooks::signature::{TwilioAlgorithm, sign_twilio};
+    use dentite::providers::twilio::signature::{TwilioAlgorithm, sign_twilio};
     let sid = format!("SM{}", uuid::Uuid::new_v4().simple());
     let params: Vec<(String, String)> = [
         ("AccountSid", crate::helpers::SYSTEM_TWILIO_SID),

@@ -6,6 +6,7 @@ mod compliance;
 mod drills;
 mod foundation;
 mod helpers;
+mod history;
 mod hostile;
 mod messaging;
 mod outreach;
