@@ -5,6 +5,7 @@ pub mod api;
 pub mod audit;
 pub mod auth;
 pub mod cli;
+pub mod compliance;
 pub mod config;
 pub mod crypto;
 pub mod db;

@@ -117,6 +117,13 @@ async fn unsubscribe(
         SuppressionReason::Unsubscribed,
     )
     .await?;
+    crate::compliance::consent::on_email_unsubscribe(
+        &mut tx,
+        request.practice_id,
+        &request.email,
+        "unsubscribe link",
+    )
+    .await?;
     suppression::stop_enrollments(
         &mut tx,
         request.practice_id,

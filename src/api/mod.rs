@@ -4,6 +4,7 @@
 mod admin;
 mod analytics;
 pub mod auth;
+mod compliance;
 pub mod json;
 mod messages;
 mod ops;
@@ -65,6 +66,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(sequences::router())
         .merge(outreach_logs::router())
         .merge(analytics::router())
+        .merge(compliance::router())
         .split_for_parts();
     (router, document_common_errors(openapi))
 }

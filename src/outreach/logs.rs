@@ -54,13 +54,19 @@ pub struct OutreachLog {
     pub patient_id: Option<Uuid>,
     pub recipient: String,
     pub subject: Option<String>,
+    /// `care` or `marketing`.
+    #[schema(value_type = crate::compliance::Category)]
+    pub category: String,
+    /// SMS segments the body takes (absent for email).
+    pub segments: Option<i32>,
 }
 
 /// Selected by every query returning an [`OutreachLog`].
 macro_rules! log_select {
     () => {
         "select id, message_type as channel, status, messaging_provider, fallback_reason, provider_message_id,
-                error, created_at, updated_at, patient_id, recipient, subject
+                error, created_at, updated_at, patient_id, recipient, subject,
+                category, segments
          from outreach_logs "
     };
 }

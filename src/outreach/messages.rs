@@ -14,7 +14,11 @@ use super::{
     SUBJECT_MAX_CHARS,
     queue::{self, NewMessage},
 };
-use crate::{messaging::Channel, types::single_line};
+use crate::{
+    compliance::{Category, segments},
+    messaging::Channel,
+    types::single_line,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -23,6 +27,14 @@ pub struct SendMessageRequest {
     pub channel: Channel,
     pub subject: Option<String>,
     pub body: String,
+    /// `care` (the default) or `marketing`.
+    #[serde(default, skip_serializing_if = "is_absent")]
+    pub category: Option<Category>,
+}
+
+/// Keeps the idempotency hash of a request without `category` what it was before the field.
+fn is_absent(category: &Option<Category>) -> bool {
+    category.is_none()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -84,6 +96,23 @@ pub async fn send(
             field: "body",
             message: format!("must be 1 to {MAX_BODY_CHARS} characters"),
         });
+    }
+    if request.channel == Channel::Sms {
+        let shape = segments::analyse(body);
+        if shape.segments > segments::MAX_SEGMENTS {
+            return Err(MessageError::Invalid {
+                field: "body",
+                message: format!(
+                    "is {} SMS segments ({}); an SMS may have at most {}",
+                    shape.segments,
+                    match shape.encoding {
+                        segments::Encoding::Gsm7 => "GSM-7, 153 characters each",
+                        segments::Encoding::Ucs2 => "UCS-2, 67 characters each",
+                    },
+                    segments::MAX_SEGMENTS
+                ),
+            });
+        }
     }
     let subject = match request.channel {
         Channel::Email => Some(email_subject(request.subject.as_deref())?),
@@ -153,6 +182,7 @@ pub async fn send(
             body: body.to_string(),
             sequence_enrollment_id: None,
             sequence_step: None,
+            category: request.category.unwrap_or_default(),
         },
     )
     .await?;

@@ -3,7 +3,10 @@
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::messaging::Channel;
+use crate::{
+    compliance::{Category, segments},
+    messaging::Channel,
+};
 
 /// Workers LISTEN here; a NOTIFY wakes them as soon as work is committed.
 pub const QUEUE_CHANNEL: &str = "dentite_send_jobs";
@@ -19,6 +22,7 @@ pub struct NewMessage {
     pub body: String,
     pub sequence_enrollment_id: Option<Uuid>,
     pub sequence_step: Option<i32>,
+    pub category: Category,
 }
 
 /// Writes the outreach log (status `queued`) and its job in the caller's transaction, and wakes
@@ -27,8 +31,8 @@ pub async fn enqueue(db: &mut PgConnection, message: &NewMessage) -> Result<Uuid
     let id = Uuid::new_v4();
     sqlx::query(
         "insert into outreach_logs (id, practice_id, patient_id, message_type, recipient, subject, body,
-                                    sequence_enrollment_id, sequence_step)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                                    sequence_enrollment_id, sequence_step, category, segments)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(id)
     .bind(message.practice_id)
@@ -39,6 +43,14 @@ pub async fn enqueue(db: &mut PgConnection, message: &NewMessage) -> Result<Uuid
     .bind(&message.body)
     .bind(message.sequence_enrollment_id)
     .bind(message.sequence_step)
+    .bind(match message.category {
+        Category::Care => "care",
+        Category::Marketing => "marketing",
+    })
+    .bind(
+        (message.channel == Channel::Sms)
+            .then(|| i32::try_from(segments::analyse(&message.body).segments).unwrap_or(i32::MAX)),
+    )
     .execute(&mut *db)
     .await?;
     sqlx::query("insert into send_jobs (outreach_log_id, practice_id) values ($1, $2)")

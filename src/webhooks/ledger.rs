@@ -13,6 +13,8 @@ pub async fn suppress(db: &mut PgConnection, entries: &[Suppression]) -> Result<
         return Ok(());
     }
     suppression::add_all(&mut *db, entries).await?;
+    // Compliance: an unsubscribe also revokes email marketing in the consent ledger.
+    crate::compliance::consent::on_email_unsubscribes(&mut *db, entries).await?;
     let stop = sqlx::query(
         "update sequence_enrollments e
          set status = 'stopped', stop_reason = s.reason, updated_at = now()

@@ -414,6 +414,7 @@ impl TestApp {
                 body: "Time for a check-up".into(),
                 sequence_enrollment_id: None,
                 sequence_step: None,
+                category: dentite::compliance::Category::Care,
             };
             dentite::outreach::queue::enqueue(&mut tx, &message)
                 .await

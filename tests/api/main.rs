@@ -2,6 +2,7 @@
 //! and wiremock standing in for SendGrid and Twilio.
 
 mod browser;
+mod compliance;
 mod drills;
 mod foundation;
 mod helpers;

@@ -396,6 +396,7 @@ async fn deleting_a_patient_keeps_their_outreach_history() {
         body: "Time for a check-up".into(),
         sequence_enrollment_id: None,
         sequence_step: None,
+        category: dentite::compliance::Category::Care,
     };
     let log = queue::enqueue(&mut db, &message).await.unwrap();
     drop(db);

@@ -276,6 +276,14 @@ async fn receive_message(
     let stored = append_once(&mut tx, event).await?;
     // A redelivered STOP must not undo a START that came after it, so only new messages act.
     if stored {
+        // Compliance: the consent ledger and opt-out phrases.
+        crate::compliance::consent::on_inbound_sms(
+            &mut tx,
+            tenant.scope(),
+            from,
+            opt_out_type.unwrap_or(params.get("Body").unwrap_or_default()),
+        )
+        .await?;
         tracing::info!(route = ?tenant, ?keyword, "Processing Twilio inbound message");
         match keyword {
             Keyword::OptOut => ledger::suppress(&mut tx, &[opt_out(tenant, from)]).await?,
