@@ -81,6 +81,11 @@ struct Service {
 impl Service {
     async fn start(sendgrid: &str, webhook_key: &str) -> Self {
         let database = format!("dentite_bench_{}", Uuid::new_v4().simple());
+        Self::start_on(database, sendgrid, webhook_key).await
+    }
+
+    /// The service on a database that may exist already (it migrates what is missing).
+    async fn start_on(database: String, sendgrid: &str, webhook_key: &str) -> Self {
         let mut url = server_url();
         url.set_path(&format!("/{database}"));
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -326,12 +331,16 @@ struct Load {
 
 /// `CONNECTIONS` concurrent clients hammering one URL for `LOAD_DURATION`.
 async fn load(url: &str, token: Option<&str>) -> Load {
+    load_with(url, token, CONNECTIONS, LOAD_DURATION).await
+}
+
+async fn load_with(url: &str, token: Option<&str>, connections: usize, duration: Duration) -> Load {
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(CONNECTIONS)
+        .pool_max_idle_per_host(connections)
         .build()
         .unwrap();
-    let deadline = Instant::now() + LOAD_DURATION;
-    let tasks = (0..CONNECTIONS).map(|_| {
+    let deadline = Instant::now() + duration;
+    let tasks = (0..connections).map(|_| {
         let (http, url, token) = (http.clone(), url.to_string(), token.map(str::to_string));
         tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -364,7 +373,7 @@ async fn load(url: &str, token: Option<&str>) -> Load {
             * 1000.0
     };
     Load {
-        rps: latencies.len() as f64 / LOAD_DURATION.as_secs_f64(),
+        rps: latencies.len() as f64 / duration.as_secs_f64(),
         p50_ms: percentile(0.50),
         p99_ms: percentile(0.99),
     }
@@ -397,19 +406,97 @@ async fn seed_practices(service: &Service) -> String {
     .execute(&service.pool)
     .await
     .unwrap();
-    let email = dentite::types::EmailAddress::parse("owner@bench.test").unwrap();
-    dentite::auth::create_user(
-        &service.pool,
-        &email,
-        "bench password 123",
+    login(
+        service,
+        "owner@bench.test",
         dentite::auth::Role::Owner,
         Some(ids[0]),
+    )
+    .await
+}
+
+/// Logs in the history scenario: `BENCH_HISTORY_LOGS` (default 10 million), a fifth of them the
+/// largest practice's, the rest spread over 999 others, over the last two years.
+fn history_logs() -> i64 {
+    std::env::var("BENCH_HISTORY_LOGS")
+        .ok()
+        .and_then(|v| v.replace('_', "").parse().ok())
+        .unwrap_or(10_000_000)
+}
+
+/// The last migration before the outreach counts: the history is written under it, so that
+/// applying the counts' migration measures their backfill on an existing database.
+const BEFORE_COUNTS: i64 = 20261201000029;
+const COUNTS_MIGRATION: i64 = 20261201000030;
+const HISTORY_CONNECTIONS: usize = 4;
+const HISTORY_DURATION: Duration = Duration::from_secs(5);
+
+/// 1,000 practices and `logs` outreach logs, set-based. Written with triggers off (as a restore
+/// would), which is also why it runs before the counts exist.
+async fn write_history(pool: &PgPool, logs: i64) {
+    let mut db = pool.acquire().await.unwrap();
+    db.execute("set session_replication_role = replica")
+        .await
+        .unwrap();
+    sqlx::query(
+        "insert into practices (id, name) select gen_random_uuid(), 'Practice ' || lpad(n::text, 4, '0')
+         from generate_series(1, 1000) n",
+    )
+    .execute(&mut *db)
+    .await
+    .unwrap();
+    // Ids lead with the row number so the primary key fills in order; created_at climbs with it
+    // over two years; statuses and channels follow fixed patterns of the row number.
+    sqlx::query(
+        "with ids as (select array_agg(id order by name) ids from practices)
+         insert into outreach_logs (id, practice_id, message_type, messaging_provider, status, recipient, subject, body,
+                                    created_at, updated_at)
+         select encode(int8send(n) || substr(uuid_send(gen_random_uuid()), 9), 'hex')::uuid,
+                case when n % 5 = 0 then ids[1] else ids[2 + (n * 7919) % 999] end,
+                channel,
+                case when s = 'suppressed' then null
+                     when channel = 'sms' then 'system_twilio'
+                     when n % 10 = 3 then 'system_sendgrid' else 'custom_sendgrid' end,
+                s,
+                case when channel = 'sms' then '+1555' || lpad((n % 10000000)::text, 7, '0') else 'p' || n || '@example.com' end,
+                case when channel = 'email' then 'Time for your check-up' end,
+                'Hello, this is a reminder from your dental practice.',
+                t, t + interval '1 minute'
+         from ids, generate_series(1::bigint, $1) n,
+              lateral (select case when (n * 13) % 5 < 3 then 'email' else 'sms' end as channel,
+                              now() - interval '730 days' + (n::float8 / $1) * interval '730 days' as t,
+                              (array['delivered','delivered','delivered','delivered','delivered','delivered','opened',
+                                     'opened','clicked','sent','sent','failed','bounced','undelivered','dropped',
+                                     'spam_reported','suppressed','delivered','delivered','opened'])[1 + (n * 31) % 20] as s) x",
+    )
+    .bind(logs)
+    .execute(&mut *db)
+    .await
+    .unwrap();
+    db.execute("set session_replication_role = origin; analyze")
+        .await
+        .unwrap();
+}
+
+async fn login(
+    service: &Service,
+    email: &str,
+    role: dentite::auth::Role,
+    practice: Option<Uuid>,
+) -> String {
+    let address = dentite::types::EmailAddress::parse(email).unwrap();
+    dentite::auth::create_user(
+        &service.pool,
+        &address,
+        "bench password 123",
+        role,
+        practice,
     )
     .await
     .unwrap();
     let login: serde_json::Value = reqwest::Client::new()
         .post(format!("{}/api/auth/login", service.base))
-        .json(&serde_json::json!({"email": "owner@bench.test", "password": "bench password 123"}))
+        .json(&serde_json::json!({"email": email, "password": "bench password 123"}))
         .send()
         .await
         .unwrap()
@@ -418,8 +505,127 @@ async fn seed_practices(service: &Service) -> String {
         .unwrap();
     login["token"]
         .as_str()
-        .expect("bench owner logs in")
+        .expect("bench user logs in")
         .to_string()
+}
+
+/// The history scenario: the counts' backfill on an existing history, then each read beside the
+/// settings GET, at `HISTORY_CONNECTIONS` concurrent clients (a page load, not a flood).
+async fn history_reads(sendgrid: &str, webhook_key: &str, rows: &mut Vec<Row>) {
+    let logs = history_logs();
+    let database = format!("dentite_bench_{}", Uuid::new_v4().simple());
+    let mut url = server_url();
+    let mut admin = PgConnection::connect(url.as_str()).await.unwrap();
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "create database \"{database}\""
+        )))
+        .await
+        .unwrap();
+    url.set_path(&format!("/{database}"));
+    let pool = PgPool::connect(url.as_str()).await.unwrap();
+    dentite::db::MIGRATOR
+        .run_to(BEFORE_COUNTS, &pool)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    write_history(&pool, logs).await;
+    let written = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    dentite::db::MIGRATOR
+        .run_to(COUNTS_MIGRATION, &pool)
+        .await
+        .unwrap();
+    let backfill = started.elapsed().as_secs_f64();
+    pool.close().await;
+    let label =
+        |what: &str| -> &'static str { Box::leak(format!("{what}, {logs} logs").into_boxed_str()) };
+    rows.push(Row {
+        name: label("counts backfill (the migration)"),
+        value: backfill,
+        unit: "s",
+        baseline_name: "writing the logs, set-based",
+        baseline: written,
+    });
+
+    let service = Service::start_on(database, sendgrid, webhook_key).await;
+    let practice: Uuid =
+        sqlx::query_scalar("select id from practices where name = 'Practice 0001'")
+            .fetch_one(&service.pool)
+            .await
+            .unwrap();
+    let owner = login(
+        &service,
+        "owner@history.test",
+        dentite::auth::Role::Owner,
+        Some(practice),
+    )
+    .await;
+    let operator = login(
+        &service,
+        "ops@history.test",
+        dentite::auth::Role::PlatformAdmin,
+        None,
+    )
+    .await;
+    let get = |path: &str, token: &str| {
+        let url = format!("{}{path}", service.base);
+        let token = token.to_string();
+        async move { load_with(&url, Some(&token), HISTORY_CONNECTIONS, HISTORY_DURATION).await }
+    };
+    let reads = [
+        (
+            "status card",
+            "/api/practice-settings/messaging/status",
+            &owner,
+        ),
+        (
+            "analytics, 30 days",
+            "/api/analytics/messaging?days=30",
+            &owner,
+        ),
+        (
+            "analytics, 90 days",
+            "/api/analytics/messaging?days=90",
+            &owner,
+        ),
+        (
+            "daily series, 90 days",
+            "/api/analytics/messaging/daily?days=90",
+            &owner,
+        ),
+        (
+            "platform usage, 30 days, 1,000 practices",
+            "/api/admin/messaging/usage?days=30",
+            &operator,
+        ),
+        ("logs, first page", "/api/outreach/logs", &owner),
+        (
+            "logs, filtered page (email, bounced)",
+            "/api/outreach/logs?channel=email&status=bounced",
+            &owner,
+        ),
+    ];
+    for (name, path, token) in reads {
+        let settings = get("/api/practice-settings/messaging", &owner).await;
+        let read = get(path, token).await;
+        for (percentile, value, baseline) in [
+            ("p50", read.p50_ms, settings.p50_ms),
+            ("p99", read.p99_ms, settings.p99_ms),
+        ] {
+            rows.push(Row {
+                name: Box::leak(
+                    format!("{name} {percentile} (largest practice: {} logs)", logs / 5)
+                        .into_boxed_str(),
+                ),
+                value,
+                unit: "ms",
+                baseline_name: Box::leak(format!("settings GET {percentile}").into_boxed_str()),
+                baseline,
+            });
+        }
+    }
+    service.stop().await;
 }
 
 fn print_table(rows: &[Row]) {
@@ -503,6 +709,7 @@ async fn main() {
         baseline_name: "target",
         baseline: 150.0,
     });
-    print_table(&rows);
     service.stop().await;
+    history_reads(&sendgrid, &webhook_public_key, &mut rows).await;
+    print_table(&rows);
 }

@@ -8,11 +8,12 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod db;
-pub mod domains;
 pub mod error;
+pub mod history;
 pub mod messaging;
 pub mod outreach;
 pub mod practices;
+pub mod providers;
 pub mod telemetry;
 pub mod types;
 pub mod webhooks;
@@ -173,11 +174,16 @@ impl Application {
             state.settings.queue.poll_interval,
         );
         let mut tasks = vec![
-            tokio::spawn(domains::recheck_unverified_domains(
+            tokio::spawn(providers::sendgrid::domain::recheck_unverified_domains(
                 state.clone(),
                 stop.clone(),
             )),
             tokio::spawn(scheduler),
+            tokio::spawn(history::retention::run(
+                state.pool.clone(),
+                state.settings.retention,
+                stop.clone(),
+            )),
         ];
         tasks.extend(state.workers().spawn(stop));
         tasks

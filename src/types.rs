@@ -83,11 +83,17 @@ impl PhoneE164 {
     }
 }
 
-/// A DNS name a practice sends from: labels of letters, digits and hyphens, no scheme or path.
+/// A DNS name a practice sends from: at least two labels of letters, digits and hyphens, no
+/// scheme or path. A name that cannot be a public mail domain is refused before any provider sees
+/// it: an IP address, `localhost`, a bare top-level domain, or a reserved non-public suffix.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct DomainName(String);
 string_value!(DomainName);
+
+/// Suffixes that never resolve on the public internet (RFC 6761, RFC 6762), so mail sent from or
+/// to them cannot be authenticated or delivered.
+const NON_PUBLIC_SUFFIXES: [&str; 3] = ["localhost", "local", "invalid"];
 
 impl DomainName {
     pub fn parse(value: &str) -> Result<Self, String> {
@@ -97,18 +103,19 @@ impl DomainName {
                 "{value:?} must be a bare domain like example.com, without scheme or path"
             ));
         }
-        let labels_ok = !value.is_empty()
-            && value.len() <= 253
-            && value.split('.').all(|label| {
-                (1..=63).contains(&label.len())
-                    && !label.starts_with('-')
-                    && !label.ends_with('-')
-                    && label
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            });
-        if !labels_ok {
+        if value.is_empty() || value.len() > 253 || !value.split('.').all(is_dns_label) {
             return Err(format!("{value:?} is not a valid domain name"));
+        }
+        let top_level = value.rsplit('.').next().unwrap_or_default();
+        if !value.contains('.') || top_level.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "{value:?} must be a public domain name like example.com, not a bare name or an IP address"
+            ));
+        }
+        if NON_PUBLIC_SUFFIXES.contains(&top_level) {
+            return Err(format!(
+                "{value:?} is a reserved name that is not reachable on the internet"
+            ));
         }
         Ok(Self(value))
     }
@@ -116,11 +123,51 @@ impl DomainName {
     /// A single DNS label, as SendGrid's return-path subdomain.
     pub fn parse_label(value: &str) -> Result<String, String> {
         let value = value.trim().to_ascii_lowercase();
-        match Self::parse(&value) {
-            Ok(_) if !value.contains('.') => Ok(value),
-            _ => Err(format!("{value:?} must be a single DNS label like \"em\"")),
+        if is_dns_label(&value) {
+            Ok(value)
+        } else {
+            Err(format!("{value:?} must be a single DNS label like \"em\""))
         }
     }
+}
+
+fn is_dns_label(label: &str) -> bool {
+    (1..=63).contains(&label.len())
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Why a one-line value (an email subject, a sender's display name) is refused, if it is. Such
+/// values end up in email headers and list views, where a control character (tab, CR, LF, NEL)
+/// or a Unicode line or paragraph separator would split or disguise them.
+pub fn single_line(value: &str) -> Result<(), &'static str> {
+    if value
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+    {
+        Err("must be a single line without control characters or line separators")
+    } else {
+        Ok(())
+    }
+}
+
+/// The display name in a `From` header. It may not carry an address or quoting of its own
+/// (`"Bank" <ceo@bank.test>`), which mail clients would show as the sender instead of ours.
+pub fn sender_display_name(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    match value.chars().count() {
+        0 => return Err("must not be empty".into()),
+        n if n > 100 => return Err("must be at most 100 characters".into()),
+        _ => {}
+    }
+    single_line(value)?;
+    if value.contains(['<', '>', '@', '"']) {
+        return Err("must be a plain name, without an email address, <, >, @ or quotes".into());
+    }
+    Ok(value.to_string())
 }
 
 /// Why a credential's shape is wrong; never repeats the credential itself.
@@ -223,6 +270,57 @@ mod tests {
         }
         assert!(DomainName::parse_label("em").is_ok());
         assert!(DomainName::parse_label("em.x").is_err());
+    }
+
+    #[test]
+    fn domains_that_cannot_be_public_mail_domains_are_refused() {
+        for bad in [
+            "127.0.0.1",
+            "10.0.0.1",
+            "localhost",
+            "mail.localhost",
+            "com",
+            "printer.local",
+            "x.invalid",
+        ] {
+            assert!(DomainName::parse(bad).is_err(), "{bad}");
+        }
+        assert!(EmailAddress::parse("root@127.0.0.1").is_err());
+        assert!(DomainName::parse("smile-dental.co.uk").is_ok());
+    }
+
+    #[test]
+    fn single_lines_refuse_every_line_break_and_control_character() {
+        assert!(single_line("Your recall is due ✓").is_ok());
+        for bad in [
+            "a\tb",
+            "a\rb",
+            "a\nb",
+            "a\u{85}b",
+            "a\u{2028}b",
+            "a\u{2029}b",
+            "a\u{0}b",
+        ] {
+            assert!(single_line(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn display_names_may_not_carry_an_address() {
+        assert_eq!(
+            sender_display_name(" Smile Dental & Co. ").unwrap(),
+            "Smile Dental & Co."
+        );
+        for bad in [
+            "\"Evil\" <ceo@bank.test>",
+            "ceo@bank.test",
+            "Bank <x>",
+            "",
+            "Two\nLines",
+            &"n".repeat(101),
+        ] {
+            assert!(sender_display_name(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -11,13 +11,29 @@ use crate::{
     AppState,
     auth::PracticeCaller,
     error::{ApiError, ErrorBody},
-    outreach::analytics::{self, PlatformUsage, UsageQuery, UsageRow},
+    outreach::analytics::{self, DailyQuery, DailyRow, PlatformUsage, UsageQuery, UsageRow},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(practice_usage))
         .routes(routes!(platform_usage))
+        .routes(routes!(practice_daily))
+}
+
+/// The practice's messages per UTC day of the last `days` days (today included), per provider
+/// and type, oldest first, for charts: total, sent (accepted by a provider), delivered and failed.
+/// A day without messages of a provider and type has no row.
+#[utoipa::path(get, path = "/api/analytics/messaging/daily", tag = "analytics", security(("bearer" = [])), params(DailyQuery),
+    responses((status = 200, body = [DailyRow]), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn practice_daily(
+    State(state): State<AppState>,
+    caller: PracticeCaller,
+    Query(query): Query<DailyQuery>,
+) -> Result<Json<Vec<DailyRow>>, ApiError> {
+    Ok(Json(
+        analytics::daily_for_practice(&state.pool, caller.practice_id, &query).await?,
+    ))
 }
 
 /// The practice's messages of the last `days` days per provider and type: total, delivered

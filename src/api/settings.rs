@@ -17,7 +17,6 @@ use crate::{
     AppState,
     audit::{self, AuditPage},
     auth::PracticeCaller,
-    domains::{self, DomainDeletion, DomainError, DomainSetupRequest, DomainView, SetUpOutcome},
     error::{ApiError, ErrorBody},
     messaging::{
         Channel,
@@ -27,6 +26,9 @@ use crate::{
             SmsSettingsRequest, SmsValidation, SmsValidationRequest, TestSendRequest,
             TestSendResult,
         },
+    },
+    providers::sendgrid::domain::{
+        self as domains, DomainDeletion, DomainError, DomainSetupRequest, DomainView, SetUpOutcome,
     },
 };
 

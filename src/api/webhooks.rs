@@ -15,11 +15,11 @@ use super::json::{Json, Path, RawBody};
 use crate::{
     AppState,
     error::{ApiError, ErrorBody},
-    webhooks::{
-        Receipt, Route,
-        sendgrid::{self, SignedBatch},
-        twilio::{self, Reply, SignedForm},
+    providers::{
+        sendgrid::webhook::{self as sendgrid, SignedBatch},
+        twilio::webhook::{self as twilio, Reply, SignedForm},
     },
+    webhooks::{Receipt, Route},
 };
 
 /// SendGrid posts at most 768 KB per batch; the margin covers other providers' bursts and

@@ -126,6 +126,9 @@ pub struct Settings {
     pub circuit_cool_down: Duration,
     pub log_format: LogFormat,
     pub queue: QueueSettings,
+    /// How long message bodies, logs, provider events, outbox messages and idempotency keys are
+    /// kept (`RETENTION_*`).
+    pub retention: crate::history::retention::RetentionPolicy,
 }
 
 /// The 32-byte Ed25519 seed that signs login tokens.
@@ -255,7 +258,7 @@ impl Settings {
             }
         };
         if let Some(key) = env.get("SENDGRID_WEBHOOK_VERIFY_KEY") {
-            crate::webhooks::signature::SendGridVerifier::from_base64_der(&key)
+            crate::providers::sendgrid::signature::SendGridVerifier::from_base64_der(&key)
                 .map_err(|e| invalid("SENDGRID_WEBHOOK_VERIFY_KEY", e.to_string()))?;
         }
 
@@ -319,6 +322,16 @@ impl Settings {
                 poll_interval: Duration::from_millis(parse_or(env, "SEND_POLL_MS", "1000")?),
                 sendgrid_rate_per_sec: parse_rate(env, "SENDGRID_RATE_PER_SEC", "100")?,
                 twilio_rate_per_sec: parse_rate(env, "TWILIO_RATE_PER_SEC", "1")?,
+            },
+            retention: crate::history::retention::RetentionPolicy {
+                body_days: parse_or(env, "RETENTION_BODY_DAYS", "90")?,
+                log_days: parse_or(env, "RETENTION_LOG_DAYS", "2190")?,
+                event_days: parse_or(env, "RETENTION_EVENT_DAYS", "400")?,
+                outbox_days: parse_or(env, "RETENTION_OUTBOX_DAYS", "30")?,
+                idempotency_hours: parse_or(env, "RETENTION_IDEMPOTENCY_HOURS", "168")?,
+                interval: Duration::from_secs(
+                    parse_or::<u64>(env, "RETENTION_INTERVAL_SECS", "3600")?.max(1),
+                ),
             },
         })
     }

@@ -16,20 +16,19 @@ use std::{
 };
 
 use moka::future::Cache;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use sqlx::{PgPool, postgres::PgListener};
 use tokio::sync::watch;
-use url::Url;
 use uuid::Uuid;
 
 use super::{
     Accepted, Channel, OutgoingMessage, ProviderError, ProviderKind,
     circuit::CircuitBreakers,
-    outbox,
-    sendgrid::{OutgoingEmail, SendGridClient},
+    sendgrid::SendGridClient,
     settings::{PracticeMessagingConfig, SETTINGS_CHANNEL},
-    twilio::{OutgoingSms, TwilioClient},
+    twilio::TwilioClient,
 };
+use crate::providers::{Account, MessageSender, ProviderContext, Secrets, registry, urls::OurUrls};
 use crate::{
     config::Settings,
     crypto::{CredentialField, CryptoError, Keyring},
@@ -40,24 +39,17 @@ pub struct Sender {
     kind: ProviderKind,
     /// The provider account whose rate limit this sender draws on; `None` for the outbox.
     account_key: Option<String>,
-    transport: Transport,
+    transport: Box<dyn MessageSender>,
 }
 
-enum Transport {
-    SendGrid {
-        client: SendGridClient,
-        from_email: String,
-        from_name: Option<String>,
-    },
-    Twilio {
-        client: TwilioClient,
-        from: String,
-        status_callback: String,
-    },
-    Outbox {
-        pool: PgPool,
-        sender: String,
-    },
+impl From<Account> for Sender {
+    fn from(account: Account) -> Self {
+        Self {
+            kind: account.kind,
+            account_key: account.account_key,
+            transport: account.sender,
+        }
+    }
 }
 
 impl Sender {
@@ -70,51 +62,7 @@ impl Sender {
     }
 
     pub async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
-        match &self.transport {
-            Transport::SendGrid {
-                client,
-                from_email,
-                from_name,
-            } => {
-                let email = OutgoingEmail {
-                    to: message.to.clone(),
-                    to_name: None,
-                    from_email: from_email.clone(),
-                    from_name: from_name.clone(),
-                    subject: message.subject.clone().unwrap_or_default(),
-                    text_body: message.body.clone(),
-                    html_body: None,
-                    custom_args: [
-                        (
-                            "outreach_log_id".to_string(),
-                            message.outreach_log_id.to_string(),
-                        ),
-                        ("practice_id".to_string(), message.practice_id.to_string()),
-                    ]
-                    .into(),
-                    headers: message.headers.clone(),
-                };
-                client.send(&email).await.map(|a| Accepted {
-                    provider_message_id: a.provider_message_id,
-                })
-            }
-            Transport::Twilio {
-                client,
-                from,
-                status_callback,
-            } => {
-                let sms = OutgoingSms {
-                    to: message.to.clone(),
-                    from: from.clone(),
-                    body: message.body.clone(),
-                    status_callback: Some(status_callback.clone()),
-                };
-                client.send_sms(&sms).await.map(|a| Accepted {
-                    provider_message_id: a.provider_message_id,
-                })
-            }
-            Transport::Outbox { pool, sender } => outbox::store(pool, sender, message).await,
-        }
+        self.transport.send(message).await
     }
 }
 
@@ -218,10 +166,7 @@ pub enum FactoryError {
 pub struct MessagingServiceFactory {
     pool: PgPool,
     keyring: Arc<Keyring>,
-    http: reqwest::Client,
-    sendgrid_base: String,
-    twilio_base: String,
-    webhook_base: Url,
+    providers: ProviderContext,
     system_email: Arc<Sender>,
     system_sms: Arc<Sender>,
     cache: Cache<Uuid, Arc<PracticeEntry>>,
@@ -235,65 +180,15 @@ const CACHE_CAPACITY: u64 = 50_000;
 
 impl MessagingServiceFactory {
     pub fn new(settings: &Settings, pool: PgPool, keyring: Arc<Keyring>) -> anyhow::Result<Self> {
-        let http = super::provider_error::http_client(settings.provider_timeout)?;
-        let sendgrid_base = settings
-            .sendgrid_api_base_url
-            .as_str()
-            .trim_end_matches('/')
-            .to_string();
-        let twilio_base = settings
-            .twilio_api_base_url
-            .as_str()
-            .trim_end_matches('/')
-            .to_string();
-        let outbox = |sender: &str| Transport::Outbox {
+        let providers = ProviderContext {
+            http: crate::providers::error::http_client(settings.provider_timeout)?,
+            settings: Arc::new(settings.clone()),
             pool: pool.clone(),
-            sender: sender.to_string(),
+            urls: OurUrls::new(settings.webhook_base_url.clone()),
         };
-        let system_email = Arc::new(match &settings.system_sendgrid {
-            Some(system) => Sender {
-                kind: ProviderKind::SystemSendgrid,
-                account_key: Some("sendgrid:system".into()),
-                transport: Transport::SendGrid {
-                    client: SendGridClient::new(
-                        http.clone(),
-                        &sendgrid_base,
-                        system.api_key.clone(),
-                    ),
-                    from_email: system.from_email.clone(),
-                    from_name: Some(system.from_name.clone()),
-                },
-            },
-            None => Sender {
-                kind: ProviderKind::Outbox,
-                account_key: None,
-                transport: outbox("outbox@dentite.local"),
-            },
-        });
-        let system_sms = Arc::new(match &settings.system_twilio {
-            Some(system) => Sender {
-                kind: ProviderKind::SystemTwilio,
-                account_key: Some(format!("twilio:{}", system.phone_number)),
-                transport: Transport::Twilio {
-                    client: TwilioClient::new(
-                        http.clone(),
-                        &twilio_base,
-                        system.account_sid.clone(),
-                        system.auth_token.clone(),
-                    ),
-                    from: system.phone_number.clone(),
-                    status_callback: webhook_url(
-                        &settings.webhook_base_url,
-                        "/api/webhooks/twilio",
-                    ),
-                },
-            },
-            None => Sender {
-                kind: ProviderKind::Outbox,
-                account_key: None,
-                transport: outbox("outbox"),
-            },
-        });
+        let registry = registry::global();
+        let system_email = Arc::new(registry.system_account(&providers, Channel::Email).into());
+        let system_sms = Arc::new(registry.system_account(&providers, Channel::Sms).into());
         Ok(Self {
             cache: Cache::builder()
                 .max_capacity(CACHE_CAPACITY)
@@ -302,10 +197,7 @@ impl MessagingServiceFactory {
             invalidations: Invalidations::new(settings.client_cache_ttl),
             pool,
             keyring,
-            http,
-            sendgrid_base,
-            twilio_base,
-            webhook_base: settings.webhook_base_url.clone(),
+            providers,
             system_email,
             system_sms,
             builds: AtomicU64::new(0),
@@ -375,16 +267,11 @@ impl MessagingServiceFactory {
 
     /// A client for checking credentials that are not saved yet.
     pub fn sendgrid_client(&self, api_key: SecretString) -> SendGridClient {
-        SendGridClient::new(self.http.clone(), &self.sendgrid_base, api_key)
+        crate::providers::sendgrid::client(&self.providers, api_key)
     }
 
     pub fn twilio_client(&self, account_sid: String, auth_token: SecretString) -> TwilioClient {
-        TwilioClient::new(
-            self.http.clone(),
-            &self.twilio_base,
-            account_sid,
-            auth_token,
-        )
+        crate::providers::twilio::client(&self.providers, account_sid, auth_token)
     }
 
     /// The practice's own SendGrid client, for domain authentication and webhook set-up.
@@ -402,22 +289,7 @@ impl MessagingServiceFactory {
 
     /// The URL our webhook for this practice lives at, as handed to providers.
     pub fn webhook_url(&self, path: &str) -> String {
-        webhook_url(&self.webhook_base, path)
-    }
-
-    fn decrypt(
-        &self,
-        config: &PracticeMessagingConfig,
-        field: CredentialField,
-        envelope: Option<&str>,
-    ) -> Result<Option<SecretString>, FactoryError> {
-        self.keyring
-            .decrypt_if_present(envelope, config.id, field)
-            .map_err(|source| FactoryError::Decrypt {
-                practice_id: config.id,
-                field: field.column(),
-                source,
-            })
+        self.providers.urls.absolute(path)
     }
 
     async fn build(&self, practice_id: Uuid) -> Result<Arc<PracticeEntry>, FactoryError> {
@@ -440,75 +312,27 @@ impl MessagingServiceFactory {
         config: &PracticeMessagingConfig,
         channel: Channel,
     ) -> Result<Arc<Route>, FactoryError> {
-        let (custom, fallback_enabled, custom_blocker) = match channel {
-            Channel::Email => (
-                self.custom_email(config)?,
-                config.email_fallback_enabled,
-                config.custom_email_blocker(),
-            ),
-            Channel::Sms => (
-                self.custom_sms(config)?,
-                config.sms_fallback_enabled,
-                config.custom_sms_blocker(),
-            ),
+        let fallback_enabled = match channel {
+            Channel::Email => config.email_fallback_enabled,
+            Channel::Sms => config.sms_fallback_enabled,
+        };
+        let custom_blocker = config.custom_blocker(channel);
+        let custom = match config.chosen(channel).filter(|kind| kind.is_custom()) {
+            Some(kind) if custom_blocker.is_none() => match registry::global().get(kind.vendor()) {
+                Some(provider) => provider
+                    .custom_account(&self.providers, config, self)?
+                    .map(|account| Arc::new(account.into())),
+                None => None,
+            },
+            _ => None,
         };
         Ok(Arc::new(Route {
             practice_id: config.id,
             channel,
-            custom: custom.map(Arc::new),
+            custom,
             system: self.system_sender(channel).clone(),
             fallback_enabled,
             custom_blocker,
-        }))
-    }
-
-    fn custom_email(
-        &self,
-        config: &PracticeMessagingConfig,
-    ) -> Result<Option<Sender>, FactoryError> {
-        if !config.wants_custom_email() || config.custom_email_blocker().is_some() {
-            return Ok(None);
-        }
-        let Some(client) = self.custom_sendgrid_client(config)? else {
-            return Ok(None);
-        };
-        Ok(config.sendgrid_from_email.clone().map(|from_email| Sender {
-            kind: ProviderKind::CustomSendgrid,
-            account_key: Some(format!("sendgrid:practice:{}", config.id)),
-            transport: Transport::SendGrid {
-                client,
-                from_email,
-                from_name: config.sendgrid_from_name.clone(),
-            },
-        }))
-    }
-
-    fn custom_sms(&self, config: &PracticeMessagingConfig) -> Result<Option<Sender>, FactoryError> {
-        if !config.wants_custom_sms() || config.custom_sms_blocker().is_some() {
-            return Ok(None);
-        }
-        let sid = self.decrypt(
-            config,
-            CredentialField::TwilioAccountSid,
-            config.twilio_account_sid.as_deref(),
-        )?;
-        let token = self.decrypt(
-            config,
-            CredentialField::TwilioAuthToken,
-            config.twilio_auth_token.as_deref(),
-        )?;
-        let (Some(sid), Some(token), Some(from)) = (sid, token, config.twilio_phone_number.clone())
-        else {
-            return Ok(None);
-        };
-        Ok(Some(Sender {
-            kind: ProviderKind::CustomTwilio,
-            account_key: Some(format!("twilio:{from}")),
-            transport: Transport::Twilio {
-                client: self.twilio_client(sid.expose_secret().to_string(), token),
-                from,
-                status_callback: self.webhook_url(&format!("/api/webhooks/twilio/{}", config.id)),
-            },
         }))
     }
 
@@ -561,8 +385,21 @@ impl MessagingServiceFactory {
     }
 }
 
-fn webhook_url(base: &Url, path: &str) -> String {
-    format!("{}{}", base.as_str().trim_end_matches('/'), path)
+impl Secrets for MessagingServiceFactory {
+    fn decrypt(
+        &self,
+        config: &PracticeMessagingConfig,
+        field: CredentialField,
+        envelope: Option<&str>,
+    ) -> Result<Option<SecretString>, FactoryError> {
+        self.keyring
+            .decrypt_if_present(envelope, config.id, field)
+            .map_err(|source| FactoryError::Decrypt {
+                practice_id: config.id,
+                field: field.column(),
+                source,
+            })
+    }
 }
 
 /// Sleeps, or returns true at once if the service is stopping.

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgExecutor, Postgres, Transaction};
 use uuid::Uuid;
 
-use super::MessagingServiceFactory;
+use super::{Channel, MessagingServiceFactory, ProviderKind};
 use crate::crypto::CredentialField;
 
 /// One row of `practices`, the messaging columns only. Secrets are still encrypted here.
@@ -86,32 +86,29 @@ impl PracticeMessagingConfig {
         }
     }
 
-    /// Why the chosen custom SendGrid account cannot send yet, if it cannot.
-    pub fn custom_email_blocker(&self) -> Option<&'static str> {
-        if !self.wants_custom_email() {
-            None
-        } else if self.sendgrid_api_key.is_none() {
-            Some("custom SendGrid has no API key")
-        } else if self.sendgrid_from_email.is_none() {
-            Some("custom SendGrid has no from address")
-        } else if !self.email_domain_verified {
-            Some("custom SendGrid domain is not verified")
-        } else {
-            None
-        }
+    /// The account kind chosen for a channel, as stored.
+    pub fn chosen(&self, channel: Channel) -> Option<ProviderKind> {
+        ProviderKind::parse(match channel {
+            Channel::Email => &self.email_provider,
+            Channel::Sms => &self.sms_provider,
+        })
     }
 
-    /// Why the chosen custom Twilio account cannot send, if it cannot.
+    /// Why the chosen custom account of a channel cannot send yet, if it cannot; `None` when the
+    /// system account is chosen.
+    pub fn custom_blocker(&self, channel: Channel) -> Option<&'static str> {
+        let kind = self.chosen(channel).filter(|kind| kind.is_custom())?;
+        crate::providers::registry::global()
+            .get(kind.vendor())
+            .and_then(|provider| provider.custom_blocker(self))
+    }
+
+    pub fn custom_email_blocker(&self) -> Option<&'static str> {
+        self.custom_blocker(Channel::Email)
+    }
+
     pub fn custom_sms_blocker(&self) -> Option<&'static str> {
-        if !self.wants_custom_sms() {
-            None
-        } else if self.twilio_account_sid.is_none() || self.twilio_auth_token.is_none() {
-            Some("custom Twilio credentials are incomplete")
-        } else if self.twilio_phone_number.is_none() {
-            Some("custom Twilio has no phone number")
-        } else {
-            None
-        }
+        self.custom_blocker(Channel::Sms)
     }
 }
 

@@ -1,5 +1,6 @@
-//! Messaging numbers from the outreach logs: per provider and message type, how many messages
-//! were queued, delivered and failed in the last N days.
+//! Messaging numbers from the outreach counts: per provider and message type, how many messages
+//! were queued, delivered and failed in the last N days (the UTC calendar days from N - 1 days
+//! ago to today), and the same per day for charts.
 //!
 //! `delivered` counts messages known to have arrived (delivered, opened or clicked); `failed`
 //! counts failed, undelivered, bounced and dropped. The rest of `total` is still on its way, was
@@ -15,11 +16,30 @@ use uuid::Uuid;
 use super::OutreachError;
 use crate::{
     error::FieldErrors,
+    history::counts,
     messaging::{Channel, ProviderKind},
 };
 
 const DEFAULT_DAYS: i32 = 30;
 const MAX_DAYS: i32 = 365;
+const MAX_DAILY_DAYS: i32 = 400;
+
+/// `days` from the query: `DEFAULT_DAYS` when absent, else a whole number from 1 to `max`.
+fn days_within(days: Option<&str>, max: i32) -> Result<i32, OutreachError> {
+    match days.map(str::trim) {
+        None | Some("") => Ok(DEFAULT_DAYS),
+        Some(text) => text
+            .parse::<i32>()
+            .ok()
+            .filter(|days| (1..=max).contains(days))
+            .ok_or_else(|| {
+                OutreachError::Invalid(FieldErrors::single(
+                    "days",
+                    format!("must be a whole number from 1 to {max}"),
+                ))
+            }),
+    }
+}
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -31,20 +51,37 @@ pub struct UsageQuery {
 
 impl UsageQuery {
     fn days(&self) -> Result<i32, OutreachError> {
-        match self.days.as_deref().map(str::trim) {
-            None | Some("") => Ok(DEFAULT_DAYS),
-            Some(text) => text
-                .parse::<i32>()
-                .ok()
-                .filter(|days| (1..=MAX_DAYS).contains(days))
-                .ok_or_else(|| {
-                    OutreachError::Invalid(FieldErrors::single(
-                        "days",
-                        format!("must be a whole number from 1 to {MAX_DAYS}"),
-                    ))
-                }),
-        }
+        days_within(self.days.as_deref(), MAX_DAYS)
     }
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DailyQuery {
+    /// How many days back, today included, 1 to 400 (default 30).
+    #[param(value_type = Option<i32>)]
+    pub days: Option<String>,
+}
+
+/// One day's messages of one provider and type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DailyRow {
+    /// The UTC day the messages were created.
+    pub day: chrono::NaiveDate,
+    #[schema(value_type = Channel)]
+    pub message_type: String,
+    /// Absent for messages no account has sent: still queued, or suppressed.
+    #[schema(value_type = Option<ProviderKind>)]
+    pub messaging_provider: Option<String>,
+    /// Every message, whatever its status.
+    pub total: i64,
+    /// Accepted by a provider: sent, delivered, opened or clicked.
+    pub sent: i64,
+    /// Delivered, opened or clicked.
+    pub delivered: i64,
+    /// Failed, undelivered, bounced or dropped.
+    pub failed: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema, sqlx::FromRow)]
@@ -78,36 +115,30 @@ pub struct UsageOfPractice {
     pub rows: Vec<UsageRow>,
 }
 
-#[derive(sqlx::FromRow)]
-struct PracticeRow {
-    practice_id: Uuid,
-    practice_name: String,
-    #[sqlx(flatten)]
-    usage: UsageRow,
-}
-
-/// Per practice, provider and type; `practice_id` null means every practice.
+/// Per practice, provider and type; `practice_id` `None` means every practice. Read from the
+/// running counts, never from the logs themselves.
 async fn usage_by_practice(
     pool: &PgPool,
     practice_id: Option<Uuid>,
     days: i32,
-) -> Result<Vec<PracticeRow>, sqlx::Error> {
-    sqlx::query_as(
-        "select l.practice_id, p.name as practice_name, l.messaging_provider, l.message_type,
-                count(*) as total,
-                count(*) filter (where l.status in ('delivered', 'opened', 'clicked')) as delivered,
-                count(*) filter (where l.status in ('failed', 'undelivered', 'bounced', 'dropped')) as failed
-         from outreach_logs l
-         join practices p on p.id = l.practice_id
-         where ($1::uuid is null or l.practice_id = $1)
-           and l.created_at >= now() - make_interval(days => $2)
-         group by l.practice_id, p.name, l.messaging_provider, l.message_type
-         order by p.name, l.practice_id, l.messaging_provider nulls last, l.message_type",
-    )
-    .bind(practice_id)
-    .bind(days)
-    .fetch_all(pool)
-    .await
+) -> Result<Vec<(Uuid, String, UsageRow)>, sqlx::Error> {
+    Ok(counts::by_key(pool, practice_id, days)
+        .await?
+        .into_iter()
+        .map(|key| {
+            (
+                key.practice_id,
+                key.practice_name,
+                UsageRow {
+                    messaging_provider: key.messaging_provider,
+                    message_type: key.message_type,
+                    total: key.total,
+                    delivered: key.delivered,
+                    failed: key.failed,
+                },
+            )
+        })
+        .collect())
 }
 
 /// Adds rows of the same provider and type together, ordered as the query orders them.
@@ -139,25 +170,49 @@ pub async fn for_practice(
 ) -> Result<Vec<UsageRow>, OutreachError> {
     let days = query.days()?;
     let rows = usage_by_practice(pool, Some(practice_id), days).await?;
-    Ok(rows.into_iter().map(|row| row.usage).collect())
+    Ok(rows.into_iter().map(|(_, _, usage)| usage).collect())
 }
 
-/// Across every practice: one grouped scan of the window, summed here for the platform totals.
+/// The practice's messages per day of the last `days` days, oldest first; a day without messages
+/// of a provider and type has no row for it.
+pub async fn daily_for_practice(
+    pool: &PgPool,
+    practice_id: Uuid,
+    query: &DailyQuery,
+) -> Result<Vec<DailyRow>, OutreachError> {
+    let days = days_within(query.days.as_deref(), MAX_DAILY_DAYS)?;
+    Ok(counts::daily(pool, practice_id, days)
+        .await?
+        .into_iter()
+        .map(|day| DailyRow {
+            day: day.day,
+            message_type: day.message_type,
+            messaging_provider: day.messaging_provider,
+            total: day.total,
+            sent: day.sent,
+            delivered: day.delivered,
+            failed: day.failed,
+        })
+        .collect())
+}
+
+/// Across every practice: each practice's counts of the window, summed here for the platform
+/// totals.
 pub async fn for_platform(
     pool: &PgPool,
     query: &UsageQuery,
 ) -> Result<PlatformUsage, OutreachError> {
     let days = query.days()?;
     let by_practice = usage_by_practice(pool, None, days).await?;
-    let rows = totals(by_practice.iter().map(|row| &row.usage));
+    let rows = totals(by_practice.iter().map(|(_, _, usage)| usage));
     let mut practices: Vec<UsageOfPractice> = Vec::new();
-    for row in by_practice {
+    for (practice_id, practice_name, usage) in by_practice {
         match practices.last_mut() {
-            Some(last) if last.practice_id == row.practice_id => last.rows.push(row.usage),
+            Some(last) if last.practice_id == practice_id => last.rows.push(usage),
             _ => practices.push(UsageOfPractice {
-                practice_id: row.practice_id,
-                practice_name: row.practice_name,
-                rows: vec![row.usage],
+                practice_id,
+                practice_name,
+                rows: vec![usage],
             }),
         }
     }

@@ -10,8 +10,11 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::queue::{self, NewMessage};
-use crate::messaging::Channel;
+use super::{
+    SUBJECT_MAX_CHARS,
+    queue::{self, NewMessage},
+};
+use crate::{messaging::Channel, types::single_line};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -46,7 +49,26 @@ pub enum MessageError {
 }
 
 const MAX_BODY_CHARS: usize = 10_000;
-const MAX_SUBJECT_CHARS: usize = 998;
+
+/// The same rule as a sequence step's subject: required, one line, at most
+/// `SUBJECT_MAX_CHARS`.
+fn email_subject(subject: Option<&str>) -> Result<&str, MessageError> {
+    let invalid = |message: String| MessageError::Invalid {
+        field: "subject",
+        message,
+    };
+    let subject = subject
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| invalid("an email needs a subject".into()))?;
+    if subject.chars().count() > SUBJECT_MAX_CHARS {
+        return Err(invalid(format!(
+            "must be at most {SUBJECT_MAX_CHARS} characters"
+        )));
+    }
+    single_line(subject).map_err(|problem| invalid(problem.into()))?;
+    Ok(subject)
+}
 
 /// Validates, records and queues a message; with an idempotency key, the first answer is
 /// returned again for the same request.
@@ -63,28 +85,10 @@ pub async fn send(
             message: format!("must be 1 to {MAX_BODY_CHARS} characters"),
         });
     }
-    let subject = request
-        .subject
-        .as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty());
-    match (request.channel, subject) {
-        (Channel::Email, None) => {
-            return Err(MessageError::Invalid {
-                field: "subject",
-                message: "an email needs a subject".into(),
-            });
-        }
-        (Channel::Email, Some(s))
-            if s.chars().count() > MAX_SUBJECT_CHARS || s.contains(['\r', '\n']) =>
-        {
-            return Err(MessageError::Invalid {
-                field: "subject",
-                message: format!("must be one line of at most {MAX_SUBJECT_CHARS} characters"),
-            });
-        }
-        _ => {}
-    }
+    let subject = match request.channel {
+        Channel::Email => Some(email_subject(request.subject.as_deref())?),
+        Channel::Sms => None,
+    };
 
     let mut tx = pool.begin().await?;
     let request_hash = idempotency_key.map(|_| hash_request(request));

@@ -65,6 +65,9 @@ fn finish(errors: FieldErrors) -> Result<(), OutreachError> {
     }
 }
 
+/// Email subjects, ad hoc or a sequence step's: RFC 5322's line length.
+const SUBJECT_MAX_CHARS: usize = 998;
+
 /// A required one-line text (a name, a subject), trimmed. Line breaks and other control
 /// characters are refused: such values end up in email headers and list views.
 fn required_line(
@@ -74,8 +77,8 @@ fn required_line(
     max_chars: usize,
 ) -> Option<String> {
     let line = required_text(errors, field, value, max_chars)?;
-    if line.contains(char::is_control) {
-        errors.add(field, "must be a single line without control characters");
+    if let Err(problem) = crate::types::single_line(&line) {
+        errors.add(field, problem);
         return None;
     }
     Some(line)

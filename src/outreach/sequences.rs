@@ -20,7 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    OutreachError, delete_one, finish,
+    OutreachError, SUBJECT_MAX_CHARS, delete_one, finish,
     page::{NewestFirst, Page, PageRequest},
     required_line, required_text, template,
 };
@@ -30,7 +30,6 @@ const NAME_MAX_CHARS: usize = 200;
 const MAX_STEPS: usize = 50;
 /// A year: longer gaps are more likely typos (minutes for days) than plans.
 const MAX_DELAY_MINUTES: i64 = 365 * 24 * 60;
-const SUBJECT_MAX_CHARS: usize = 200;
 const EMAIL_BODY_MAX_CHARS: usize = 100_000;
 /// Twilio refuses longer bodies (ten concatenated segments).
 const SMS_BODY_MAX_CHARS: usize = 1_600;

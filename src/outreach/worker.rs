@@ -85,7 +85,9 @@ struct ClaimedJob {
     message_type: String,
     recipient: String,
     subject: Option<String>,
-    body: String,
+    /// Null once retention purged it; retention never purges a message still to be sent, but a
+    /// row changed by hand must not go out blank.
+    body: Option<String>,
 }
 
 impl Workers {
@@ -261,6 +263,17 @@ impl Workers {
                 .await?;
             return Ok(None);
         }
+        let Some(body) = job.body.clone() else {
+            return Ok(Some(Outcome {
+                job_id: job.job_id,
+                outreach_log_id: job.outreach_log_id,
+                status: "failed",
+                provider: None,
+                provider_message_id: None,
+                fallback_reason: None,
+                error: Some("the message body was purged by retention; nothing was sent".into()),
+            }));
+        };
         let channel = Channel::parse(&job.message_type).unwrap_or(Channel::Email);
         let route = match self.messaging.route(job.practice_id, channel).await {
             Ok(route) => route,
@@ -280,7 +293,7 @@ impl Workers {
             self.postpone(&job, wait).await?;
             return Ok(None);
         }
-        let message = self.message(&job, channel);
+        let message = self.message(&job, channel, body);
         let final_attempt = job.attempts >= self.settings.max_attempts
             || chrono::Utc::now() - job.first_queued_at
                 >= chrono::Duration::from_std(self.settings.retry_horizon).unwrap_or_default();
@@ -340,7 +353,7 @@ impl Workers {
         }
     }
 
-    fn message(&self, job: &ClaimedJob, channel: Channel) -> OutgoingMessage {
+    fn message(&self, job: &ClaimedJob, channel: Channel, body: String) -> OutgoingMessage {
         let headers = match channel {
             Channel::Email => {
                 let url = self.unsubscribe.url(job.practice_id, &job.recipient);
@@ -360,7 +373,7 @@ impl Workers {
             channel,
             to: job.recipient.clone(),
             subject: job.subject.clone(),
-            body: job.body.clone(),
+            body,
             headers,
         }
     }

@@ -8,10 +8,7 @@
 
 pub mod events;
 pub mod ledger;
-pub mod sendgrid;
-pub mod signature;
 pub mod status;
-pub mod twilio;
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -36,7 +33,7 @@ pub enum Tenant {
 impl Route<'_> {
     /// A malformed practice id is refused like an unknown practice: a caller learns nothing
     /// about which ids exist.
-    fn tenant(self) -> Result<Tenant, WebhookError> {
+    pub(crate) fn tenant(self) -> Result<Tenant, WebhookError> {
         match self {
             Self::System => Ok(Tenant::System),
             Self::Practice(segment) => segment.parse().map(Tenant::Practice).map_err(|_| {
@@ -81,7 +78,7 @@ pub enum WebhookError {
 }
 
 impl WebhookError {
-    fn unauthenticated(reason: impl Into<String>) -> Self {
+    pub(crate) fn unauthenticated(reason: impl Into<String>) -> Self {
         Self::Unauthenticated(reason.into())
     }
 
@@ -98,14 +95,14 @@ impl WebhookError {
 /// Postgres text and jsonb cannot hold NUL, so a NUL a provider sends (only ever inside a
 /// correctly signed request: the signature is checked over the bytes as received) is stored as
 /// U+FFFD, the replacement character, rather than failing the whole batch with it.
-fn replace_nul(text: &mut String) {
+pub(crate) fn replace_nul(text: &mut String) {
     if text.contains('\0') {
         *text = text.replace('\0', "\u{FFFD}");
     }
 }
 
 /// [`replace_nul`] in every string and key of a JSON value.
-fn replace_nul_in_json(value: &mut serde_json::Value) {
+pub(crate) fn replace_nul_in_json(value: &mut serde_json::Value) {
     use serde_json::Value;
     match value {
         Value::String(text) => replace_nul(text),
@@ -115,7 +112,7 @@ fn replace_nul_in_json(value: &mut serde_json::Value) {
     }
 }
 
-fn replace_nul_in_object(fields: &mut serde_json::Map<String, serde_json::Value>) {
+pub(crate) fn replace_nul_in_object(fields: &mut serde_json::Map<String, serde_json::Value>) {
     if fields.keys().any(|key| key.contains('\0')) {
         *fields = std::mem::take(fields)
             .into_iter()
@@ -138,7 +135,7 @@ pub struct Receipt {
 
 /// Awaits the handling of one request and counts it in `webhook_events_total{provider, outcome}`:
 /// its events as `stored` or `duplicate`, or the request once under the reason it was refused.
-async fn counted<T>(
+pub(crate) async fn counted<T>(
     provider: &'static str,
     handling: impl Future<Output = Result<T, WebhookError>>,
     receipt: impl FnOnce(&T) -> Receipt,

@@ -19,7 +19,7 @@ use std::{
 
 use dentite::{
     auth::Role,
-    webhooks::signature::{TwilioAlgorithm, sign_twilio},
+    providers::twilio::signature::{TwilioAlgorithm, sign_twilio},
 };
 use serde_json::{Value, json};
 use sqlx::PgPool;

@@ -5,6 +5,7 @@ mod browser;
 mod drills;
 mod foundation;
 mod helpers;
+mod history;
 mod hostile;
 mod messaging;
 mod outreach;

@@ -1182,7 +1182,7 @@ async fn a_later_step_waits_for_its_delay_and_then_completes_the_enrolment() {
 
 #[tokio::test]
 async fn a_stop_reply_mid_sequence_stops_the_enrolment_before_its_next_step() {
-    use dentite::webhooks::signature::{TwilioAlgorithm, sign_twilio};
+    use dentite::providers::twilio::signature::{TwilioAlgorithm, sign_twilio};
     let app = TestEnv::new()
         .with_system_accounts()
         .without_background()
@@ -1228,4 +1228,50 @@ async fn a_stop_reply_mid_sequence_stops_the_enrolment_before_its_next_step() {
     let (status, next_step, reason, _) = enrollment(&app.pool, &sequence, &pat).await;
     assert_eq!((status.as_str(), next_step), ("stopped", 1));
     assert!(reason.is_some());
+}
+
+#[tokio::test]
+async fn ad_hoc_and_sequence_subjects_refuse_the_same_line_breaking_characters() {
+    let app = spawn_app().await;
+    let owner = app.practice_owner().await;
+    let patient = create_patient(
+        &app,
+        &owner,
+        json!({"firstName": "Pat", "lastName": "Lee", "email": "pat@example.com"}),
+    )
+    .await;
+    for subject in [
+        "Recall\u{85}Bcc: x",
+        "Recall\u{2028}due",
+        "Recall\u{2029}due",
+        "Recall\tdue",
+    ] {
+        let message = app
+            .send_json(
+                Method::POST,
+                "/api/outreach/messages",
+                &owner,
+                &json!({"patientId": patient["id"], "channel": "email", "subject": subject, "body": "Hello"}),
+            )
+            .await;
+        assert_eq!(invalid_fields(message).await, ["subject"], "{subject:?}");
+        let sequence = app
+            .send_json(
+                Method::POST,
+                "/api/sequences",
+                &owner,
+                &json!({"name": "Recall", "steps": [{"channel": "email", "delayMinutes": 0, "subject": subject, "body": "Hello"}]}),
+            )
+            .await;
+        assert_eq!(
+            invalid_fields(sequence).await,
+            ["steps[0].subject"],
+            "{subject:?}"
+        );
+    }
+    let queued: i64 = sqlx::query_scalar("select count(*) from outreach_logs")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(queued, 0);
 }

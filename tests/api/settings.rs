@@ -291,6 +291,36 @@ async fn every_bad_email_field_is_named_in_one_422() {
 }
 
 #[tokio::test]
+async fn a_display_name_carrying_an_address_and_a_domain_that_is_not_public_are_refused() {
+    let app = spawn_app().await;
+    let owner = app.practice_owner().await;
+    let _none = forbid_provider_calls(&app).await;
+
+    for from_name in [
+        "\"Evil\" <ceo@bank.test>",
+        "ceo@bank.test",
+        "Smile\u{2028}Dental",
+    ] {
+        let bad = json!({"provider": "system_sendgrid", "fromEmail": "desk@smile.test", "fromName": from_name, "fallbackEnabled": true});
+        let (status, body) = call(&app, Method::PUT, "/email", &owner, Some(bad)).await;
+        assert_eq!(status, 422, "{from_name:?}: {body}");
+        assert_eq!(fields(&body), ["fromName"], "{from_name:?}");
+    }
+    for domain in ["127.0.0.1", "localhost", "com", "mail.localhost"] {
+        let (status, body) = call(
+            &app,
+            Method::POST,
+            "/email/domain",
+            &owner,
+            Some(json!({"domain": domain})),
+        )
+        .await;
+        assert_eq!(status, 422, "{domain}: {body}");
+        assert_eq!(fields(&body), ["domain"], "{domain}");
+    }
+}
+
+#[tokio::test]
 async fn custom_sendgrid_without_a_key_given_or_stored_is_a_422_on_sendgrid_api_key() {
     let app = spawn_app().await;
     let owner = app.practice_owner().await;
@@ -1388,7 +1418,7 @@ async fn the_background_recheck_validates_only_domains_whose_turn_has_come() {
         practices.push((practice_of(&owner), due));
     }
 
-    let checked = dentite::domains::recheck_due_domains(&app.state)
+    let checked = dentite::providers::sendgrid::domain::recheck_due_domains(&app.state)
         .await
         .unwrap();
 
@@ -1405,7 +1435,7 @@ async fn the_background_recheck_validates_only_domains_whose_turn_has_come() {
     .unwrap();
     assert_eq!((user, action.as_str()), (None, "email.domain.verify"));
     assert_eq!(
-        dentite::domains::recheck_due_domains(&app.state)
+        dentite::providers::sendgrid::domain::recheck_due_domains(&app.state)
             .await
             .unwrap(),
         0,

@@ -1,7 +1,7 @@
 use dentite::{
     crypto::CredentialField,
     messaging::{Channel, suppression},
-    webhooks::signature::{TwilioAlgorithm, sign_twilio},
+    providers::twilio::signature::{TwilioAlgorithm, sign_twilio},
 };
 use reqwest::Response;
 use serde_json::{Value, json};

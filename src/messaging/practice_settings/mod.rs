@@ -9,8 +9,6 @@
 //! notification ([`commit_change`]). Nothing here knows HTTP: `api::settings` maps
 //! [`SettingsError`] to statuses.
 
-mod email;
-mod sms;
 mod status;
 
 use std::sync::Arc;
@@ -22,28 +20,27 @@ use sqlx::{PgPool, Postgres, Transaction};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-pub use email::{
+pub use crate::providers::sendgrid::settings::{
     EmailSettingsRequest, EmailValidation, EmailValidationRequest, delete_email, update_email,
     validate_email,
 };
-pub use sms::{
+pub use crate::providers::twilio::settings::{
     SmsSettingsRequest, SmsValidation, SmsValidationRequest, delete_sms, update_sms, validate_sms,
 };
 pub use status::{
     ChannelStatus, MessagingStatus, TestSendRequest, TestSendResult, UsageCounts, send_test, status,
 };
 
+pub(crate) use super::settings::commit_change;
 use super::{
-    Channel, ProviderError, ProviderKind,
-    factory::FactoryError,
-    settings::{PracticeMessagingConfig, commit_change},
+    Channel, ProviderError, ProviderKind, factory::FactoryError, settings::PracticeMessagingConfig,
 };
 use crate::{
     AppState,
     auth::PracticeCaller,
     crypto::{CredentialField, CryptoError, Keyring},
-    domains::DomainState,
     error::FieldErrors,
+    providers::sendgrid::domain::DomainState,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -231,25 +228,28 @@ impl MessagingSettings {
 }
 
 /// The URL a practice's own SendGrid account posts events to.
-fn event_webhook_url(state: &AppState, practice_id: Uuid) -> String {
+pub(crate) fn event_webhook_url(state: &AppState, practice_id: Uuid) -> String {
     state
         .messaging
         .webhook_url(&format!("/api/webhooks/sendgrid/{practice_id}"))
 }
 
-async fn load(pool: &PgPool, practice_id: Uuid) -> Result<PracticeMessagingConfig, SettingsError> {
+pub(crate) async fn load(
+    pool: &PgPool,
+    practice_id: Uuid,
+) -> Result<PracticeMessagingConfig, SettingsError> {
     PracticeMessagingConfig::load(pool, practice_id)
         .await?
         .ok_or(SettingsError::UnknownPractice)
 }
 
-fn stored_provider(value: &str) -> anyhow::Result<ProviderKind> {
+pub(crate) fn stored_provider(value: &str) -> anyhow::Result<ProviderKind> {
     ProviderKind::parse(value)
         .ok_or_else(|| anyhow::anyhow!("practices holds unknown provider {value:?}"))
 }
 
 /// The last four characters of a stored secret: enough to recognise it, too few to use it.
-fn masked(
+pub(crate) fn masked(
     keyring: &Keyring,
     config: &PracticeMessagingConfig,
     field: CredentialField,
@@ -267,7 +267,7 @@ fn masked(
     }))
 }
 
-fn stored_secret(
+pub(crate) fn stored_secret(
     keyring: &Keyring,
     config: &PracticeMessagingConfig,
     field: CredentialField,
@@ -277,7 +277,7 @@ fn stored_secret(
 
 /// Whether `candidate` is the secret already stored. A stored value that no longer decrypts
 /// counts as different, so saving the candidate repairs it.
-fn is_stored_secret(
+pub(crate) fn is_stored_secret(
     keyring: &Keyring,
     config: &PracticeMessagingConfig,
     field: CredentialField,
@@ -291,7 +291,7 @@ fn is_stored_secret(
 
 /// Opens a change's transaction with the practice row locked. With `expected_version`, refuses
 /// when another change was committed since the caller read the row (while it asked a provider).
-async fn begin_change(
+pub(crate) async fn begin_change(
     state: &AppState,
     practice_id: Uuid,
     expected_version: Option<i64>,
@@ -308,7 +308,7 @@ async fn begin_change(
 
 /// Returns a channel to the system account with `erase_sql` (bound to the practice id), audited
 /// with the fields `erased` finds set; a channel with nothing to erase is left alone.
-async fn erase(
+pub(crate) async fn erase(
     state: &AppState,
     caller: &PracticeCaller,
     action: &str,
@@ -336,12 +336,12 @@ async fn erase(
     view(state, practice_id).await
 }
 
-fn invalid(field: &str, message: impl Into<String>) -> SettingsError {
+pub(crate) fn invalid(field: &str, message: impl Into<String>) -> SettingsError {
     SettingsError::Invalid(FieldErrors::single(field, message))
 }
 
 /// The names whose flag is set, in order: the audit entry's changed fields.
-fn changed(fields: &[(&'static str, bool)]) -> Vec<&'static str> {
+pub(crate) fn changed(fields: &[(&'static str, bool)]) -> Vec<&'static str> {
     fields
         .iter()
         .filter(|(_, changed)| *changed)
@@ -350,7 +350,10 @@ fn changed(fields: &[(&'static str, bool)]) -> Vec<&'static str> {
 }
 
 /// The provider choice for `channel`, or what the practice may write instead.
-fn parse_provider(value: Option<&str>, channel: Channel) -> Result<ProviderKind, String> {
+pub(crate) fn parse_provider(
+    value: Option<&str>,
+    channel: Channel,
+) -> Result<ProviderKind, String> {
     let allowed = match channel {
         Channel::Email => [ProviderKind::SystemSendgrid, ProviderKind::CustomSendgrid],
         Channel::Sms => [ProviderKind::SystemTwilio, ProviderKind::CustomTwilio],
@@ -362,13 +365,13 @@ fn parse_provider(value: Option<&str>, channel: Channel) -> Result<ProviderKind,
         .ok_or_else(|| format!("must be {} or {}", allowed[0].as_str(), allowed[1].as_str()))
 }
 
-fn required(value: Option<String>) -> Result<String, String> {
+pub(crate) fn required(value: Option<String>) -> Result<String, String> {
     value.ok_or_else(|| "is required".to_string())
 }
 
 /// Flags each custom-only field given with a system provider: silently ignoring it would let
 /// the practice believe a credential was saved.
-fn refuse_custom_only(
+pub(crate) fn refuse_custom_only(
     errors: &mut FieldErrors,
     given: &[(&'static str, bool)],
     custom: ProviderKind,

@@ -12,13 +12,13 @@ use super::{SettingsError, invalid, required, stored_provider};
 use crate::{
     AppState,
     auth::PracticeCaller,
-    domains::DomainState,
     messaging::{
         Channel, OutgoingMessage, ProviderKind,
         circuit::Health,
         delivery::{DeliveryError, DeliveryResult},
         settings::PracticeMessagingConfig,
     },
+    providers::sendgrid::domain::DomainState,
     types::{EmailAddress, PhoneE164},
 };
 
@@ -48,7 +48,8 @@ pub struct ChannelStatus {
     pub last30_days: UsageCounts,
 }
 
-/// Messages created in the last 30 days, by their current status.
+/// Messages created in the last 30 days (UTC calendar days, today included), by their current
+/// status.
 #[derive(Debug, Default, Clone, Copy, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageCounts {
@@ -126,35 +127,21 @@ async fn channel_status(
     })
 }
 
+/// From the running counts (`crate::history::counts`), not a scan of the logs.
 async fn usage_last_30_days(
     state: &AppState,
     practice_id: Uuid,
 ) -> Result<HashMap<Channel, UsageCounts>, sqlx::Error> {
-    let rows: Vec<(String, i64, i64, i64)> = sqlx::query_as(
-        "select message_type,
-                count(*) filter (where status in ('sent', 'delivered', 'opened', 'clicked')),
-                count(*) filter (where status in ('delivered', 'opened', 'clicked')),
-                count(*) filter (where status in ('failed', 'undelivered', 'bounced', 'dropped'))
-         from outreach_logs
-         where practice_id = $1 and created_at >= now() - interval '30 days'
-         group by message_type",
-    )
-    .bind(practice_id)
-    .fetch_all(&state.pool)
-    .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(channel, sent, delivered, failed)| {
-            Some((
-                Channel::parse(&channel)?,
-                UsageCounts {
-                    sent,
-                    delivered,
-                    failed,
-                },
-            ))
-        })
-        .collect())
+    let mut usage: HashMap<Channel, UsageCounts> = HashMap::new();
+    for key in crate::history::counts::by_key(&state.pool, Some(practice_id), 30).await? {
+        if let Some(channel) = Channel::parse(&key.message_type) {
+            let counts = usage.entry(channel).or_default();
+            counts.sent += key.sent;
+            counts.delivered += key.delivered;
+            counts.failed += key.failed;
+        }
+    }
+    Ok(usage)
 }
 
 /// `POST /email/test` and `/sms/test`.

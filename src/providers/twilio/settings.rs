@@ -6,7 +6,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{
+use crate::messaging::practice_settings::{
     MessagingSettings, ProviderFailure, SettingsError, SettingsUpdate, begin_change, changed,
     commit_change, erase, is_stored_secret, load, parse_provider, refuse_custom_only,
     stored_secret, view,

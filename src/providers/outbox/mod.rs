@@ -7,7 +7,12 @@ use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Accepted, OutgoingMessage, ProviderError};
+use futures::future::BoxFuture;
+
+use crate::providers::{
+    Accepted, Account, Channel, MessageSender, OutgoingMessage, ProviderContext, ProviderError,
+    ProviderKind,
+};
 
 pub async fn store(
     pool: &PgPool,
@@ -65,4 +70,33 @@ pub async fn list(
     .bind(limit)
     .fetch_all(pool)
     .await
+}
+
+struct OutboxSender {
+    pool: PgPool,
+    sender: &'static str,
+}
+
+impl MessageSender for OutboxSender {
+    fn send<'a>(
+        &'a self,
+        message: &'a OutgoingMessage,
+    ) -> BoxFuture<'a, Result<Accepted, ProviderError>> {
+        Box::pin(store(&self.pool, self.sender, message))
+    }
+}
+
+/// The account a channel falls to when the platform has no provider account configured for it.
+pub fn account(ctx: &ProviderContext, channel: Channel) -> Account {
+    Account {
+        kind: ProviderKind::Outbox,
+        account_key: None,
+        sender: Box::new(OutboxSender {
+            pool: ctx.pool.clone(),
+            sender: match channel {
+                Channel::Email => "outbox@dentite.local",
+                Channel::Sms => "outbox",
+            },
+        }),
+    }
 }

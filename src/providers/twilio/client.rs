@@ -9,7 +9,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use super::provider_error::{self, Failure, ProviderError, SendAccepted};
+use crate::providers::error::{self as provider_error, Failure, ProviderError, SendAccepted};
 
 const PROVIDER: &str = "Twilio";
 
@@ -236,7 +236,7 @@ mod tests {
     use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
     use super::*;
-    use crate::messaging::provider_error::http_client;
+    use crate::providers::error::http_client;
 
     const SID: &str = "AC00000000000000000000000000000001";
     const TOKEN: &str = "auth-token-must-never-leak";

@@ -16,11 +16,10 @@ use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{
+use crate::webhooks::{
     Receipt, Route, Tenant, WebhookError,
     events::{self, NewEvent},
     ledger,
-    signature::SendGridVerifier,
     status::{self, OutreachStatus, StatusChange},
 };
 use crate::{
@@ -30,6 +29,7 @@ use crate::{
         settings::PracticeMessagingConfig,
         suppression::{Scope, Suppression, SuppressionReason},
     },
+    providers::sendgrid::signature::SendGridVerifier,
 };
 
 /// A request as received: the two signature headers (empty when absent) and the untouched body.
@@ -46,7 +46,7 @@ pub async fn receive(
     route: Route<'_>,
     batch: SignedBatch<'_>,
 ) -> Result<Receipt, WebhookError> {
-    super::counted(
+    crate::webhooks::counted(
         "sendgrid",
         verify_and_ingest(state, route, batch),
         |receipt| *receipt,
@@ -142,7 +142,7 @@ fn parse(body: &[u8]) -> Result<Vec<Event>, WebhookError> {
     raw.into_iter()
         .map(|raw| {
             let mut payload = serde_json::from_str(raw.get()).map_err(malformed)?;
-            super::replace_nul_in_object(&mut payload);
+            crate::webhooks::replace_nul_in_object(&mut payload);
             Ok(Event::read(raw, payload))
         })
         .collect()

@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::provider_error::{self, Failure, ProviderError, SendAccepted};
+use crate::providers::error::{self as provider_error, Failure, ProviderError, SendAccepted};
 
 const PROVIDER: &str = "SendGrid";
 
@@ -512,7 +512,7 @@ mod tests {
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
     use super::*;
-    use crate::messaging::provider_error::http_client;
+    use crate::providers::error::http_client;
 
     const KEY: &str = "SG.test-key-must-never-leak";
 

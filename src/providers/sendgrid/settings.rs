@@ -5,7 +5,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{
+use crate::messaging::practice_settings::{
     MessagingSettings, ProviderFailure, SettingsError, SettingsUpdate, begin_change, changed,
     commit_change, erase, event_webhook_url, invalid, is_stored_secret, load, parse_provider,
     refuse_custom_only, required, stored_secret, view,
@@ -20,8 +20,8 @@ use crate::{
         sendgrid::{EventWebhook, SendGridClient},
         settings::PracticeMessagingConfig,
     },
+    providers::sendgrid::signature::SendGridVerifier,
     types::{self, EmailAddress},
-    webhooks::signature::SendGridVerifier,
 };
 
 const API_KEY: &str = "sendgridApiKey";
@@ -90,7 +90,7 @@ impl EmailChange {
         );
         let from_name = errors.check(
             "fromName",
-            required(request.from_name).and_then(|v| sender_name(&v)),
+            required(request.from_name).and_then(|v| crate::types::sender_display_name(&v)),
         );
         let fallback_enabled = errors.check(
             "fallbackEnabled",
@@ -173,18 +173,6 @@ impl EmailChange {
 }
 
 /// A display name for the From header: one line, so it cannot smuggle in another header.
-fn sender_name(value: &str) -> Result<String, String> {
-    let value = value.trim();
-    match value.chars().count() {
-        0 => Err("must not be empty".into()),
-        n if n > 100 => Err("must be at most 100 characters".into()),
-        _ if value.chars().any(char::is_control) => {
-            Err("must be a single line without control characters".into())
-        }
-        _ => Ok(value.to_string()),
-    }
-}
-
 fn webhook_verify_key(value: &str) -> Result<String, String> {
     SendGridVerifier::from_base64_der(value).map(|_| value.trim().to_string()).map_err(|_| {
         "must be the Signed Event Webhook verification key from SendGrid: a P-256 public key in base64 DER \

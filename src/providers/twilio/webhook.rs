@@ -16,11 +16,10 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{
+use crate::webhooks::{
     Receipt, Route, Tenant, WebhookError,
     events::{self, NewEvent},
     ledger,
-    signature::{TwilioAlgorithm, parse_signature_settings, verify_twilio},
     status::{self, OutreachStatus, StatusChange},
 };
 use crate::{
@@ -32,6 +31,7 @@ use crate::{
         settings::PracticeMessagingConfig,
         suppression::{self, Suppression, SuppressionReason},
     },
+    providers::twilio::signature::{TwilioAlgorithm, parse_signature_settings, verify_twilio},
 };
 
 /// Twilio's error for a send to a number that replied STOP to the sender.
@@ -58,7 +58,7 @@ pub async fn status_callback(
     route: Route<'_>,
     request: SignedForm<'_>,
 ) -> Result<Receipt, WebhookError> {
-    super::counted("twilio", apply_status(state, route, request), |receipt| {
+    crate::webhooks::counted("twilio", apply_status(state, route, request), |receipt| {
         *receipt
     })
     .await
@@ -245,7 +245,7 @@ pub async fn inbound(
     route: Route<'_>,
     request: SignedForm<'_>,
 ) -> Result<Reply, WebhookError> {
-    super::counted(
+    crate::webhooks::counted(
         "twilio",
         receive_message(state, route, request),
         |(_, receipt)| *receipt,
@@ -402,8 +402,8 @@ async fn authenticate(
     }
     let mut params = params;
     for (name, value) in &mut params.0 {
-        super::replace_nul(name);
-        super::replace_nul(value);
+        crate::webhooks::replace_nul(name);
+        crate::webhooks::replace_nul(value);
     }
     Ok(Verified {
         tenant,

@@ -1,0 +1,129 @@
+//! Everything Twilio does for us: sending SMS, checking account credentials and numbers, its
+//! signed status callbacks and inbound messages.
+
+pub mod client;
+pub mod settings;
+pub mod signature;
+pub mod webhook;
+
+use futures::future::BoxFuture;
+use secrecy::{ExposeSecret, SecretString};
+
+use self::client::{OutgoingSms, TwilioClient};
+use crate::{
+    crypto::CredentialField,
+    messaging::{factory::FactoryError, settings::PracticeMessagingConfig},
+    providers::{
+        Accepted, Account, Channel, MessageSender, OutgoingMessage, Provider, ProviderContext,
+        ProviderError, ProviderKind, Secrets, Vendor,
+    },
+};
+
+/// Twilio in the registry.
+pub struct Twilio;
+
+/// The route segment of Twilio's status callbacks under `/api/webhooks/`.
+pub const STATUS_ROUTE: &str = "twilio";
+
+/// A Twilio client for an account against the configured API base.
+pub fn client(
+    ctx: &ProviderContext,
+    account_sid: String,
+    auth_token: SecretString,
+) -> TwilioClient {
+    TwilioClient::new(
+        ctx.http.clone(),
+        ctx.settings.twilio_api_base_url.as_str(),
+        account_sid,
+        auth_token,
+    )
+}
+
+struct SmsSender {
+    client: TwilioClient,
+    from: String,
+    status_callback: String,
+}
+
+impl MessageSender for SmsSender {
+    fn send<'a>(
+        &'a self,
+        message: &'a OutgoingMessage,
+    ) -> BoxFuture<'a, Result<Accepted, ProviderError>> {
+        Box::pin(async move {
+            let sms = OutgoingSms {
+                to: message.to.clone(),
+                from: self.from.clone(),
+                body: message.body.clone(),
+                status_callback: Some(self.status_callback.clone()),
+            };
+            self.client.send_sms(&sms).await.map(|a| Accepted {
+                provider_message_id: a.provider_message_id,
+            })
+        })
+    }
+}
+
+impl Provider for Twilio {
+    fn vendor(&self) -> Vendor {
+        Vendor::Twilio
+    }
+
+    fn channel(&self) -> Channel {
+        Channel::Sms
+    }
+
+    fn system_account(&self, ctx: &ProviderContext) -> Option<Account> {
+        let system = ctx.settings.system_twilio.as_ref()?;
+        Some(Account {
+            kind: ProviderKind::SystemTwilio,
+            account_key: Some(format!("twilio:{}", system.phone_number)),
+            sender: Box::new(SmsSender {
+                client: client(ctx, system.account_sid.clone(), system.auth_token.clone()),
+                from: system.phone_number.clone(),
+                status_callback: ctx.urls.webhook(STATUS_ROUTE, None),
+            }),
+        })
+    }
+
+    fn custom_blocker(&self, config: &PracticeMessagingConfig) -> Option<&'static str> {
+        if config.twilio_account_sid.is_none() || config.twilio_auth_token.is_none() {
+            Some("custom Twilio credentials are incomplete")
+        } else if config.twilio_phone_number.is_none() {
+            Some("custom Twilio has no phone number")
+        } else {
+            None
+        }
+    }
+
+    fn custom_account(
+        &self,
+        ctx: &ProviderContext,
+        config: &PracticeMessagingConfig,
+        secrets: &dyn Secrets,
+    ) -> Result<Option<Account>, FactoryError> {
+        let sid = secrets.decrypt(
+            config,
+            CredentialField::TwilioAccountSid,
+            config.twilio_account_sid.as_deref(),
+        )?;
+        let token = secrets.decrypt(
+            config,
+            CredentialField::TwilioAuthToken,
+            config.twilio_auth_token.as_deref(),
+        )?;
+        let (Some(sid), Some(token), Some(from)) = (sid, token, config.twilio_phone_number.clone())
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Account {
+            kind: ProviderKind::CustomTwilio,
+            account_key: Some(format!("twilio:{from}")),
+            sender: Box::new(SmsSender {
+                client: client(ctx, sid.expose_secret().to_string(), token),
+                from,
+                status_callback: ctx.urls.webhook(STATUS_ROUTE, Some(config.id)),
+            }),
+        }))
+    }
+}
