@@ -13,13 +13,13 @@ use crate::{
 };
 
 async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
-    db::pool(db::connect_options(&settings.database_url)?, 4).await
+    db::pool(db::Endpoints::from_settings(settings)?.queries, 4).await
 }
 
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let options = db::connect_options(&settings.database_url)?;
-    db::create_database_if_missing(&options).await?;
-    db::migrate(&connect(settings).await?).await
+    db::Endpoints::from_settings(settings)?
+        .create_and_migrate()
+        .await
 }
 
 pub async fn create_practice(settings: &Settings, name: &str) -> anyhow::Result<Uuid> {

@@ -38,6 +38,8 @@ use crate::{
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// Direct connections (`DATABASE_LISTEN_URL`) for LISTEN; see [`db::Endpoints`].
+    pub listen_pool: PgPool,
     pub settings: Arc<Settings>,
     pub keyring: Arc<Keyring>,
     pub tokens: Arc<TokenSigner>,
@@ -78,14 +80,12 @@ pub struct Application {
 impl Application {
     /// Creates the database when missing, migrates (unless told not to) and binds `BIND_ADDR`.
     pub async fn build(settings: Settings, options: ServeOptions) -> anyhow::Result<Self> {
-        let connect = db::connect_options(&settings.database_url)?;
+        let endpoints = db::Endpoints::from_settings(&settings)?;
         if options.migrate {
-            db::create_database_if_missing(&connect).await?;
+            endpoints.create_and_migrate().await?;
         }
-        let pool = db::pool(connect, 20).await?;
-        if options.migrate {
-            db::migrate(&pool).await?;
-        }
+        let pool = db::pool(endpoints.queries.clone(), 20).await?;
+        let listen_pool = endpoints.listen_pool();
         let listener = TcpListener::bind(settings.bind_addr)
             .await
             .with_context(|| format!("could not listen on BIND_ADDR={}", settings.bind_addr))?;
@@ -95,7 +95,7 @@ impl Application {
             pool.clone(),
             keyring.clone(),
         )?);
-        let settings_changes = db::listen(&pool, messaging::settings::SETTINGS_CHANNEL)
+        let settings_changes = db::listen(&listen_pool, messaging::settings::SETTINGS_CHANNEL)
             .await
             .context("could not listen for settings changes")?;
         let user_changes = db::listen(&pool, auth::USERS_CHANNEL)
@@ -118,6 +118,7 @@ impl Application {
             metrics: telemetry::metrics_handle(),
             settings: Arc::new(settings),
             pool,
+            listen_pool,
         };
         Ok(Self {
             listener,
@@ -148,10 +149,11 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         // The settings listener keeps this instance's client cache coherent, so it always runs.
         let mut background = vec![tokio::spawn(
-            self.state
-                .messaging
-                .clone()
-                .listen_for_changes(self.settings_changes, stop_rx.clone()),
+            self.state.messaging.clone().listen_for_changes(
+                self.state.listen_pool.clone(),
+                self.settings_changes,
+                stop_rx.clone(),
+            ),
         )];
         background.push(tokio::spawn(
             self.state
@@ -213,6 +215,7 @@ impl AppState {
             self.unsubscribe.clone(),
             self.settings.queue.clone(),
         )
+        .listening_on(self.listen_pool.clone())
     }
 }
 

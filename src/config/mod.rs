@@ -98,6 +98,12 @@ pub struct QueueSettings {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub database_url: String,
+    /// `DATABASE_LISTEN_URL`: a direct connection (not through a pooler) for LISTEN, migrations
+    /// and database creation; `DATABASE_URL` when unset.
+    pub database_listen_url: String,
+    /// `DATABASE_POOLED`: `DATABASE_URL` is a transaction-mode pooler, so no statement may be
+    /// kept across transactions.
+    pub database_pooled: bool,
     pub bind_addr: SocketAddr,
     pub app_env: AppEnv,
     pub keys: KeyMaterial,
@@ -257,10 +263,15 @@ impl Settings {
         }
 
         let default_webhook_base = format!("http://{bind_addr}");
+        let database_url = env
+            .get("DATABASE_URL")
+            .unwrap_or_else(|| "postgres://postgres@localhost:5432/dentite".into());
         Ok(Settings {
-            database_url: env
-                .get("DATABASE_URL")
-                .unwrap_or_else(|| "postgres://postgres@localhost:5432/dentite".into()),
+            database_listen_url: env
+                .get("DATABASE_LISTEN_URL")
+                .unwrap_or_else(|| database_url.clone()),
+            database_pooled: parse_or(env, "DATABASE_POOLED", "false")?,
+            database_url,
             bind_addr,
             app_env,
             keys,
@@ -464,6 +475,8 @@ mod tests {
     fn defaults_match_the_contract() {
         let s = Settings::load(&env(&keys()), Path::new("/nonexistent/keys")).unwrap();
         assert_eq!(s.database_url, "postgres://postgres@localhost:5432/dentite");
+        assert_eq!(s.database_listen_url, s.database_url);
+        assert!(!s.database_pooled);
         assert_eq!(s.bind_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(s.webhook_base_url.as_str(), "http://127.0.0.1:8080/");
         assert_eq!(s.client_cache_ttl, Duration::from_secs(3600));
@@ -493,6 +506,7 @@ mod tests {
             ("WEBHOOK_BASE_URL", "ftp://x"),
             ("LOG_FORMAT", "xml"),
             ("PROVIDER_CIRCUIT_COOL_DOWN_SECS", "0"),
+            ("DATABASE_POOLED", "yes please"),
         ] {
             let mut vars = keys();
             vars.retain(|(k, _)| *k != var);

@@ -1,4 +1,11 @@
 //! Connecting to Postgres, creating the database on first start, and applying `migrations/`.
+//!
+//! Two ways in. Queries use `DATABASE_URL`, which may be a transaction-mode pooler (PgBouncer):
+//! there every transaction, and every statement outside one, may run on a different server
+//! connection, so nothing may outlive a transaction (no named prepared statements, no session
+//! advisory locks, no `set` without `local`, no temporary tables, no LISTEN). What needs a
+//! session (LISTEN, the migrator's advisory lock, `create database`) uses the direct
+//! `DATABASE_LISTEN_URL`.
 
 use std::{str::FromStr, time::Duration};
 
@@ -8,12 +15,65 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
+use crate::config::Settings;
+
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 pub fn connect_options(database_url: &str) -> anyhow::Result<PgConnectOptions> {
     PgConnectOptions::from_str(database_url)
         .context("DATABASE_URL is not a valid Postgres URL")
         .map(|o| o.log_statements(tracing::log::LevelFilter::Debug))
+}
+
+/// Where queries go and where session work goes; the same server unless a pooler is in between.
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    /// `DATABASE_URL`; with `DATABASE_POOLED=true`, without a statement cache.
+    pub queries: PgConnectOptions,
+    /// `DATABASE_LISTEN_URL`: LISTEN, migrations, database creation.
+    pub direct: PgConnectOptions,
+}
+
+impl Endpoints {
+    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+        let queries = connect_options(&settings.database_url)?;
+        // No statement is kept across transactions: with the cache off, every statement is the
+        // unnamed one, parsed, bound and executed in one go (see vendor/README.md).
+        let queries = if settings.database_pooled {
+            queries.statement_cache_capacity(0)
+        } else {
+            queries
+        };
+        let direct = PgConnectOptions::from_str(&settings.database_listen_url)
+            .context("DATABASE_LISTEN_URL is not a valid Postgres URL")?
+            .log_statements(tracing::log::LevelFilter::Debug);
+        Ok(Self { queries, direct })
+    }
+
+    /// Creates the database when missing and applies `migrations/`, over the direct connection:
+    /// the migrator holds a session-level advisory lock so that instances starting together
+    /// migrate one at a time.
+    pub async fn create_and_migrate(&self) -> anyhow::Result<()> {
+        create_database_if_missing(&self.direct).await?;
+        let mut connection = PgConnection::connect_with(&self.direct)
+            .await
+            .context("could not connect to Postgres (DATABASE_LISTEN_URL) to migrate")?;
+        MIGRATOR
+            .run(&mut connection)
+            .await
+            .context("migrations failed")?;
+        connection.close().await.ok();
+        Ok(())
+    }
+
+    /// The pool that LISTEN connections come from: each listener keeps one connection for as
+    /// long as it listens (the settings cache and the send workers: two per instance).
+    pub fn listen_pool(&self) -> PgPool {
+        PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_lazy_with(self.direct.clone())
+    }
 }
 
 /// A pool that gives up quickly when Postgres is down, so requests answer 503 instead of hanging.
@@ -79,7 +139,8 @@ pub fn is_unique_violation(error: &sqlx::Error, constraint: &str) -> bool {
 }
 
 /// A dedicated connection listening on one NOTIFY channel (the settings cache and the send
-/// workers each keep one).
+/// workers each keep one). `pool` must be a direct one ([`Endpoints::listen_pool`]): a
+/// transaction-mode pooler would hand the LISTEN's server connection to another client.
 pub async fn listen(
     pool: &PgPool,
     channel: &str,

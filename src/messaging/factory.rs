@@ -339,9 +339,10 @@ impl MessagingServiceFactory {
     /// Invalidates this instance's cache whenever any instance changes a practice, reading from
     /// `listener`, which must already be listening on `SETTINGS_CHANNEL`. After a lost
     /// connection it listens again and then clears everything, since notifications sent while
-    /// disconnected are lost.
+    /// disconnected are lost. `listen_pool` gives the direct connection it listens on again.
     pub async fn listen_for_changes(
         self: Arc<Self>,
+        listen_pool: PgPool,
         mut listener: PgListener,
         mut stop: watch::Receiver<bool>,
     ) {
@@ -368,7 +369,7 @@ impl MessagingServiceFactory {
             // Its pooled connection must go back first: `PgPool::close` waits for it.
             drop(listener);
             listener = loop {
-                match crate::db::listen(&self.pool, SETTINGS_CHANNEL).await {
+                match crate::db::listen(&listen_pool, SETTINGS_CHANNEL).await {
                     Ok(listener) => break listener,
                     Err(e) => {
                         tracing::warn!(error = %e, "could not listen for settings changes; retrying");

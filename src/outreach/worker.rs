@@ -30,6 +30,8 @@ const CLAIM_BATCH: i64 = 16;
 #[derive(Clone)]
 pub struct Workers {
     pool: PgPool,
+    /// Where the wake-up LISTEN connects: a direct connection, never a transaction pooler.
+    listen_pool: PgPool,
     messaging: Arc<MessagingServiceFactory>,
     unsubscribe: Arc<UnsubscribeLinks>,
     settings: QueueSettings,
@@ -96,12 +98,19 @@ impl Workers {
         settings: QueueSettings,
     ) -> Self {
         Self {
+            listen_pool: pool.clone(),
             pool,
             messaging,
             unsubscribe,
             settings,
             wake: Arc::new(Notify::new()),
         }
+    }
+
+    /// Listens for wake-ups on `pool` instead of the query pool (which may be a pooler).
+    pub fn listening_on(mut self, pool: PgPool) -> Self {
+        self.listen_pool = pool;
+        self
     }
 
     /// Starts the NOTIFY listener and `settings.workers` workers; all stop when `stop` flips.
@@ -115,7 +124,7 @@ impl Workers {
 
     async fn listen(self, mut stop: watch::Receiver<bool>) {
         loop {
-            let mut listener = match crate::db::listen(&self.pool, QUEUE_CHANNEL).await {
+            let mut listener = match crate::db::listen(&self.listen_pool, QUEUE_CHANNEL).await {
                 Ok(listener) => listener,
                 Err(e) => {
                     tracing::warn!(error = %e, "send queue listener cannot connect; workers poll meanwhile");

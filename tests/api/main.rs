@@ -13,6 +13,7 @@ mod messaging;
 mod outreach;
 mod page;
 mod pg_proxy;
+mod pooler;
 mod process;
 mod queue;
 mod settings;

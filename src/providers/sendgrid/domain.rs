@@ -435,28 +435,32 @@ pub async fn recheck_unverified_domains(state: AppState, mut stop: watch::Receiv
 /// One pass: validates every unverified domain whose turn has come and returns how many were
 /// checked. The schedule follows how DNS changes land: every 15 minutes in the 48 hours after
 /// set-up, then hourly for a week, then no more (Verify still works).
+///
+/// Each due domain is claimed by moving its `email_domain_last_checked_at` on before it is
+/// checked, skipping rows another instance is claiming, so however many instances run this loop,
+/// each domain is checked once per turn. Counting the attempt up front also means a revoked key or
+/// an outage is retried on the schedule, not every tick.
 pub async fn recheck_due_domains(state: &AppState) -> Result<usize, sqlx::Error> {
     let due: Vec<Uuid> = sqlx::query_scalar(
-        "select id from practices
-         where sendgrid_domain_id is not null and not email_domain_verified
-           and sendgrid_domain_created_at > now() - interval '9 days'
-           and (email_domain_last_checked_at is null
-                or email_domain_last_checked_at <= now() - case
-                    when sendgrid_domain_created_at > now() - interval '48 hours' then interval '15 minutes'
-                    else interval '1 hour' end)
-         order by email_domain_last_checked_at nulls first
-         limit 100",
+        "update practices set email_domain_last_checked_at = now()
+         where id in (
+             select id from practices
+             where sendgrid_domain_id is not null and not email_domain_verified
+               and sendgrid_domain_created_at > now() - interval '9 days'
+               and (email_domain_last_checked_at is null
+                    or email_domain_last_checked_at <= now() - case
+                        when sendgrid_domain_created_at > now() - interval '48 hours' then interval '15 minutes'
+                        else interval '1 hour' end)
+             order by email_domain_last_checked_at nulls first
+             limit 100
+             for update skip locked)
+         returning id",
     )
     .fetch_all(&state.pool)
     .await?;
     for &practice_id in &due {
         if let Err(e) = verify(state, practice_id, None).await {
             tracing::warn!(%practice_id, error = %e, "background re-check of a SendGrid domain failed");
-            // Count the attempt, so a revoked key or an outage is retried on the schedule, not every tick.
-            sqlx::query("update practices set email_domain_last_checked_at = now() where id = $1")
-                .bind(practice_id)
-                .execute(&state.pool)
-                .await?;
         }
     }
     Ok(due.len())
