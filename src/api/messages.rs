@@ -2,8 +2,8 @@
 
 use axum::{
     extract::State,
-    http::{HeaderMap, StatusCode},
-    response::Html,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{Html, IntoResponse, Response},
 };
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -64,13 +64,41 @@ async fn send_message(
     Ok((StatusCode::ACCEPTED, Json(queued)))
 }
 
+/// The unsubscribe pages carry no script, style or image, so their policy allows nothing but the
+/// form posting back; the token in the URL must not leak through a `Referer`.
+const PATIENT_PAGE_POLICY: &str =
+    "default-src 'none'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// An HTML page shown to a patient, with the headers that lock it down.
+struct PatientPage<T>(T);
+
+impl<T: Into<String>> IntoResponse for PatientPage<T> {
+    fn into_response(self) -> Response {
+        let mut response = Html(self.0.into()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(PATIENT_PAGE_POLICY),
+        );
+        headers.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        response
+    }
+}
+
 /// The page a patient sees on following the unsubscribe link; the button posts back.
 #[utoipa::path(get, path = "/api/unsubscribe/{token}", tag = "outreach",
     params(("token" = String, Path)), responses((status = 200, content_type = "text/html"), (status = 404, body = ErrorBody)))]
 async fn unsubscribe_page(
     State(state): State<AppState>,
     Path(token): Path<String>,
-) -> Result<Html<String>, ApiError> {
+) -> Result<PatientPage<String>, ApiError> {
     let request = state
         .unsubscribe
         .verify(&token)
@@ -80,7 +108,7 @@ async fn unsubscribe_page(
         .fetch_optional(&state.pool)
         .await?
         .ok_or(ApiError::NotFound("unsubscribe link"))?;
-    Ok(Html(format!(
+    Ok(PatientPage(format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\">\
          <title>Unsubscribe</title></head><body><main><h1>Unsubscribe from {practice}</h1>\
          <p>Stop emails from {practice} to <strong>{email}</strong>?</p>\
@@ -96,7 +124,7 @@ async fn unsubscribe_page(
 async fn unsubscribe(
     State(state): State<AppState>,
     Path(token): Path<String>,
-) -> Result<Html<&'static str>, ApiError> {
+) -> Result<PatientPage<&'static str>, ApiError> {
     let request = state
         .unsubscribe
         .verify(&token)
@@ -133,7 +161,7 @@ async fn unsubscribe(
     )
     .await?;
     tx.commit().await?;
-    Ok(Html(
+    Ok(PatientPage(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Unsubscribed</title></head>\
              <body><main><h1>You are unsubscribed</h1><p>You will not receive these emails any more.</p></main></body></html>",
     ))

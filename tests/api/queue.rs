@@ -575,3 +575,26 @@ async fn the_unsubscribe_link_suppresses_the_address_and_a_forged_one_changes_no
     app.drain_queue().await;
     assert_eq!(app.log_row(id).await.0, "suppressed");
 }
+
+#[tokio::test]
+async fn the_unsubscribe_pages_allow_no_script_and_leak_no_referrer() {
+    let app = system_app(&[]).await;
+    let owner = app.practice_owner().await;
+    let link = app
+        .state
+        .unsubscribe
+        .url(owner.practice_id.unwrap(), "pat@example.com");
+    let path_part = link.strip_prefix("https://hooks.dentite.test").unwrap();
+    let page = app.http.get(app.url(path_part)).send().await.unwrap();
+    let done = app.http.post(app.url(path_part)).send().await.unwrap();
+    for response in [page, done] {
+        assert_eq!(response.status(), 200);
+        let headers = response.headers();
+        assert_eq!(
+            headers["content-security-policy"],
+            "default-src 'none'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+        );
+        assert_eq!(headers["referrer-policy"], "no-referrer");
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+    }
+}
