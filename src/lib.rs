@@ -98,7 +98,7 @@ impl Application {
         let settings_changes = db::listen(&listen_pool, messaging::settings::SETTINGS_CHANNEL)
             .await
             .context("could not listen for settings changes")?;
-        let user_changes = db::listen(&pool, auth::USERS_CHANNEL)
+        let user_changes = db::listen(&listen_pool, auth::USERS_CHANNEL)
             .await
             .context("could not listen for user changes")?;
         if settings.uses_outbox() {

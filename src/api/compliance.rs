@@ -66,7 +66,8 @@ async fn put_compliance(
 /// Encoding, segments, cost and sending time of a message, without sending it.
 #[utoipa::path(post, path = "/api/outreach/messages/preview", tag = "outreach",
     request_body = PreviewRequest,
-    responses((status = 200, body = Preview), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = Preview), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, description = "a field of the wrong type, or missing", body = ErrorBody)),
     security(("bearer" = [])))]
 async fn preview_message(
     State(state): State<AppState>,

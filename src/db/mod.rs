@@ -67,7 +67,8 @@ impl Endpoints {
     }
 
     /// The pool that LISTEN connections come from: each listener keeps one connection for as
-    /// long as it listens (the settings cache and the send workers: two per instance).
+    /// long as it listens (the settings cache, the send workers and the users cache: three per
+    /// instance).
     pub fn listen_pool(&self) -> PgPool {
         PgPoolOptions::new()
             .max_connections(4)
@@ -138,8 +139,8 @@ pub fn is_unique_violation(error: &sqlx::Error, constraint: &str) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.is_unique_violation() && e.constraint() == Some(constraint))
 }
 
-/// A dedicated connection listening on one NOTIFY channel (the settings cache and the send
-/// workers each keep one). `pool` must be a direct one ([`Endpoints::listen_pool`]): a
+/// A dedicated connection listening on one NOTIFY channel (the settings cache, the send workers
+/// and the users cache each keep one). `pool` must be a direct one ([`Endpoints::listen_pool`]): a
 /// transaction-mode pooler would hand the LISTEN's server connection to another client.
 pub async fn listen(
     pool: &PgPool,
