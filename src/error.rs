@@ -165,6 +165,11 @@ impl From<sqlx::Error> for ApiError {
         if crate::db::is_unavailable(&error) {
             return Self::database_unavailable(&error);
         }
+        // The caller's user was deleted between the check of its token and the audit entry of
+        // its change (the users cache had not heard yet): the same 401 as any deleted user's.
+        if crate::db::is_foreign_key_violation(&error, "audit_log_user_id_fkey") {
+            return Self::Unauthorized;
+        }
         Self::Internal(anyhow::Error::new(error).context("database query failed"))
     }
 }

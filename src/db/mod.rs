@@ -139,6 +139,10 @@ pub fn is_unique_violation(error: &sqlx::Error, constraint: &str) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.is_unique_violation() && e.constraint() == Some(constraint))
 }
 
+pub fn is_foreign_key_violation(error: &sqlx::Error, constraint: &str) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.is_foreign_key_violation() && e.constraint() == Some(constraint))
+}
+
 /// A dedicated connection listening on one NOTIFY channel (the settings cache, the send workers
 /// and the users cache each keep one). `pool` must be a direct one ([`Endpoints::listen_pool`]): a
 /// transaction-mode pooler would hand the LISTEN's server connection to another client.
