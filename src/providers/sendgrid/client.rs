@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use reqwest::header::ACCEPT;
+use reqwest::header::{ACCEPT, CONTENT_LENGTH};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -211,7 +211,13 @@ impl SendGridClient {
         }
 
         let path = format!("/v3/whitelabel/domains/{id}/validate");
-        let wire: ValidationWire = self.fetch_json(self.request(Method::POST, &path)).await?;
+        // The operation takes no body, but a POST without `Content-Length` is one a strict proxy
+        // may refuse with 411; an explicit empty body says so.
+        let request = self
+            .request(Method::POST, &path)
+            .header(CONTENT_LENGTH, "0")
+            .body(Vec::new());
+        let wire: ValidationWire = self.fetch_json(request).await?;
         let results = in_record_order(wire.validation_results)
             .map(|(name, result)| RecordValidation {
                 name,
@@ -991,6 +997,50 @@ mod tests {
         assert_eq!(names, ["mail_cname", "dkim1", "dkim2", "spf"]);
         assert_eq!(validation.results[0].reason.as_deref(), Some(reason));
         assert_eq!(validation.results[1].reason, None);
+    }
+
+    #[tokio::test]
+    async fn the_validate_post_sends_an_empty_body_with_content_length_zero_and_our_user_agent() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v3/whitelabel/domains/7/validate"))
+            .and(header("content-length", "0"))
+            .and(header("user-agent", crate::providers::error::USER_AGENT))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                json!({ "id": 7, "valid": true, "validation_results": {} }),
+            ))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        client(&server).validate_domain(7).await.expect("validated");
+
+        let requests = server.received_requests().await.unwrap();
+        let sent = &requests[0];
+        assert_eq!(
+            sent.headers.get_all("content-length").iter().collect::<Vec<_>>(),
+            ["0"],
+            "exactly one Content-Length"
+        );
+        assert!(sent.body.is_empty());
+        assert_eq!(
+            crate::providers::error::USER_AGENT,
+            concat!("dentite/", env!("CARGO_PKG_VERSION"))
+        );
+    }
+
+    #[tokio::test]
+    async fn mail_send_names_us_in_the_user_agent() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v3/mail/send"))
+            .and(header("user-agent", crate::providers::error::USER_AGENT))
+            .respond_with(ResponseTemplate::new(202))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        client(&server).send(&email()).await.expect("accepted");
     }
 
     #[tokio::test]
