@@ -160,6 +160,7 @@ fn opt_out(tenant: Tenant, number: &str) -> Suppression {
         channel: Channel::Sms,
         address: number.to_string(),
         reason: SuppressionReason::OptedOut,
+        unsubscribe_group: None,
     }
 }
 

@@ -1,0 +1,260 @@
+//! Issue 13's findings from checking our traffic against SendGrid's and Twilio's own specs: what
+//! their documented payloads must do to our ledgers and logs, and what we must send them.
+
+use dentite::{
+    messaging::{Channel, suppression},
+    providers::twilio::signature::{TwilioAlgorithm, sign_twilio},
+};
+use reqwest::{Method, Response};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{SendGridSigner, TestApp, TestEnv, sendgrid_batch as batch, spawn_app};
+
+const WEBHOOK_BASE: &str = "https://hooks.dentite.test";
+const PATIENT_EMAIL: &str = "pat@example.com";
+const PATIENT_PHONE: &str = "+15557654321";
+
+// SendGrid events
+
+fn sg_event(kind: &str, fields: Value) -> Value {
+    let mut event = json!({
+        "email": PATIENT_EMAIL,
+        "timestamp": chrono::Utc::now().timestamp(),
+        "event": kind,
+        "sg_event_id": Uuid::new_v4().simple().to_string(),
+    });
+    event
+        .as_object_mut()
+        .unwrap()
+        .extend(fields.as_object().unwrap().clone());
+    event
+}
+
+/// A practice whose own SendGrid webhook signs with a fresh key.
+async fn practice_with_sendgrid_key(app: &TestApp, name: &str) -> (Uuid, SendGridSigner) {
+    let practice = app.create_practice(name).await;
+    let signer = SendGridSigner::new();
+    sqlx::query("update practices set email_provider = 'custom_sendgrid', sendgrid_webhook_verify_key = $1 where id = $2")
+        .bind(signer.public_key())
+        .bind(practice)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    (practice, signer)
+}
+
+async fn post_sendgrid(app: &TestApp, practice: Uuid, signer: &SendGridSigner, events: &[Value]) {
+    let body = batch(events);
+    let timestamp = chrono::Utc::now().timestamp().to_string();
+    let response = app
+        .http
+        .post(app.url(&format!("/api/webhooks/sendgrid/{practice}")))
+        .header("content-type", "application/json")
+        .header("X-Twilio-Email-Event-Webhook-Timestamp", &timestamp)
+        .header(
+            "X-Twilio-Email-Event-Webhook-Signature",
+            signer.sign(&timestamp, body.as_bytes()),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+async fn insert_log(app: &TestApp, practice: Uuid, channel: &str, status: &str, sid: &str) -> Uuid {
+    let (provider, recipient) = match channel {
+        "email" => ("custom_sendgrid", PATIENT_EMAIL),
+        _ => ("custom_twilio", PATIENT_PHONE),
+    };
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "insert into outreach_logs (id, practice_id, message_type, messaging_provider, status, recipient, body, provider_message_id)
+         values ($1, $2, $3, $4, $5, $6, 'See you soon', $7)",
+    )
+    .bind(id)
+    .bind(practice)
+    .bind(channel)
+    .bind(provider)
+    .bind(status)
+    .bind(recipient)
+    .bind(sid)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    id
+}
+
+fn custom_args(log: Uuid, practice: Uuid) -> Value {
+    json!({"outreach_log_id": log.to_string(), "practice_id": practice.to_string()})
+}
+
+/// Every reason the practice's ledger holds for the address, whichever account would send.
+async fn ledger(app: &TestApp, practice: Uuid, address: &str) -> Vec<(String, Option<i64>)> {
+    sqlx::query_as(
+        "select reason, unsubscribe_group from suppressions
+         where practice_id = $1 and address = $2 order by id",
+    )
+    .bind(practice)
+    .bind(address)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap()
+}
+
+async fn log_status_and_error(app: &TestApp, log: Uuid) -> (String, Option<String>) {
+    sqlx::query_as("select status, error from outreach_logs where id = $1")
+        .bind(log)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn drops_for_unsubscribed_and_spam_reporting_addresses_suppress_them_for_every_account() {
+    let app = spawn_app().await;
+    let (practice, signer) = practice_with_sendgrid_key(&app, "Smile Dental").await;
+    let log = insert_log(&app, practice, "email", "sent", "msg-1").await;
+    let dropped = |email: &str, reason: &str| {
+        let mut event = sg_event("dropped", custom_args(log, practice));
+        event["email"] = json!(email);
+        event["reason"] = json!(reason);
+        event
+    };
+
+    post_sendgrid(
+        &app,
+        practice,
+        &signer,
+        &[
+            dropped("unsub@example.com", "Unsubscribed Address"),
+            dropped("spam@example.com", "Spam Reporting Address"),
+        ],
+    )
+    .await;
+
+    for (address, reason) in [
+        ("unsub@example.com", "unsubscribed"),
+        ("spam@example.com", "spam_reported"),
+    ] {
+        for via_system in [false, true] {
+            assert_eq!(
+                suppression::check(&app.pool, practice, Channel::Email, address, via_system)
+                    .await
+                    .unwrap()
+                    .as_deref(),
+                Some(reason),
+                "{address}, via the system account: {via_system}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_group_resubscribe_lifts_only_what_that_groups_unsubscribe_added() {
+    let app = spawn_app().await;
+    let (practice, signer) = practice_with_sendgrid_key(&app, "Smile Dental").await;
+    let group = |kind: &str, email: &str, id: i64| {
+        let mut event = sg_event(kind, json!({"asm_group_id": id}));
+        event["email"] = json!(email);
+        event
+    };
+    post_sendgrid(
+        &app,
+        practice,
+        &signer,
+        &[
+            group("group_unsubscribe", "pat@example.com", 7),
+            group("group_unsubscribe", "bounced@example.com", 7),
+            sg_event("bounce", json!({"email": "bounced@example.com", "type": "bounce"})),
+            group("group_unsubscribe", "spam@example.com", 7),
+            sg_event("spamreport", json!({"email": "spam@example.com"})),
+            group("group_unsubscribe", "other@example.com", 8),
+        ],
+    )
+    .await;
+    assert_eq!(
+        ledger(&app, practice, "pat@example.com").await,
+        [("unsubscribed".into(), Some(7))]
+    );
+
+    post_sendgrid(
+        &app,
+        practice,
+        &signer,
+        &[
+            group("group_resubscribe", "Pat@Example.com", 7),
+            group("group_resubscribe", "bounced@example.com", 7),
+            group("group_resubscribe", "spam@example.com", 7),
+            group("group_resubscribe", "other@example.com", 7),
+        ],
+    )
+    .await;
+
+    assert_eq!(ledger(&app, practice, "pat@example.com").await, []);
+    assert_eq!(
+        suppression::check(&app.pool, practice, Channel::Email, PATIENT_EMAIL, true)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        ledger(&app, practice, "bounced@example.com").await,
+        [("bounced".into(), None)],
+        "the bounce stays"
+    );
+    assert_eq!(
+        ledger(&app, practice, "spam@example.com").await,
+        [("spam_reported".into(), None)],
+        "the spam report stays"
+    );
+    assert_eq!(
+        ledger(&app, practice, "other@example.com").await,
+        [("unsubscribed".into(), Some(8))],
+        "another group's unsubscribe stays"
+    );
+}
+
+#[tokio::test]
+async fn a_blocked_bounce_is_stored_apart_from_a_hard_bounce_and_does_not_suppress() {
+    let app = spawn_app().await;
+    let (practice, signer) = practice_with_sendgrid_key(&app, "Smile Dental").await;
+    let hard = insert_log(&app, practice, "email", "sent", "msg-hard").await;
+    let blocked = insert_log(&app, practice, "email", "sent", "msg-blocked").await;
+    let bounce = |log: Uuid, email: &str, kind: &str, reason: &str| {
+        let mut event = sg_event("bounce", custom_args(log, practice));
+        event["email"] = json!(email);
+        event["type"] = json!(kind);
+        event["reason"] = json!(reason);
+        event
+    };
+
+    post_sendgrid(
+        &app,
+        practice,
+        &signer,
+        &[
+            bounce(hard, "gone@example.com", "bounce", "550 5.1.1 user unknown"),
+            bounce(blocked, PATIENT_EMAIL, "blocked", "554 5.7.1 blocked by policy"),
+        ],
+    )
+    .await;
+
+    assert_eq!(
+        log_status_and_error(&app, hard).await,
+        ("bounced".into(), Some("hard bounce: 550 5.1.1 user unknown".into()))
+    );
+    assert_eq!(
+        log_status_and_error(&app, blocked).await,
+        (
+            "bounced".into(),
+            Some("blocked (temporary): 554 5.7.1 blocked by policy".into())
+        )
+    );
+    assert_eq!(
+        ledger(&app, practice, "gone@example.com").await,
+        [("bounced".into(), None)]
+    );
+    assert_eq!(ledger(&app, practice, PATIENT_EMAIL).await, [], "a block is temporary");
+}
