@@ -258,3 +258,79 @@ async fn a_blocked_bounce_is_stored_apart_from_a_hard_bounce_and_does_not_suppre
     );
     assert_eq!(ledger(&app, practice, PATIENT_EMAIL).await, [], "a block is temporary");
 }
+
+// Twilio
+
+const PRACTICE_TWILIO_SID: &str = "AC11111111111111111111111111111111";
+const PRACTICE_TWILIO_TOKEN: &str = "abcdef0123456789abcdef0123456789";
+const PRACTICE_NUMBER: &str = "+15551230000";
+
+/// A practice sending SMS from its own Twilio account.
+async fn practice_with_twilio(app: &TestApp, name: &str) -> Uuid {
+    use dentite::crypto::CredentialField;
+    let practice = app.create_practice(name).await;
+    let encrypt = |value: &str, field| app.state.keyring.encrypt(value, practice, field);
+    sqlx::query(
+        "update practices set sms_provider = 'custom_twilio', twilio_account_sid = $1, twilio_auth_token = $2,
+                              twilio_phone_number = $3
+         where id = $4",
+    )
+    .bind(encrypt(PRACTICE_TWILIO_SID, CredentialField::TwilioAccountSid))
+    .bind(encrypt(PRACTICE_TWILIO_TOKEN, CredentialField::TwilioAuthToken))
+    .bind(PRACTICE_NUMBER)
+    .bind(practice)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    practice
+}
+
+/// Posts the form signed as Twilio would sign it for our public URL of `path`.
+async fn post_twilio(app: &TestApp, path: &str, token: &str, params: &[(&str, &str)]) -> Response {
+    let params: Vec<(String, String)> = params
+        .iter()
+        .map(|&(name, value)| (name.to_string(), value.to_string()))
+        .collect();
+    let signature = sign_twilio(
+        &format!("{WEBHOOK_BASE}{path}"),
+        &params,
+        token.as_bytes(),
+        TwilioAlgorithm::HmacSha1,
+    );
+    app.http
+        .post(app.url(path))
+        .header("X-Twilio-Signature", signature)
+        .form(&params)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_partially_delivered_sms_is_delivered_with_a_note_that_only_part_arrived() {
+    let app = spawn_app().await;
+    let practice = practice_with_twilio(&app, "Smile Dental").await;
+    let sid = "SM0123456789abcdef0123456789abcdef";
+    let log = insert_log(&app, practice, "sms", "sent", sid).await;
+
+    let response = post_twilio(
+        &app,
+        &format!("/api/webhooks/twilio/{practice}"),
+        PRACTICE_TWILIO_TOKEN,
+        &[
+            ("AccountSid", PRACTICE_TWILIO_SID),
+            ("MessageSid", sid),
+            ("MessageStatus", "partially_delivered"),
+            ("To", PATIENT_PHONE),
+        ],
+    )
+    .await;
+
+    assert_eq!(response.status(), 200);
+    let (status, error) = log_status_and_error(&app, log).await;
+    assert_eq!(status, "delivered");
+    assert!(
+        error.as_deref().is_some_and(|e| e.starts_with("partially delivered:")),
+        "{error:?}"
+    );
+}

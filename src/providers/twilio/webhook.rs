@@ -37,6 +37,11 @@ use crate::{
 /// Twilio's error for a send to a number that replied STOP to the sender.
 const OPTED_OUT_ERROR: &str = "21610";
 
+/// A status callback's `MessageStatus` when the carrier confirmed only some of the message's parts.
+const PARTIALLY_DELIVERED: &str = "partially_delivered";
+const PARTIAL_DELIVERY: &str =
+    "partially delivered: Twilio confirmed only some parts of the message reached the handset";
+
 /// Who the system routes speak as in a HELP reply.
 const SYSTEM_SENDER_NAME: &str = "Dentite";
 
@@ -135,12 +140,21 @@ async fn apply_to_log(
     let Some(status) = OutreachStatus::from_twilio_status(reported) else {
         return Ok(());
     };
-    let error = params
+    let twilio_error = params
         .get("ErrorCode")
         .map(|code| match params.get("ErrorMessage") {
             Some(message) => format!("Twilio error {code}: {message}"),
             None => format!("Twilio error {code}"),
         });
+    let error = if reported == PARTIALLY_DELIVERED {
+        // Delivered, but the log must say the patient may have read only part of it.
+        Some(match twilio_error {
+            Some(detail) => format!("{PARTIAL_DELIVERY} ({detail})"),
+            None => PARTIAL_DELIVERY.to_string(),
+        })
+    } else {
+        twilio_error
+    };
     status::advance(
         db,
         &[StatusChange {
