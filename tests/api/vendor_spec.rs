@@ -334,3 +334,54 @@ async fn a_partially_delivered_sms_is_delivered_with_a_note_that_only_part_arriv
         "{error:?}"
     );
 }
+
+#[tokio::test]
+async fn an_unusable_key_from_sendgrid_is_not_stored_and_the_practice_is_asked_to_paste_one() {
+    use wiremock::{
+        Mock, ResponseTemplate,
+        matchers::{method, path},
+    };
+    let app = spawn_app().await;
+    let owner = app.practice_owner().await;
+    let practice = owner.practice_id.unwrap();
+    Mock::given(method("POST"))
+        .and(path("/v3/user/webhooks/event/settings"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": "wh-1"})))
+        .expect(1)
+        .mount(&app.sendgrid)
+        .await;
+    Mock::given(method("PATCH"))
+        .and(path("/v3/user/webhooks/event/settings/signed/wh-1"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": "wh-1", "public_key": "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE"})),
+        )
+        .expect(1)
+        .mount(&app.sendgrid)
+        .await;
+
+    let body = crate::helpers::save_custom_email(
+        &app,
+        &owner,
+        &[
+            "mail.send",
+            "user.webhooks.event.settings.create",
+            "user.webhooks.event.settings.update",
+        ],
+    )
+    .await;
+
+    assert_eq!(body["settings"]["email"]["webhookVerifyKeyConfigured"], false);
+    let note = body["notes"][0].as_str().unwrap();
+    assert!(
+        note.contains("not a P-256 public key") && note.contains("webhookVerifyKey"),
+        "{note}"
+    );
+    let stored: Option<String> =
+        sqlx::query_scalar("select sendgrid_webhook_verify_key from practices where id = $1")
+            .bind(practice)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, None);
+}
