@@ -385,3 +385,64 @@ async fn an_unusable_key_from_sendgrid_is_not_stored_and_the_practice_is_asked_t
             .unwrap();
     assert_eq!(stored, None);
 }
+
+#[tokio::test]
+async fn a_sequence_sms_over_ten_segments_once_filled_in_fails_without_calling_twilio() {
+    let app = TestEnv::new().with_system_accounts().spawn().await;
+    let owner = app.practice_owner().await;
+    let practice = owner.practice_id.unwrap();
+    // The template alone is 9 segments; the practice's long name makes the text 11.
+    let template = format!("{{{{practiceName}}}}: {}", "a".repeat(1_350));
+    sqlx::query("update practices set name = $1 where id = $2")
+        .bind("Smile Dental ".repeat(14).trim_end())
+        .bind(practice)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let patient = app.create_patient(practice, PATIENT_EMAIL, PATIENT_PHONE).await;
+    let response = app
+        .send_json(
+            Method::POST,
+            "/api/sequences",
+            &owner,
+            &json!({"name": "Recall", "steps": [{"channel": "sms", "delayMinutes": 0, "body": template}]}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let sequence: Value = response.json().await.unwrap();
+    let response = app
+        .send_json(
+            Method::POST,
+            &format!("/api/sequences/{}/enrollments", sequence["id"].as_str().unwrap()),
+            &owner,
+            &json!({"patientIds": [patient]}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+
+    let mut outcome = None;
+    for _ in 0..100 {
+        outcome = sqlx::query_as::<_, (String, Option<String>, Option<String>)>(
+            "select status, error, messaging_provider from outreach_logs where practice_id = $1",
+        )
+        .bind(practice)
+        .fetch_optional(&app.pool)
+        .await
+        .unwrap()
+        .filter(|(status, ..)| status == "failed");
+        if outcome.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, error, provider) = outcome.expect("the step's log ends failed");
+    assert_eq!(
+        error.as_deref(),
+        Some(
+            "the SMS with its placeholders filled in is 11 SMS segments (GSM-7, 153 characters \
+             each); an SMS may have at most 10; nothing was sent"
+        )
+    );
+    assert_eq!(provider, None);
+    assert_eq!(app.twilio.received_requests().await.unwrap().len(), 0);
+}
