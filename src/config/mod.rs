@@ -62,6 +62,10 @@ pub struct SystemTwilio {
     pub account_sid: String,
     pub auth_token: SecretString,
     pub phone_number: String,
+    /// `TWILIO_HELP_REPLY_CONTACT` when `TWILIO_HELP_REPLY_ENABLED` is true: our webhook then
+    /// answers HELP/INFO on the system number, naming this contact. `None` (the default) leaves
+    /// HELP to Twilio, which answers it itself on long codes.
+    pub help_reply_contact: Option<String>,
 }
 
 impl fmt::Debug for SystemSendGrid {
@@ -243,6 +247,15 @@ impl Settings {
                         "required when TWILIO_ACCOUNT_SID is set",
                     )
                 })?,
+                help_reply_contact: match parse_or(env, "TWILIO_HELP_REPLY_ENABLED", "false")? {
+                    false => None,
+                    true => Some(env.get("TWILIO_HELP_REPLY_CONTACT").ok_or_else(|| {
+                        invalid(
+                            "TWILIO_HELP_REPLY_CONTACT",
+                            "required when TWILIO_HELP_REPLY_ENABLED is true: the HELP reply must say how to reach you",
+                        )
+                    })?),
+                },
             }),
             (Some(_), None) => {
                 return Err(invalid(

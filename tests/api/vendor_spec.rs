@@ -446,3 +446,153 @@ async fn a_sequence_sms_over_ten_segments_once_filled_in_fails_without_calling_t
     assert_eq!(provider, None);
     assert_eq!(app.twilio.received_requests().await.unwrap().len(), 0);
 }
+
+async fn post_inbound_help(app: &TestApp, practice: Uuid) -> String {
+    let sid = format!("SM{}", Uuid::new_v4().simple());
+    let response = post_twilio(
+        app,
+        &format!("/api/webhooks/twilio-incoming/{practice}"),
+        PRACTICE_TWILIO_TOKEN,
+        &[
+            ("AccountSid", PRACTICE_TWILIO_SID),
+            ("MessageSid", &sid),
+            ("From", PATIENT_PHONE),
+            ("To", PRACTICE_NUMBER),
+            ("Body", "HELP"),
+        ],
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
+const EMPTY_TWIML: &str = r#"<?xml version="1.0" encoding="UTF-8"?><Response/>"#;
+
+#[tokio::test]
+async fn help_is_left_to_twilio_by_default_on_practice_and_system_numbers() {
+    let app = TestEnv::new().with_system_accounts().spawn().await;
+    let practice = practice_with_twilio(&app, "Smile Dental").await;
+
+    assert_eq!(post_inbound_help(&app, practice).await, EMPTY_TWIML);
+
+    let response = post_twilio(
+        &app,
+        "/api/webhooks/twilio-incoming",
+        crate::helpers::SYSTEM_TWILIO_TOKEN,
+        &[
+            ("AccountSid", crate::helpers::SYSTEM_TWILIO_SID),
+            ("MessageSid", "SM-system-help"),
+            ("From", PATIENT_PHONE),
+            ("Body", "INFO"),
+        ],
+    )
+    .await;
+    assert_eq!(response.text().await.unwrap(), EMPTY_TWIML);
+}
+
+#[tokio::test]
+async fn a_practice_turns_its_help_reply_on_in_the_sms_settings_and_it_names_practice_and_contact() {
+    let app = spawn_app().await;
+    let owner = app.practice_owner().await;
+    let practice = owner.practice_id.unwrap();
+    app.configure_custom_twilio(practice, false).await;
+    // The numbers and token the webhook test helpers sign with.
+    sqlx::query("update practices set name = 'Smile Dental' where id = $1")
+        .bind(practice)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let settings = |enabled: bool| {
+        json!({"provider": "custom_twilio", "phoneNumber": crate::helpers::CUSTOM_TWILIO_NUMBER,
+               "fallbackEnabled": false, "helpReplyEnabled": enabled})
+    };
+    let put = |body: Value| {
+        let (app, owner) = (&app, &owner);
+        async move {
+            let response = app
+                .send_json(Method::PUT, "/api/practice-settings/messaging/sms", owner, &body)
+                .await;
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+
+    let (status, refused) = put(settings(true)).await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(
+        refused["error"]["fields"]["helpReplyEnabled"]
+            .as_str()
+            .is_some_and(|m| m.contains("contactPhone")),
+        "{refused}"
+    );
+
+    let response = app
+        .send_json(
+            Method::PUT,
+            "/api/practice-settings/messaging/compliance",
+            &owner,
+            &json!({"timezone": "America/New_York", "sendingWindow": {"start": "08:00", "end": "21:00"},
+                    "smsCareDailyCap": 1, "smsCareWeeklyCap": 3, "contactPhone": "+15559870000"}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let (status, saved) = put(settings(true)).await;
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["settings"]["sms"]["helpReplyEnabled"], true);
+    let shown: Value = app
+        .get("/api/practice-settings/messaging", &owner)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(shown["sms"]["helpReplyEnabled"], true);
+
+    let reply = help_reply_from(&app, practice).await;
+    assert!(
+        reply.contains("<Message>Smile Dental: ")
+            && reply.contains("contact +15559870000.")
+            && reply.contains("Msg &amp; data rates may apply.")
+            && reply.contains("Reply STOP to opt out."),
+        "{reply}"
+    );
+
+    let (status, _) = put(settings(false)).await;
+    assert_eq!(status, 200);
+    assert_eq!(help_reply_from(&app, practice).await, EMPTY_TWIML);
+
+    let openapi: Value = app
+        .http
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for schema in ["SmsSettingsRequest", "SmsSettings"] {
+        assert!(
+            openapi["components"]["schemas"][schema]["properties"]["helpReplyEnabled"].is_object(),
+            "{schema} documents helpReplyEnabled"
+        );
+    }
+}
+
+/// HELP texted to the practice configured by `configure_custom_twilio`, signed with its token.
+async fn help_reply_from(app: &TestApp, practice: Uuid) -> String {
+    let sid = format!("SM{}", Uuid::new_v4().simple());
+    let response = post_twilio(
+        app,
+        &format!("/api/webhooks/twilio-incoming/{practice}"),
+        crate::helpers::CUSTOM_TWILIO_TOKEN,
+        &[
+            ("AccountSid", crate::helpers::CUSTOM_TWILIO_SID),
+            ("MessageSid", &sid),
+            ("From", PATIENT_PHONE),
+            ("To", crate::helpers::CUSTOM_TWILIO_NUMBER),
+            ("Body", "help"),
+        ],
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
