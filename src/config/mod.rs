@@ -530,6 +530,38 @@ mod tests {
     }
 
     #[test]
+    fn the_system_help_reply_is_off_by_default_and_on_only_with_a_contact() {
+        let twilio = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = keys();
+            vars.extend([
+                ("TWILIO_ACCOUNT_SID", "AC00000000000000000000000000000000"),
+                ("TWILIO_AUTH_TOKEN", "00000000000000000000000000000000"),
+                ("TWILIO_PHONE_NUMBER", "+15550000000"),
+            ]);
+            vars.extend_from_slice(extra);
+            Settings::load(&env(&vars), Path::new("/nonexistent/keys"))
+        };
+        let contact = |s: Settings| s.system_twilio.unwrap().help_reply_contact;
+        assert_eq!(contact(twilio(&[]).unwrap()), None);
+        assert_eq!(
+            contact(
+                twilio(&[
+                    ("TWILIO_HELP_REPLY_ENABLED", "true"),
+                    ("TWILIO_HELP_REPLY_CONTACT", "help@dentite.test"),
+                ])
+                .unwrap()
+            )
+            .as_deref(),
+            Some("help@dentite.test")
+        );
+        let err = twilio(&[("TWILIO_HELP_REPLY_ENABLED", "true")]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("TWILIO_HELP_REPLY_CONTACT"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn development_keys_are_generated_once_and_reused() {
         let dir = std::env::temp_dir().join(format!("dentite-keys-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
