@@ -167,7 +167,10 @@ async fn a_group_resubscribe_lifts_only_what_that_groups_unsubscribe_added() {
         &[
             group("group_unsubscribe", "pat@example.com", 7),
             group("group_unsubscribe", "bounced@example.com", 7),
-            sg_event("bounce", json!({"email": "bounced@example.com", "type": "bounce"})),
+            sg_event(
+                "bounce",
+                json!({"email": "bounced@example.com", "type": "bounce"}),
+            ),
             group("group_unsubscribe", "spam@example.com", 7),
             sg_event("spamreport", json!({"email": "spam@example.com"})),
             group("group_unsubscribe", "other@example.com", 8),
@@ -236,14 +239,22 @@ async fn a_blocked_bounce_is_stored_apart_from_a_hard_bounce_and_does_not_suppre
         &signer,
         &[
             bounce(hard, "gone@example.com", "bounce", "550 5.1.1 user unknown"),
-            bounce(blocked, PATIENT_EMAIL, "blocked", "554 5.7.1 blocked by policy"),
+            bounce(
+                blocked,
+                PATIENT_EMAIL,
+                "blocked",
+                "554 5.7.1 blocked by policy",
+            ),
         ],
     )
     .await;
 
     assert_eq!(
         log_status_and_error(&app, hard).await,
-        ("bounced".into(), Some("hard bounce: 550 5.1.1 user unknown".into()))
+        (
+            "bounced".into(),
+            Some("hard bounce: 550 5.1.1 user unknown".into())
+        )
     );
     assert_eq!(
         log_status_and_error(&app, blocked).await,
@@ -256,7 +267,11 @@ async fn a_blocked_bounce_is_stored_apart_from_a_hard_bounce_and_does_not_suppre
         ledger(&app, practice, "gone@example.com").await,
         [("bounced".into(), None)]
     );
-    assert_eq!(ledger(&app, practice, PATIENT_EMAIL).await, [], "a block is temporary");
+    assert_eq!(
+        ledger(&app, practice, PATIENT_EMAIL).await,
+        [],
+        "a block is temporary"
+    );
 }
 
 // Twilio
@@ -330,7 +345,9 @@ async fn a_partially_delivered_sms_is_delivered_with_a_note_that_only_part_arriv
     let (status, error) = log_status_and_error(&app, log).await;
     assert_eq!(status, "delivered");
     assert!(
-        error.as_deref().is_some_and(|e| e.starts_with("partially delivered:")),
+        error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("partially delivered:")),
         "{error:?}"
     );
 }
@@ -352,10 +369,9 @@ async fn an_unusable_key_from_sendgrid_is_not_stored_and_the_practice_is_asked_t
         .await;
     Mock::given(method("PATCH"))
         .and(path("/v3/user/webhooks/event/settings/signed/wh-1"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"id": "wh-1", "public_key": "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE"})),
-        )
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"id": "wh-1", "public_key": "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE"}),
+        ))
         .expect(1)
         .mount(&app.sendgrid)
         .await;
@@ -371,7 +387,10 @@ async fn an_unusable_key_from_sendgrid_is_not_stored_and_the_practice_is_asked_t
     )
     .await;
 
-    assert_eq!(body["settings"]["email"]["webhookVerifyKeyConfigured"], false);
+    assert_eq!(
+        body["settings"]["email"]["webhookVerifyKeyConfigured"],
+        false
+    );
     let note = body["notes"][0].as_str().unwrap();
     assert!(
         note.contains("not a P-256 public key") && note.contains("webhookVerifyKey"),
@@ -399,7 +418,9 @@ async fn a_sequence_sms_over_ten_segments_once_filled_in_fails_without_calling_t
         .execute(&app.pool)
         .await
         .unwrap();
-    let patient = app.create_patient(practice, PATIENT_EMAIL, PATIENT_PHONE).await;
+    let patient = app
+        .create_patient(practice, PATIENT_EMAIL, PATIENT_PHONE)
+        .await;
     let response = app
         .send_json(
             Method::POST,
@@ -413,7 +434,10 @@ async fn a_sequence_sms_over_ten_segments_once_filled_in_fails_without_calling_t
     let response = app
         .send_json(
             Method::POST,
-            &format!("/api/sequences/{}/enrollments", sequence["id"].as_str().unwrap()),
+            &format!(
+                "/api/sequences/{}/enrollments",
+                sequence["id"].as_str().unwrap()
+            ),
             &owner,
             &json!({"patientIds": [patient]}),
         )
@@ -491,7 +515,8 @@ async fn help_is_left_to_twilio_by_default_on_practice_and_system_numbers() {
 }
 
 #[tokio::test]
-async fn a_practice_turns_its_help_reply_on_in_the_sms_settings_and_it_names_practice_and_contact() {
+async fn a_practice_turns_its_help_reply_on_in_the_sms_settings_and_it_names_practice_and_contact()
+{
     let app = spawn_app().await;
     let owner = app.practice_owner().await;
     let practice = owner.practice_id.unwrap();
@@ -510,7 +535,12 @@ async fn a_practice_turns_its_help_reply_on_in_the_sms_settings_and_it_names_pra
         let (app, owner) = (&app, &owner);
         async move {
             let response = app
-                .send_json(Method::PUT, "/api/practice-settings/messaging/sms", owner, &body)
+                .send_json(
+                    Method::PUT,
+                    "/api/practice-settings/messaging/sms",
+                    owner,
+                    &body,
+                )
                 .await;
             let status = response.status().as_u16();
             (status, response.json::<Value>().await.unwrap())

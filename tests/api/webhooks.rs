@@ -357,7 +357,10 @@ async fn statuses_only_move_forward_and_a_final_status_sticks() {
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    assert_eq!(error.as_deref(), Some("blocked (temporary): 550 mailbox full"));
+    assert_eq!(
+        error.as_deref(),
+        Some("blocked (temporary): 550 mailbox full")
+    );
     assert_eq!(
         suppressed(&app, practice, PATIENT_EMAIL, false)
             .await

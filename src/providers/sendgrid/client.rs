@@ -1022,9 +1022,10 @@ mod tests {
             .and(path("/v3/whitelabel/domains/7/validate"))
             .and(header("content-length", "0"))
             .and(header("user-agent", crate::providers::error::USER_AGENT))
-            .respond_with(ResponseTemplate::new(200).set_body_json(
-                json!({ "id": 7, "valid": true, "validation_results": {} }),
-            ))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({ "id": 7, "valid": true, "validation_results": {} })),
+            )
             .expect(1)
             .mount(&server)
             .await;
@@ -1034,7 +1035,10 @@ mod tests {
         let requests = server.received_requests().await.unwrap();
         let sent = &requests[0];
         assert_eq!(
-            sent.headers.get_all("content-length").iter().collect::<Vec<_>>(),
+            sent.headers
+                .get_all("content-length")
+                .iter()
+                .collect::<Vec<_>>(),
             ["0"],
             "exactly one Content-Length"
         );
@@ -1177,9 +1181,10 @@ mod tests {
         Mock::given(method("GET"))
             .and(path(signed.as_str()))
             .and(bearer_token(KEY))
-            .respond_with(ResponseTemplate::new(200).set_body_json(
-                json!({ "id": id, "public_key": VERIFY_KEY }),
-            ))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({ "id": id, "public_key": VERIFY_KEY })),
+            )
             .expect(1)
             .mount(&server)
             .await;
@@ -1240,9 +1245,12 @@ mod tests {
             let server = MockServer::start().await;
             mount_webhook_creation(&server, id).await;
             Mock::given(method("PATCH"))
-                .and(path(format!("/v3/user/webhooks/event/settings/signed/{id}")))
+                .and(path(format!(
+                    "/v3/user/webhooks/event/settings/signed/{id}"
+                )))
                 .respond_with(
-                    ResponseTemplate::new(200).set_body_json(json!({ "id": id, "public_key": key })),
+                    ResponseTemplate::new(200)
+                        .set_body_json(json!({ "id": id, "public_key": key })),
                 )
                 .expect(1)
                 .mount(&server)

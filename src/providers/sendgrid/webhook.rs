@@ -287,7 +287,11 @@ impl Event {
 
     /// The ledger entry a group event is about, so the latest of a batch's events for it wins.
     fn group_key(&self, practice: Uuid) -> Option<(Uuid, String, i64)> {
-        matches!(self.kind.as_str(), "group_unsubscribe" | "group_resubscribe").then_some(())?;
+        matches!(
+            self.kind.as_str(),
+            "group_unsubscribe" | "group_resubscribe"
+        )
+        .then_some(())?;
         Some((
             practice,
             suppression::normalize(Channel::Email, self.email.as_deref()?),
@@ -439,7 +443,9 @@ async fn ingest(
         };
         match event.group_key(practice) {
             Some(key) => {
-                let latest = group_events.entry(key).or_insert((event.occurred_at, event));
+                let latest = group_events
+                    .entry(key)
+                    .or_insert((event.occurred_at, event));
                 if event.occurred_at >= latest.0 {
                     *latest = (event.occurred_at, event);
                 }
