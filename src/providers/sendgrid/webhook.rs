@@ -286,7 +286,7 @@ impl Event {
     }
 
     /// The ledger entry a group event is about, so the latest of a batch's events for it wins.
-    fn group_key(&self, practice: Uuid) -> Option<(Uuid, String, i64)> {
+    fn group_key(&self, practice: Uuid) -> Option<GroupEntry> {
         matches!(
             self.kind.as_str(),
             "group_unsubscribe" | "group_resubscribe"
@@ -299,6 +299,9 @@ impl Event {
         ))
     }
 }
+
+/// A group unsubscribe's ledger entry: practice, normalised address and SendGrid group id.
+type GroupEntry = (Uuid, String, i64);
 
 #[derive(Debug, sqlx::FromRow)]
 struct LogRow {
@@ -410,8 +413,7 @@ async fn ingest(
 
     let (mut changes, mut suppressions, mut stored) = (Vec::new(), Vec::new(), 0);
     // Per group entry, the latest unsubscribe or resubscribe of the batch (by its timestamp).
-    let mut group_events: HashMap<(Uuid, String, i64), (Option<DateTime<Utc>>, &Event)> =
-        HashMap::new();
+    let mut group_events: HashMap<GroupEntry, &Event> = HashMap::new();
     for (event, target) in events.iter().zip(&targets) {
         // `remove`: a key repeated within the batch acts once, like a key repeated across batches.
         if !new_keys.remove(&event.key) {
@@ -443,18 +445,16 @@ async fn ingest(
         };
         match event.group_key(practice) {
             Some(key) => {
-                let latest = group_events
-                    .entry(key)
-                    .or_insert((event.occurred_at, event));
-                if event.occurred_at >= latest.0 {
-                    *latest = (event.occurred_at, event);
+                let latest = group_events.entry(key).or_insert(event);
+                if event.occurred_at >= latest.occurred_at {
+                    *latest = event;
                 }
             }
             None => suppressions.extend(event.suppression(practice)),
         }
     }
     let mut resubscribes = Vec::new();
-    for ((practice, ..), (_, event)) in group_events {
+    for ((practice, ..), event) in group_events {
         suppressions.extend(event.suppression(practice));
         resubscribes.extend(event.resubscribe(practice));
     }
