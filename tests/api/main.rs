@@ -18,4 +18,5 @@ mod process;
 mod queue;
 mod settings;
 mod token_users;
+mod vendor_spec;
 mod webhooks;
