@@ -47,6 +47,7 @@ pub struct AppState {
     pub users: Arc<UserDirectory>,
     pub messaging: Arc<MessagingServiceFactory>,
     pub unsubscribe: Arc<UnsubscribeLinks>,
+    pub platform_usage: Arc<outreach::analytics::PlatformUsageCache>,
     pub metrics: PrometheusHandle,
 }
 
@@ -115,6 +116,7 @@ impl Application {
             messaging,
             tokens: Arc::new(TokenSigner::from_seed(&settings.auth_signing_key.0)?),
             users: Arc::new(UserDirectory::new(pool.clone())),
+            platform_usage: Arc::default(),
             metrics: telemetry::metrics_handle(),
             settings: Arc::new(settings),
             pool,

@@ -176,7 +176,10 @@ pub async fn message_and_event_costs(service: &Service, webhook_key: &SigningKey
     .fetch_one(&service.pool)
     .await
     .unwrap();
-    assert_eq!(opened as usize, MESSAGES, "every message's events were applied");
+    assert_eq!(
+        opened as usize, MESSAGES,
+        "every message's events were applied"
+    );
     tokio::time::sleep(STATS_FLUSH).await;
     let recorded = snapshot(&service.pool, &service.database).await;
     let units = MESSAGES * EVENTS_PER_MESSAGE;
@@ -284,16 +287,18 @@ async fn wait_until(pool: &PgPool, count: &'static str, expected: i64) {
         .unwrap()
         != expected
     {
-        assert!(std::time::Instant::now() < deadline, "{count} never reached {expected}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{count} never reached {expected}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// The cost rows of the table, and each cost's rows per table on standard error for the plan.
 pub fn rows(what: &'static str, cost: &Cost, rows: &mut Vec<Row>) {
-    let name = |figure: &str| -> &'static str {
-        Box::leak(format!("{what}: {figure}").into_boxed_str())
-    };
+    let name =
+        |figure: &str| -> &'static str { Box::leak(format!("{what}: {figure}").into_boxed_str()) };
     for (figure, value, unit) in [
         ("rows written", cost.rows, "rows"),
         ("WAL", cost.wal_bytes, "bytes"),

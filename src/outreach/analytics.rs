@@ -6,7 +6,7 @@
 //! counts failed, undelivered, bounced and dropped. The rest of `total` is still on its way, was
 //! reported as spam, or was suppressed.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -196,13 +196,48 @@ pub async fn daily_for_practice(
         .collect())
 }
 
-/// Across every practice: each practice's counts of the window, summed here for the platform
-/// totals.
-pub async fn for_platform(
-    pool: &PgPool,
-    query: &UsageQuery,
-) -> Result<PlatformUsage, OutreachError> {
-    let days = query.days()?;
+/// How long the platform usage is served as computed. It reads every practice's counts (two
+/// rows per key: tens of milliseconds at 1,000 practices, growing with their number, not with the
+/// history), and the platform administrators who read it need minutes, not milliseconds, of
+/// freshness; a practice's own numbers are never cached.
+const PLATFORM_USAGE_TTL: Duration = Duration::from_secs(10);
+
+/// The platform usage per window length, as last computed within [`PLATFORM_USAGE_TTL`].
+pub struct PlatformUsageCache {
+    computed: moka::future::Cache<i32, Arc<PlatformUsage>>,
+}
+
+impl Default for PlatformUsageCache {
+    fn default() -> Self {
+        Self {
+            computed: moka::future::Cache::builder()
+                // One entry per possible `days`.
+                .max_capacity(MAX_DAYS as u64)
+                .time_to_live(PLATFORM_USAGE_TTL)
+                .build(),
+        }
+    }
+}
+
+impl PlatformUsageCache {
+    /// Across every practice: each practice's counts of the window, summed for the platform
+    /// totals.
+    pub async fn get(
+        &self,
+        pool: &PgPool,
+        query: &UsageQuery,
+    ) -> Result<Arc<PlatformUsage>, OutreachError> {
+        let days = query.days()?;
+        if let Some(computed) = self.computed.get(&days).await {
+            return Ok(computed);
+        }
+        let usage = Arc::new(for_platform(pool, days).await?);
+        self.computed.insert(days, usage.clone()).await;
+        Ok(usage)
+    }
+}
+
+async fn for_platform(pool: &PgPool, days: i32) -> Result<PlatformUsage, OutreachError> {
     let by_practice = usage_by_practice(pool, None, days).await?;
     let rows = totals(by_practice.iter().map(|(_, _, usage)| usage));
     let mut practices: Vec<UsageOfPractice> = Vec::new();

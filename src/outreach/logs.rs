@@ -223,7 +223,9 @@ pub async fn list(
         statement.push(" and status = ").push_bind(status);
     }
     if let Some(provider) = filter.provider {
-        statement.push(" and messaging_provider = ").push_bind(provider);
+        statement
+            .push(" and messaging_provider = ")
+            .push_bind(provider);
     }
     if let Some(since) = filter.since {
         statement.push(" and created_at >= ").push_bind(since);

@@ -801,7 +801,12 @@ async fn with_three_instances_behind_pgbouncer_every_schedule_runs_each_item_onc
     // is untouched, and the counts still include every purged log.
     let left = |query: &'static str| {
         let pool = setup.pool.clone();
-        async move { sqlx::query_scalar::<_, i64>(query).fetch_one(&pool).await.unwrap() }
+        async move {
+            sqlx::query_scalar::<_, i64>(query)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
     };
     wait_until(
         "retention has purged the old history",
@@ -836,7 +841,9 @@ async fn delivered_in_a_year(app: &TestApp, owner: &Login) -> i64 {
         .json()
         .await
         .unwrap();
-    rows.iter().map(|row| row["delivered"].as_i64().unwrap()).sum()
+    rows.iter()
+        .map(|row| row["delivered"].as_i64().unwrap())
+        .sum()
 }
 
 /// What `DATABASE_POOLED=true` changes in the driver: every statement is the unnamed one, parsed
