@@ -342,15 +342,7 @@ impl Workers {
     }
 
     fn rate_for(&self, kind: ProviderKind) -> Option<f64> {
-        match kind {
-            ProviderKind::SystemSendgrid | ProviderKind::CustomSendgrid => {
-                self.settings.sendgrid_rate_per_sec
-            }
-            ProviderKind::SystemTwilio | ProviderKind::CustomTwilio => {
-                self.settings.twilio_rate_per_sec
-            }
-            ProviderKind::Outbox => None,
-        }
+        self.settings.rate_for(kind)
     }
 
     fn message(&self, job: &ClaimedJob, channel: Channel, body: String) -> OutgoingMessage {

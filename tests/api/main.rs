@@ -4,6 +4,7 @@
 mod browser;
 mod compliance;
 mod drills;
+mod event_keys;
 mod foundation;
 mod helpers;
 mod history;
@@ -17,5 +18,6 @@ mod pooler;
 mod process;
 mod queue;
 mod settings;
+mod test_sends;
 mod token_users;
 mod webhooks;

@@ -77,7 +77,10 @@ async fn a_deleted_users_token_gets_401_for_reads_sends_and_settings_writes() {
             assert_eq!(code, "unauthorized");
             break;
         }
-        assert_eq!(status, 200, "never a 5xx while the notification is on its way");
+        assert_eq!(
+            status, 200,
+            "never a 5xx while the notification is on its way"
+        );
         assert!(
             std::time::Instant::now() < deadline,
             "the deletion never reached the cache"

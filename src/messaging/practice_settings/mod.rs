@@ -53,6 +53,9 @@ pub enum SettingsError {
     /// would silently undo it.
     #[error("the settings were changed meanwhile; reload them and try again")]
     ConcurrentChange,
+    /// The account's send rate or the practice's hourly test-send quota is used up.
+    #[error("too many test sends; try again in {} s", retry_after.as_secs().max(1))]
+    TestSendLimited { retry_after: std::time::Duration },
     /// The token names a practice that has since been deleted.
     #[error("the practice no longer exists")]
     UnknownPractice,

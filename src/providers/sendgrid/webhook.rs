@@ -333,7 +333,7 @@ async fn ingest(
             occurred_at: event.occurred_at,
         })
         .collect();
-    let mut new_keys = events::append(db, "sendgrid", &records).await?;
+    let mut new_keys = events::append(db, "sendgrid", tenant, &records).await?;
 
     let (mut changes, mut suppressions, mut stored) = (Vec::new(), Vec::new(), 0);
     for (event, target) in events.iter().zip(&targets) {
