@@ -2,6 +2,7 @@
 //! and wiremock standing in for SendGrid and Twilio.
 
 mod browser;
+mod client_addr;
 mod compliance;
 mod drills;
 mod event_keys;
