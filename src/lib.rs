@@ -15,6 +15,7 @@ pub mod messaging;
 pub mod outreach;
 pub mod practices;
 pub mod providers;
+pub mod server;
 pub mod telemetry;
 pub mod types;
 pub mod webhooks;
@@ -164,15 +165,13 @@ impl Application {
         if self.options.background {
             background.extend(Self::spawn_background(&self.state, stop_rx));
         }
-        let app = api::app(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let app = api::app(self.state.clone());
         tracing::info!(%addr, "serving");
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutting down: finishing in-flight requests");
-            })
-            .await
-            .context("HTTP server failed")?;
+        server::serve(self.listener, app, self.state.settings.http, async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+        })
+        .await;
         let _ = stop_tx.send(true);
         for task in background {
             let _ = task.await;

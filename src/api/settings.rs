@@ -66,6 +66,7 @@ impl From<SettingsError> for ApiError {
             SettingsError::ConcurrentChange => ApiError::Conflict(error.to_string()),
             SettingsError::TestSendLimited { retry_after } => ApiError::RateLimited { retry_after },
             SettingsError::UnknownPractice => ApiError::NotFound("practice"),
+            SettingsError::UnreadableCredential(field) => ApiError::credential_unreadable(field),
             SettingsError::Database(e) => e.into(),
             SettingsError::DatabaseUnavailable(e) => ApiError::database_unavailable(&e),
             SettingsError::Internal(e) => ApiError::Internal(e),
@@ -82,6 +83,7 @@ impl From<DomainError> for ApiError {
             }
             DomainError::NotSetUp => ApiError::NotFound("email domain"),
             DomainError::UnknownPractice => ApiError::NotFound("practice"),
+            DomainError::UnreadableCredential(field) => ApiError::credential_unreadable(field),
             DomainError::Provider(failure) => failure.into(),
             DomainError::Database(e) => e.into(),
             DomainError::Internal(e) => ApiError::Internal(e),

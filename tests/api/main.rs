@@ -19,6 +19,8 @@ mod pooler;
 mod process;
 mod queue;
 mod settings;
+mod slow_clients;
 mod test_sends;
 mod token_users;
+mod unreadable_credentials;
 mod webhooks;
