@@ -772,7 +772,14 @@ async fn main() {
     let (webhook_key, webhook_public_key) = webhook_signer();
     let mut rows = Vec::new();
     if scenario_wanted("core") {
-        core(&sendgrid, &accepted, &webhook_key, &webhook_public_key, &mut rows).await;
+        core(
+            &sendgrid,
+            &accepted,
+            &webhook_key,
+            &webhook_public_key,
+            &mut rows,
+        )
+        .await;
     }
     if scenario_wanted("login-storm") {
         login_storm(&sendgrid, &webhook_public_key, &mut rows).await;

@@ -326,10 +326,9 @@ async fn scoping_event_keys_keeps_existing_events_and_gives_each_the_route_its_a
         occurred_at: None,
     };
     let system_route = dentite::webhooks::Tenant::System;
-    let stored =
-        dentite::webhooks::events::append(&mut db, "sendgrid", system_route, &[event.clone()])
-            .await
-            .unwrap();
+    let stored = dentite::webhooks::events::append(&mut db, "sendgrid", system_route, &[event])
+        .await
+        .unwrap();
     assert!(stored.is_empty(), "{stored:?}");
     drop(db);
     pool.close().await;
