@@ -82,6 +82,22 @@ pub fn analyse(text: &str) -> SmsShape {
     }
 }
 
+/// Why `text` cannot go out as one SMS, if it cannot: more than [`MAX_SEGMENTS`] segments, said
+/// as "is 11 SMS segments (GSM-7, 153 characters each); an SMS may have at most 10".
+pub fn over_limit(text: &str) -> Option<String> {
+    let shape = analyse(text);
+    (shape.segments > MAX_SEGMENTS).then(|| {
+        format!(
+            "is {} SMS segments ({}); an SMS may have at most {MAX_SEGMENTS}",
+            shape.segments,
+            match shape.encoding {
+                Encoding::Gsm7 => "GSM-7, 153 characters each",
+                Encoding::Ucs2 => "UCS-2, 67 characters each",
+            },
+        )
+    })
+}
+
 /// A non-negative decimal amount with at most [`Price::MAX_DECIMALS`] places, exactly.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Price {

@@ -137,6 +137,22 @@ async fn row(db: impl PgExecutor<'_>, practice_id: Uuid) -> Result<Row, sqlx::Er
     .unwrap_or_default())
 }
 
+/// How a patient reaches the practice, for the SMS HELP reply: its contact phone, else its
+/// contact email, from these settings.
+pub async fn help_contact(
+    db: impl PgExecutor<'_>,
+    practice_id: Uuid,
+) -> Result<Option<String>, sqlx::Error> {
+    let contact: Option<Option<String>> = sqlx::query_scalar(
+        "select coalesce(nullif(btrim(contact_phone), ''), nullif(btrim(contact_email), ''))
+         from practice_compliance where practice_id = $1",
+    )
+    .bind(practice_id)
+    .fetch_optional(db)
+    .await?;
+    Ok(contact.flatten())
+}
+
 pub async fn get(pool: &PgPool, practice_id: Uuid) -> Result<ComplianceView, ComplianceError> {
     Ok(row(pool, practice_id).await?.view())
 }

@@ -68,6 +68,10 @@ pub struct SystemTwilio {
     pub account_sid: String,
     pub auth_token: SecretString,
     pub phone_number: String,
+    /// `TWILIO_HELP_REPLY_CONTACT` when `TWILIO_HELP_REPLY_ENABLED` is true: our webhook then
+    /// answers HELP/INFO on the system number, naming this contact. `None` (the default) leaves
+    /// HELP to Twilio, which answers it itself on long codes.
+    pub help_reply_contact: Option<String>,
 }
 
 impl fmt::Debug for SystemSendGrid {
@@ -281,6 +285,15 @@ impl Settings {
                         "required when TWILIO_ACCOUNT_SID is set",
                     )
                 })?,
+                help_reply_contact: match parse_or(env, "TWILIO_HELP_REPLY_ENABLED", "false")? {
+                    false => None,
+                    true => Some(env.get("TWILIO_HELP_REPLY_CONTACT").ok_or_else(|| {
+                        invalid(
+                            "TWILIO_HELP_REPLY_CONTACT",
+                            "required when TWILIO_HELP_REPLY_ENABLED is true: the HELP reply must say how to reach you",
+                        )
+                    })?),
+                },
             }),
             (Some(_), None) => {
                 return Err(invalid(
@@ -603,6 +616,38 @@ mod tests {
             let err = Settings::load(&env(&vars), Path::new("/nonexistent/keys")).unwrap_err();
             assert!(err.to_string().starts_with(var), "{var}: {err}");
         }
+    }
+
+    #[test]
+    fn the_system_help_reply_is_off_by_default_and_on_only_with_a_contact() {
+        let twilio = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = keys();
+            vars.extend([
+                ("TWILIO_ACCOUNT_SID", "AC00000000000000000000000000000000"),
+                ("TWILIO_AUTH_TOKEN", "00000000000000000000000000000000"),
+                ("TWILIO_PHONE_NUMBER", "+15550000000"),
+            ]);
+            vars.extend_from_slice(extra);
+            Settings::load(&env(&vars), Path::new("/nonexistent/keys"))
+        };
+        let contact = |s: Settings| s.system_twilio.unwrap().help_reply_contact;
+        assert_eq!(contact(twilio(&[]).unwrap()), None);
+        assert_eq!(
+            contact(
+                twilio(&[
+                    ("TWILIO_HELP_REPLY_ENABLED", "true"),
+                    ("TWILIO_HELP_REPLY_CONTACT", "help@dentite.test"),
+                ])
+                .unwrap()
+            )
+            .as_deref(),
+            Some("help@dentite.test")
+        );
+        let err = twilio(&[("TWILIO_HELP_REPLY_ENABLED", "true")]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("TWILIO_HELP_REPLY_CONTACT"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct PracticeMessagingConfig {
     pub twilio_phone_number: Option<String>,
     pub sms_fallback_enabled: bool,
     pub sms_last_tested_at: Option<DateTime<Utc>>,
+    /// Our webhook answers HELP/INFO on the practice's own number (Twilio answers them too).
+    pub sms_help_reply_enabled: bool,
     pub settings_version: i64,
 }
 
@@ -41,7 +43,7 @@ const COLUMNS: &str = "id, name, email_provider, sendgrid_api_key, sendgrid_from
     sendgrid_domain, sendgrid_domain_subdomain, sendgrid_domain_id, sendgrid_domain_records, sendgrid_domain_created_at,
     email_domain_verified, email_domain_last_checked_at, sendgrid_webhook_verify_key, sendgrid_webhook_id,
     email_fallback_enabled, email_last_tested_at, sms_provider, twilio_account_sid, twilio_auth_token,
-    twilio_phone_number, sms_fallback_enabled, sms_last_tested_at, settings_version";
+    twilio_phone_number, sms_fallback_enabled, sms_last_tested_at, sms_help_reply_enabled, settings_version";
 
 impl PracticeMessagingConfig {
     pub async fn load(

@@ -59,6 +59,10 @@ pub struct Suppression {
     pub channel: Channel,
     pub address: String,
     pub reason: SuppressionReason,
+    /// The provider's unsubscribe group (a SendGrid ASM group) an unsubscribe was for. Such an
+    /// entry is kept apart from the address's other entries, so the group's resubscribe lifts
+    /// it and nothing else.
+    pub unsubscribe_group: Option<i64>,
 }
 
 pub async fn add(
@@ -75,6 +79,7 @@ pub async fn add(
             channel,
             address: address.to_string(),
             reason,
+            unsubscribe_group: None,
         }],
     )
     .await
@@ -85,15 +90,57 @@ pub async fn add(
 pub async fn add_all(db: impl PgExecutor<'_>, entries: &[Suppression]) -> Result<(), sqlx::Error> {
     bind_entries(
         sqlx::query(
-            "insert into suppressions (practice_id, channel, address, reason)
-             select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
-             on conflict (practice_id, channel, address) do nothing",
+            "insert into suppressions (practice_id, channel, address, reason, unsubscribe_group)
+             select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+             on conflict (practice_id, channel, address, unsubscribe_group) do nothing",
         ),
         entries,
+    )
+    .bind(
+        entries
+            .iter()
+            .map(|e| e.unsubscribe_group)
+            .collect::<Vec<_>>(),
     )
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// One group resubscribe: the address is back in that unsubscribe group of that practice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupResubscribe {
+    pub practice_id: Uuid,
+    pub address: String,
+    pub group: i64,
+}
+
+/// Lifts the email entries the groups' unsubscribes made, and only those: a bounce, a spam
+/// report or a global unsubscribe of the same address stays. Returns how many were lifted.
+pub async fn lift_group_unsubscribes(
+    db: impl PgExecutor<'_>,
+    lifts: &[GroupResubscribe],
+) -> Result<u64, sqlx::Error> {
+    if lifts.is_empty() {
+        return Ok(0);
+    }
+    let result = sqlx::query(
+        "delete from suppressions s
+         using unnest($1::uuid[], $2::text[], $3::bigint[]) as l(practice_id, address, unsubscribe_group)
+         where s.practice_id = l.practice_id and s.channel = 'email' and s.address = l.address
+           and s.unsubscribe_group = l.unsubscribe_group and s.reason = 'unsubscribed'",
+    )
+    .bind(lifts.iter().map(|l| l.practice_id).collect::<Vec<_>>())
+    .bind(
+        lifts
+            .iter()
+            .map(|l| normalize(Channel::Email, &l.address))
+            .collect::<Vec<_>>(),
+    )
+    .bind(lifts.iter().map(|l| l.group).collect::<Vec<_>>())
+    .execute(db)
+    .await?;
+    Ok(result.rows_affected())
 }
 
 /// Binds `entries` as four parallel arrays, normalised as the ledger stores them:
@@ -159,6 +206,7 @@ pub async fn check(
     sqlx::query_scalar(
         "select reason from suppressions
          where channel = $2 and address = $3 and (practice_id = $1 or ($4 and practice_id is null))
+         order by unsubscribe_group nulls first, id
          limit 1",
     )
     .bind(practice_id)

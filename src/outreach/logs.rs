@@ -211,32 +211,43 @@ pub async fn list(
     let page =
         PageRequest::<NewestFirst>::parse(errors, query.limit.as_deref(), query.cursor.as_deref())
             .map_err(OutreachError::Invalid)?;
-    let after = page.after.as_ref();
-    let rows: Vec<OutreachLog> = sqlx::query_as(concat!(
-        log_select!(),
-        "where practice_id = $1
-           and ($2::text is null or message_type = $2)
-           and ($3::text is null or status = $3)
-           and ($4::text is null or messaging_provider = $4)
-           and ($5::timestamptz is null or created_at >= $5)
-           and ($6::timestamptz is null or created_at < $6)
-           and ($7::uuid is null or patient_id = $7)
-           and ($8::timestamptz is null or (created_at, id) < ($8, $9))
-         order by created_at desc, id desc
-         limit $10"
-    ))
-    .bind(practice_id)
-    .bind(filter.channel)
-    .bind(filter.status)
-    .bind(filter.provider)
-    .bind(filter.since)
-    .bind(filter.until)
-    .bind(filter.patient_id)
-    .bind(after.map(|key| key.0))
-    .bind(after.map(|key| key.1))
-    .bind(page.fetch_limit())
-    .fetch_all(pool)
-    .await?;
+    // Only the filters given go into the statement: with `$n is null or …` for the others, a
+    // generic plan could use no index for any of them, and a rare status would scan the
+    // practice's whole history. Each combination is then its own prepared statement.
+    let mut statement = sqlx::QueryBuilder::new(concat!(log_select!(), "where practice_id = "));
+    statement.push_bind(practice_id);
+    if let Some(channel) = filter.channel {
+        statement.push(" and message_type = ").push_bind(channel);
+    }
+    if let Some(status) = filter.status {
+        statement.push(" and status = ").push_bind(status);
+    }
+    if let Some(provider) = filter.provider {
+        statement
+            .push(" and messaging_provider = ")
+            .push_bind(provider);
+    }
+    if let Some(since) = filter.since {
+        statement.push(" and created_at >= ").push_bind(since);
+    }
+    if let Some(until) = filter.until {
+        statement.push(" and created_at < ").push_bind(until);
+    }
+    if let Some(patient_id) = filter.patient_id {
+        statement.push(" and patient_id = ").push_bind(patient_id);
+    }
+    if let Some(after) = page.after.as_ref() {
+        statement
+            .push(" and (created_at, id) < (")
+            .push_bind(after.0)
+            .push(", ")
+            .push_bind(after.1)
+            .push(")");
+    }
+    statement
+        .push(" order by created_at desc, id desc limit ")
+        .push_bind(page.fetch_limit());
+    let rows: Vec<OutreachLog> = statement.build_query_as().fetch_all(pool).await?;
     Ok(page.page(rows, |log| (log.created_at, log.id)))
 }
 

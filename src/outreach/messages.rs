@@ -97,22 +97,13 @@ pub async fn send(
             message: format!("must be 1 to {MAX_BODY_CHARS} characters"),
         });
     }
-    if request.channel == Channel::Sms {
-        let shape = segments::analyse(body);
-        if shape.segments > segments::MAX_SEGMENTS {
-            return Err(MessageError::Invalid {
-                field: "body",
-                message: format!(
-                    "is {} SMS segments ({}); an SMS may have at most {}",
-                    shape.segments,
-                    match shape.encoding {
-                        segments::Encoding::Gsm7 => "GSM-7, 153 characters each",
-                        segments::Encoding::Ucs2 => "UCS-2, 67 characters each",
-                    },
-                    segments::MAX_SEGMENTS
-                ),
-            });
-        }
+    if request.channel == Channel::Sms
+        && let Some(message) = segments::over_limit(body)
+    {
+        return Err(MessageError::Invalid {
+            field: "body",
+            message,
+        });
     }
     let subject = match request.channel {
         Channel::Email => Some(email_subject(request.subject.as_deref())?),

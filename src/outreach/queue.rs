@@ -27,12 +27,23 @@ pub struct NewMessage {
 
 /// Writes the outreach log (status `queued`) and its job in the caller's transaction, and wakes
 /// the workers when that transaction commits. Returns the outreach log id.
+///
+/// The log's insert takes its practice's counts row until commit (see `outreach_counts_add`), so
+/// everything is one statement, and a caller should enqueue last, right before it commits: the
+/// shorter that lock is held, the more messages one practice can queue at once.
 pub async fn enqueue(db: &mut PgConnection, message: &NewMessage) -> Result<Uuid, sqlx::Error> {
     let id = Uuid::new_v4();
     sqlx::query(
-        "insert into outreach_logs (id, practice_id, patient_id, message_type, recipient, subject, body,
-                                    sequence_enrollment_id, sequence_step, category, segments)
-         values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "with log as (
+             insert into outreach_logs (id, practice_id, patient_id, message_type, recipient, subject, body,
+                                        sequence_enrollment_id, sequence_step, category, segments)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             returning id, practice_id),
+         job as (insert into send_jobs (outreach_log_id, practice_id) select id, practice_id from log),
+         fairness as (
+             insert into send_fairness (practice_id) select practice_id from log
+             on conflict (practice_id) do nothing)
+         select pg_notify($12, '')",
     )
     .bind(id)
     .bind(message.practice_id)
@@ -51,22 +62,8 @@ pub async fn enqueue(db: &mut PgConnection, message: &NewMessage) -> Result<Uuid
         (message.channel == Channel::Sms)
             .then(|| i32::try_from(segments::analyse(&message.body).segments).unwrap_or(i32::MAX)),
     )
+    .bind(QUEUE_CHANNEL)
     .execute(&mut *db)
     .await?;
-    sqlx::query("insert into send_jobs (outreach_log_id, practice_id) values ($1, $2)")
-        .bind(id)
-        .bind(message.practice_id)
-        .execute(&mut *db)
-        .await?;
-    sqlx::query(
-        "insert into send_fairness (practice_id) values ($1) on conflict (practice_id) do nothing",
-    )
-    .bind(message.practice_id)
-    .execute(&mut *db)
-    .await?;
-    sqlx::query("select pg_notify($1, '')")
-        .bind(QUEUE_CHANNEL)
-        .execute(&mut *db)
-        .await?;
     Ok(id)
 }

@@ -275,6 +275,23 @@ impl Workers {
             }));
         };
         let channel = Channel::parse(&job.message_type).unwrap_or(Channel::Email);
+        // Sequence steps are checked as templates; only the filled-in text shows whether a
+        // long name pushed it past what Twilio accepts, and sending it would only be refused.
+        if channel == Channel::Sms
+            && let Some(why) = crate::compliance::segments::over_limit(&body)
+        {
+            return Ok(Some(Outcome {
+                job_id: job.job_id,
+                outreach_log_id: job.outreach_log_id,
+                status: "failed",
+                provider: None,
+                provider_message_id: None,
+                fallback_reason: None,
+                error: Some(format!(
+                    "the SMS with its placeholders filled in {why}; nothing was sent"
+                )),
+            }));
+        }
         let route = match self.messaging.route(job.practice_id, channel).await {
             Ok(route) => route,
             // Retrying cannot help until the practice re-enters the credential: say so on the

@@ -62,7 +62,12 @@ pub struct SendAccepted {
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Builds the client both providers share: 5 s to connect, `timeout` for the whole request.
+/// What every vendor request names itself as: vendors ask API clients to identify themselves, and
+/// their support can then find our traffic in their logs.
+pub const USER_AGENT: &str = concat!("dentite/", env!("CARGO_PKG_VERSION"));
+
+/// Builds the client both providers share: 5 s to connect, `timeout` for the whole request, and
+/// [`USER_AGENT`] on every request.
 ///
 /// reqwest is compiled with `rustls-no-provider`, so building a client panics unless a process-wide
 /// rustls crypto provider exists. Installing ring here is a no-op when the app already installed
@@ -73,6 +78,7 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error>
     reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(timeout)
+        .user_agent(USER_AGENT)
         .build()
 }
 

@@ -60,13 +60,15 @@ impl OutreachStatus {
     }
 
     /// The status a Twilio `MessageStatus` reports. `read` (WhatsApp/RCS) implies delivery, and a
-    /// `canceled` scheduled send never went out.
+    /// `canceled` scheduled send never went out. `partially_delivered` (the carrier confirmed
+    /// some parts of the message but not all) counts as delivered, since something reached the
+    /// handset and nothing will be retried; the caller records that it was partial.
     pub fn from_twilio_status(status: &str) -> Option<Self> {
         match status {
             "queued" | "accepted" | "scheduled" => Some(Self::Queued),
             "sending" => Some(Self::Sending),
             "sent" => Some(Self::Sent),
-            "delivered" | "read" => Some(Self::Delivered),
+            "delivered" | "read" | "partially_delivered" => Some(Self::Delivered),
             "undelivered" => Some(Self::Undelivered),
             "failed" | "canceled" => Some(Self::Failed),
             _ => None,
@@ -145,7 +147,7 @@ mod tests {
             ("undelivered", Some(OutreachStatus::Undelivered)),
             ("canceled", Some(OutreachStatus::Failed)),
             ("receiving", None),
-            ("partially_delivered", None),
+            ("partially_delivered", Some(OutreachStatus::Delivered)),
         ];
         for (status, expected) in cases {
             assert_eq!(

@@ -238,7 +238,7 @@ async fn an_inbound_stop_whose_message_sid_another_tenant_posted_first_still_opt
 /// The migration that scopes keys, on a database that holds events stored before it.
 #[tokio::test]
 async fn scoping_event_keys_keeps_existing_events_and_gives_each_the_route_its_account_posts_to() {
-    const BEFORE: i64 = 20261201000041;
+    const BEFORE: i64 = 20261202000101;
     let name = format!("dentite_test_{}", Uuid::new_v4().simple());
     let mut admin = PgConnection::connect(&server_url()).await.unwrap();
     admin

@@ -23,4 +23,5 @@ mod slow_clients;
 mod test_sends;
 mod token_users;
 mod unreadable_credentials;
+mod vendor_spec;
 mod webhooks;

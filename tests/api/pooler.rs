@@ -599,7 +599,8 @@ async fn three_instances_behind_pgbouncer_share_settings_send_a_thousand_message
 
 /// Three instances (in-process, each with its schedulers and workers) through PgBouncer run
 /// every schedule once: due sequence steps are queued once, deferred messages go out once and
-/// not before their time, and each due domain is re-checked once.
+/// not before their time, each due domain is re-checked once, and retention purges what is past
+/// its age once, leaving the counts whole.
 #[tokio::test]
 async fn with_three_instances_behind_pgbouncer_every_schedule_runs_each_item_once() {
     let Some(bouncer) = PgBouncer::start().await else {
@@ -680,6 +681,37 @@ async fn with_three_instances_behind_pgbouncer_every_schedule_runs_each_item_onc
         validate_mock(id, true, None).mount(&vendor_server).await;
     }
 
+    // History for retention: 300 logs past the log age, 300 past the body age only, and 300
+    // provider events past the event age, with young ones of each beside them.
+    for (days, rows) in [(400, 300), (100, 300), (10, 50)] {
+        sqlx::query(
+            "insert into outreach_logs (id, practice_id, message_type, status, messaging_provider, recipient, subject, body, created_at)
+             select gen_random_uuid(), $1, 'email', 'delivered', 'system_sendgrid', 'old@example.com', 'Recall', 'Body',
+                    now() - make_interval(days => $2)
+             from generate_series(1, $3)",
+        )
+        .bind(practice)
+        .bind(days)
+        .bind(rows)
+        .execute(&setup.pool)
+        .await
+        .unwrap();
+    }
+    for (days, rows) in [(500, 300), (10, 50)] {
+        sqlx::query(
+            "insert into provider_events (event_key, provider, practice_id, event_type, payload, received_at)
+             select 'retention-' || $2 || '-' || n, 'sendgrid', $1, 'delivered', '{}', now() - make_interval(days => $2)
+             from generate_series(1, $3) n",
+        )
+        .bind(practice)
+        .bind(days)
+        .bind(rows)
+        .execute(&setup.pool)
+        .await
+        .unwrap();
+    }
+    let delivered_before = delivered_in_a_year(&setup, &owner).await;
+
     let instance = || {
         TestEnv::new()
             .with_system_accounts()
@@ -690,6 +722,9 @@ async fn with_three_instances_behind_pgbouncer_every_schedule_runs_each_item_onc
             .var("SENDGRID_API_BASE_URL", vendor_server.uri())
             .var("SENDGRID_RATE_PER_SEC", "0")
             .var("SEND_WORKERS", "3")
+            .var("RETENTION_BODY_DAYS", "90")
+            .var("RETENTION_LOG_DAYS", "365")
+            .var("RETENTION_EVENT_DAYS", "400")
             .spawn()
     };
     let (a, b, c) = tokio::join!(instance(), instance(), instance());
@@ -761,9 +796,54 @@ async fn with_three_instances_behind_pgbouncer_every_schedule_runs_each_item_onc
             .await
             .unwrap();
     assert_eq!(verified, 5);
+
+    // Retention ran on all three at start: what was past its age is gone or blanked, the rest
+    // is untouched, and the counts still include every purged log.
+    let left = |query: &'static str| {
+        let pool = setup.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(query)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    wait_until(
+        "retention has purged the old history",
+        Duration::from_secs(30),
+        || async {
+            left("select count(*) from outreach_logs where recipient = 'old@example.com'").await
+                == 350
+                && left("select count(*) from provider_events where event_key like 'retention-%'")
+                    .await
+                    == 50
+                && left("select count(*) from outreach_logs where recipient = 'old@example.com' and body is not null")
+                    .await
+                    == 50
+        },
+    )
+    .await;
+    assert_eq!(
+        delivered_in_a_year(&setup, &owner).await,
+        delivered_before,
+        "purged logs keep counting"
+    );
     for instance in [a, b, c] {
         instance.stop().await;
     }
+}
+
+/// Delivered messages of the owner's practice over the last 365 days, from the counts.
+async fn delivered_in_a_year(app: &TestApp, owner: &Login) -> i64 {
+    let rows: Vec<Value> = app
+        .get("/api/analytics/messaging?days=365", owner)
+        .await
+        .json()
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|row| row["delivered"].as_i64().unwrap())
+        .sum()
 }
 
 /// What `DATABASE_POOLED=true` changes in the driver: every statement is the unnamed one, parsed

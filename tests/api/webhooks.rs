@@ -357,7 +357,10 @@ async fn statuses_only_move_forward_and_a_final_status_sticks() {
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    assert_eq!(error.as_deref(), Some("550 mailbox full"));
+    assert_eq!(
+        error.as_deref(),
+        Some("blocked (temporary): 550 mailbox full")
+    );
     assert_eq!(
         suppressed(&app, practice, PATIENT_EMAIL, false)
             .await
@@ -1103,14 +1106,20 @@ async fn a_redelivered_stop_does_not_undo_a_later_start() {
 }
 
 #[tokio::test]
-async fn help_is_answered_with_twiml_naming_the_practice_and_how_to_opt_out() {
+async fn help_is_answered_with_twiml_naming_the_practice_and_how_to_opt_out_when_its_reply_is_on() {
     let app = spawn_app().await;
     let practice = practice_with_twilio(&app, "Smith & Jones Dental").await;
+    sqlx::query("update practices set sms_help_reply_enabled = true where id = $1")
+        .bind(practice)
+        .execute(&app.pool)
+        .await
+        .unwrap();
 
     let reply = twiml(post_inbound(&app, practice, "help").await).await;
 
     assert!(
-        reply.contains("<Response><Message>Smith &amp; Jones Dental: reply STOP"),
+        reply.contains("<Response><Message>Smith &amp; Jones Dental: ")
+            && reply.contains("Reply STOP to opt out."),
         "{reply}"
     );
     assert_eq!(suppressed(&app, practice, PATIENT_PHONE, true).await, None);
@@ -1163,8 +1172,13 @@ async fn stop_on_the_system_number_binds_every_practice_that_sends_from_it() {
 }
 
 #[tokio::test]
-async fn help_on_the_system_number_names_dentite() {
-    let app = TestEnv::new().with_system_accounts().spawn().await;
+async fn help_on_the_system_number_names_dentite_when_its_reply_is_configured() {
+    let app = TestEnv::new()
+        .with_system_accounts()
+        .var("TWILIO_HELP_REPLY_ENABLED", "true")
+        .var("TWILIO_HELP_REPLY_CONTACT", "support@dentite.test")
+        .spawn()
+        .await;
     let params = [
         ("AccountSid", SYSTEM_TWILIO_SID),
         ("MessageSid", "SM7"),
@@ -1179,7 +1193,10 @@ async fn help_on_the_system_number_names_dentite() {
     )
     .await;
     let reply = twiml(response).await;
-    assert!(reply.contains("<Message>Dentite: reply STOP"), "{reply}");
+    assert!(
+        reply.contains("<Message>Dentite: ") && reply.contains("contact support@dentite.test."),
+        "{reply}"
+    );
 }
 
 #[tokio::test]

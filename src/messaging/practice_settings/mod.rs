@@ -186,6 +186,9 @@ pub struct SmsSettings {
     pub fallback_enabled: bool,
     pub last_tested_at: Option<DateTime<Utc>>,
     pub custom_blocker: Option<String>,
+    /// Whether Dentite answers HELP/INFO texted to the practice's own Twilio number (the reply
+    /// names the practice and its contact). Off by default, because Twilio answers them itself.
+    pub help_reply_enabled: bool,
 }
 
 /// The answer to a change: the configuration as saved, and what the practice should know or do
@@ -235,6 +238,7 @@ impl MessagingSettings {
                 fallback_enabled: config.sms_fallback_enabled,
                 last_tested_at: config.sms_last_tested_at,
                 custom_blocker: config.custom_sms_blocker().map(str::to_string),
+                help_reply_enabled: config.sms_help_reply_enabled,
             },
             settings_version: config.settings_version,
         })

@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use reqwest::header::ACCEPT;
+use reqwest::header::{ACCEPT, CONTENT_LENGTH};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::providers::error::{self as provider_error, Failure, ProviderError, SendAccepted};
+use crate::providers::sendgrid::signature::SendGridVerifier;
 
 const PROVIDER: &str = "SendGrid";
 
@@ -211,7 +212,13 @@ impl SendGridClient {
         }
 
         let path = format!("/v3/whitelabel/domains/{id}/validate");
-        let wire: ValidationWire = self.fetch_json(self.request(Method::POST, &path)).await?;
+        // The operation takes no body, but a POST without `Content-Length` is one a strict proxy
+        // may refuse with 411; an explicit empty body says so.
+        let request = self
+            .request(Method::POST, &path)
+            .header(CONTENT_LENGTH, "0")
+            .body(Vec::new());
+        let wire: ValidationWire = self.fetch_json(request).await?;
         let results = in_record_order(wire.validation_results)
             .map(|(name, result)| RecordValidation {
                 name,
@@ -295,7 +302,20 @@ impl SendGridClient {
                 message: format!("SendGrid returned no public key for signed webhook {id}"),
             });
         }
-        Ok(EventWebhook { id, public_key })
+        // A key that does not parse would fail every event's signature: refuse it now, while
+        // the practice is on the settings page and can paste the one SendGrid shows instead.
+        if SendGridVerifier::from_base64_der(&public_key).is_err() {
+            return Err(ProviderError::BadRequest {
+                message: format!(
+                    "SendGrid returned a verification key for signed webhook {id} that is not a P-256 \
+                     public key in base64 DER, so it was not stored"
+                ),
+            });
+        }
+        Ok(EventWebhook {
+            id,
+            public_key: public_key.trim().to_string(),
+        })
     }
 
     fn request(&self, method: Method, path: &str) -> RequestBuilder {
@@ -515,6 +535,8 @@ mod tests {
     use crate::providers::error::http_client;
 
     const KEY: &str = "SG.test-key-must-never-leak";
+    /// A P-256 public key as SendGrid shows it: base64 of the DER SubjectPublicKeyInfo.
+    const VERIFY_KEY: &str = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g==";
 
     fn client_with_timeout(server: &MockServer, timeout: Duration) -> SendGridClient {
         let http = http_client(timeout).expect("client builds");
@@ -994,6 +1016,54 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_validate_post_sends_an_empty_body_with_content_length_zero_and_our_user_agent() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v3/whitelabel/domains/7/validate"))
+            .and(header("content-length", "0"))
+            .and(header("user-agent", crate::providers::error::USER_AGENT))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({ "id": 7, "valid": true, "validation_results": {} })),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        client(&server).validate_domain(7).await.expect("validated");
+
+        let requests = server.received_requests().await.unwrap();
+        let sent = &requests[0];
+        assert_eq!(
+            sent.headers
+                .get_all("content-length")
+                .iter()
+                .collect::<Vec<_>>(),
+            ["0"],
+            "exactly one Content-Length"
+        );
+        assert!(sent.body.is_empty());
+        assert_eq!(
+            crate::providers::error::USER_AGENT,
+            concat!("dentite/", env!("CARGO_PKG_VERSION"))
+        );
+    }
+
+    #[tokio::test]
+    async fn mail_send_names_us_in_the_user_agent() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/v3/mail/send"))
+            .and(header("user-agent", crate::providers::error::USER_AGENT))
+            .respond_with(ResponseTemplate::new(202))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        client(&server).send(&email()).await.expect("accepted");
+    }
+
+    #[tokio::test]
     async fn a_validation_lookup_failure_is_unavailable() {
         let server = MockServer::start().await;
         Mock::given(method("POST"))
@@ -1111,9 +1181,10 @@ mod tests {
         Mock::given(method("GET"))
             .and(path(signed.as_str()))
             .and(bearer_token(KEY))
-            .respond_with(ResponseTemplate::new(200).set_body_json(
-                json!({ "id": id, "public_key": "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE" }),
-            ))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({ "id": id, "public_key": VERIFY_KEY })),
+            )
             .expect(1)
             .mount(&server)
             .await;
@@ -1127,7 +1198,7 @@ mod tests {
             webhook,
             EventWebhook {
                 id: id.into(),
-                public_key: "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE".into()
+                public_key: VERIFY_KEY.into()
             }
         );
     }
@@ -1142,7 +1213,7 @@ mod tests {
             .and(path(signed.as_str()))
             .respond_with(
                 ResponseTemplate::new(200)
-                    .set_body_json(json!({ "id": id, "public_key": "KEY-FROM-PATCH" })),
+                    .set_body_json(json!({ "id": id, "public_key": VERIFY_KEY })),
             )
             .expect(1)
             .mount(&server)
@@ -1159,7 +1230,42 @@ mod tests {
             .await
             .expect("created");
 
-        assert_eq!(webhook.public_key, "KEY-FROM-PATCH");
+        assert_eq!(webhook.public_key, VERIFY_KEY);
+    }
+
+    #[tokio::test]
+    async fn a_verification_key_that_is_not_a_p256_public_key_is_refused() {
+        // A truncated key, an Ed25519 key (SPKI, the wrong curve) and plain garbage.
+        for key in [
+            "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE",
+            "MCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=",
+            "KEY-FROM-PATCH",
+        ] {
+            let id = "wh-1";
+            let server = MockServer::start().await;
+            mount_webhook_creation(&server, id).await;
+            Mock::given(method("PATCH"))
+                .and(path(format!(
+                    "/v3/user/webhooks/event/settings/signed/{id}"
+                )))
+                .respond_with(
+                    ResponseTemplate::new(200)
+                        .set_body_json(json!({ "id": id, "public_key": key })),
+                )
+                .expect(1)
+                .mount(&server)
+                .await;
+
+            let error = client(&server)
+                .create_signed_event_webhook("https://app.example/webhooks/sendgrid/ref1")
+                .await
+                .expect_err(key);
+
+            assert!(
+                matches!(&error, ProviderError::BadRequest { message } if message.contains("not a P-256 public key")),
+                "{key}: {error:?}"
+            );
+        }
     }
 
     #[test]

@@ -309,7 +309,7 @@ async fn create_webhook(
     }
     client.create_signed_event_webhook(url).await.map_err(|e| {
         tracing::warn!(error = %e, "could not create the practice's SendGrid event webhook");
-        format!("SendGrid did not create the event webhook ({e})")
+        format!("The signed event webhook could not be set up for you ({e})")
     })
 }
 

@@ -27,7 +27,7 @@ use crate::{
     messaging::{
         Channel,
         settings::PracticeMessagingConfig,
-        suppression::{Scope, Suppression, SuppressionReason},
+        suppression::{self, GroupResubscribe, Scope, Suppression, SuppressionReason},
     },
     providers::sendgrid::signature::SendGridVerifier,
 };
@@ -129,9 +129,39 @@ struct Event {
     practice_id: Option<Uuid>,
     message_id: Option<String>,
     reason: Option<String>,
-    bounce_type: Option<String>,
+    bounce_type: BounceType,
+    asm_group_id: Option<i64>,
     occurred_at: Option<DateTime<Utc>>,
     payload: Map<String, Value>,
+}
+
+/// A `bounce` event's `type`: SendGrid reports a permanent refusal as `bounce` and a temporary
+/// one (the receiving server blocked this message, e.g. for reputation or content) as `blocked`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BounceType {
+    Hard,
+    Blocked,
+    /// Absent or unknown: too unsure to put the address on the ledger for good.
+    Unspecified,
+}
+
+impl BounceType {
+    fn parse(value: Option<&str>) -> Self {
+        match value.map(str::trim) {
+            Some(t) if t.eq_ignore_ascii_case("bounce") => Self::Hard,
+            Some(t) if t.eq_ignore_ascii_case("blocked") => Self::Blocked,
+            _ => Self::Unspecified,
+        }
+    }
+
+    /// The stored reason's prefix, which analytics and the ledger read to tell the kinds apart.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Hard => "hard bounce",
+            Self::Blocked => "blocked (temporary)",
+            Self::Unspecified => "bounce",
+        }
+    }
 }
 
 fn parse(body: &[u8]) -> Result<Vec<Event>, WebhookError> {
@@ -178,7 +208,12 @@ impl Event {
                 .filter(|id| !id.is_empty())
                 .map(str::to_owned),
             reason: text("reason"),
-            bounce_type: text("type"),
+            bounce_type: BounceType::parse(payload.get("type").and_then(Value::as_str)),
+            asm_group_id: payload.get("asm_group_id").and_then(|group| {
+                group
+                    .as_i64()
+                    .or_else(|| group.as_str().and_then(|g| g.trim().parse().ok()))
+            }),
             occurred_at: payload
                 .get("timestamp")
                 .and_then(Value::as_i64)
@@ -187,11 +222,16 @@ impl Event {
         }
     }
 
-    /// The status this event reports for its log, with SendGrid's reason for a bounce or drop.
+    /// The status this event reports for its log, with SendGrid's reason for a bounce or drop;
+    /// a bounce's reason says first whether it was hard or a temporary block.
     fn status_change(&self, log: &LogRow) -> Option<StatusChange> {
         let status = OutreachStatus::from_sendgrid_event(&self.kind)?;
         let error = match status {
-            OutreachStatus::Bounced | OutreachStatus::Dropped => self.reason.clone(),
+            OutreachStatus::Bounced => Some(match &self.reason {
+                Some(reason) => format!("{}: {reason}", self.bounce_type.label()),
+                None => self.bounce_type.label().to_string(),
+            }),
+            OutreachStatus::Dropped => self.reason.clone(),
             _ => None,
         };
         Some(StatusChange {
@@ -202,20 +242,27 @@ impl Event {
     }
 
     /// The ledger entry this event makes in `practice`'s ledger: for a hard bounce (not a
-    /// temporary block), a drop for a bounced or invalid address, a spam report or an unsubscribe.
+    /// temporary block), a spam report, an unsubscribe, and a drop because SendGrid's own list
+    /// holds the address as bounced, invalid, unsubscribed or spam-reporting (another account's
+    /// send would otherwise still reach the person).
     fn suppression(&self, practice: Uuid) -> Option<Suppression> {
         let dropped_because = self
             .reason
             .as_deref()
             .map(|r| r.trim().to_ascii_lowercase());
+        let mut unsubscribe_group = None;
         let reason = match (self.kind.as_str(), dropped_because.as_deref()) {
-            ("bounce", _) if self.bounce_type.as_deref() == Some("bounce") => {
-                SuppressionReason::Bounced
-            }
+            ("bounce", _) if self.bounce_type == BounceType::Hard => SuppressionReason::Bounced,
             ("dropped", Some("bounced address")) => SuppressionReason::Bounced,
             ("dropped", Some("invalid" | "invalid address")) => SuppressionReason::Invalid,
+            ("dropped", Some("unsubscribed address")) => SuppressionReason::Unsubscribed,
+            ("dropped", Some("spam reporting address")) => SuppressionReason::SpamReported,
             ("spamreport", _) => SuppressionReason::SpamReported,
-            ("unsubscribe" | "group_unsubscribe", _) => SuppressionReason::Unsubscribed,
+            ("unsubscribe", _) => SuppressionReason::Unsubscribed,
+            ("group_unsubscribe", _) => {
+                unsubscribe_group = self.asm_group_id;
+                SuppressionReason::Unsubscribed
+            }
             _ => return None,
         };
         Some(Suppression {
@@ -223,9 +270,38 @@ impl Event {
             channel: Channel::Email,
             address: self.email.clone()?,
             reason,
+            unsubscribe_group,
         })
     }
+
+    /// A `group_resubscribe` puts the address back in its group: what that group's unsubscribe
+    /// added to `practice`'s ledger is lifted.
+    fn resubscribe(&self, practice: Uuid) -> Option<GroupResubscribe> {
+        (self.kind == "group_resubscribe").then_some(())?;
+        Some(GroupResubscribe {
+            practice_id: practice,
+            address: self.email.clone()?,
+            group: self.asm_group_id?,
+        })
+    }
+
+    /// The ledger entry a group event is about, so the latest of a batch's events for it wins.
+    fn group_key(&self, practice: Uuid) -> Option<GroupEntry> {
+        matches!(
+            self.kind.as_str(),
+            "group_unsubscribe" | "group_resubscribe"
+        )
+        .then_some(())?;
+        Some((
+            practice,
+            suppression::normalize(Channel::Email, self.email.as_deref()?),
+            self.asm_group_id?,
+        ))
+    }
 }
+
+/// A group unsubscribe's ledger entry: practice, normalised address and SendGrid group id.
+type GroupEntry = (Uuid, String, i64);
 
 #[derive(Debug, sqlx::FromRow)]
 struct LogRow {
@@ -336,6 +412,8 @@ async fn ingest(
     let mut new_keys = events::append(db, "sendgrid", tenant, &records).await?;
 
     let (mut changes, mut suppressions, mut stored) = (Vec::new(), Vec::new(), 0);
+    // Per group entry, the latest unsubscribe or resubscribe of the batch (by its timestamp).
+    let mut group_events: HashMap<GroupEntry, &Event> = HashMap::new();
     for (event, target) in events.iter().zip(&targets) {
         // `remove`: a key repeated within the batch acts once, like a key repeated across batches.
         if !new_keys.remove(&event.key) {
@@ -362,10 +440,27 @@ async fn ingest(
                 None
             }
         };
-        suppressions.extend(practice.and_then(|practice| event.suppression(practice)));
+        let Some(practice) = practice else {
+            continue;
+        };
+        match event.group_key(practice) {
+            Some(key) => {
+                let latest = group_events.entry(key).or_insert(event);
+                if event.occurred_at >= latest.occurred_at {
+                    *latest = event;
+                }
+            }
+            None => suppressions.extend(event.suppression(practice)),
+        }
+    }
+    let mut resubscribes = Vec::new();
+    for ((practice, ..), event) in group_events {
+        suppressions.extend(event.suppression(practice));
+        resubscribes.extend(event.resubscribe(practice));
     }
     status::advance(db, &changes).await?;
     ledger::suppress(db, &suppressions).await?;
+    suppression::lift_group_unsubscribes(&mut *db, &resubscribes).await?;
     Ok(Receipt {
         received: events.len(),
         stored,
@@ -464,6 +559,91 @@ mod tests {
             read(r#"{"event":"spamreport"}"#).suppression(practice),
             None,
             "no address"
+        );
+    }
+
+    #[test]
+    fn drops_for_addresses_sendgrid_holds_as_unsubscribed_or_spam_reporting_go_on_the_ledger() {
+        let practice = Uuid::new_v4();
+        for (reason, expected) in [
+            ("Unsubscribed Address", SuppressionReason::Unsubscribed),
+            ("Spam Reporting Address", SuppressionReason::SpamReported),
+        ] {
+            let event = read(&format!(
+                r#"{{"email":"pat@example.com","event":"dropped","reason":"{reason}"}}"#
+            ));
+            let entry = event.suppression(practice).expect(reason);
+            assert_eq!(
+                (entry.reason, entry.unsubscribe_group),
+                (expected, None),
+                "{reason}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bounce_stores_whether_it_was_hard_or_a_temporary_block() {
+        let log = LogRow {
+            id: Uuid::new_v4(),
+            practice_id: Uuid::new_v4(),
+            messaging_provider: None,
+            provider_message_id: None,
+        };
+        let error = |fields: &str| {
+            read(&format!(r#"{{"event":"bounce",{fields}}}"#))
+                .status_change(&log)
+                .and_then(|change| change.error)
+        };
+        assert_eq!(
+            error(r#""type":"bounce","reason":"550 5.1.1 no such user""#).as_deref(),
+            Some("hard bounce: 550 5.1.1 no such user")
+        );
+        assert_eq!(
+            error(r#""type":"blocked","reason":"554 policy rejection""#).as_deref(),
+            Some("blocked (temporary): 554 policy rejection")
+        );
+        assert_eq!(
+            error(r#""type":"blocked""#).as_deref(),
+            Some("blocked (temporary)")
+        );
+        assert_eq!(error(r#""reason":"550""#).as_deref(), Some("bounce: 550"));
+    }
+
+    #[test]
+    fn group_unsubscribes_remember_their_group_and_resubscribes_name_it() {
+        let practice = Uuid::new_v4();
+        let unsubscribe =
+            read(r#"{"email":"Pat@Example.com","event":"group_unsubscribe","asm_group_id":42}"#);
+        let entry = unsubscribe.suppression(practice).unwrap();
+        assert_eq!(
+            (entry.reason, entry.unsubscribe_group),
+            (SuppressionReason::Unsubscribed, Some(42))
+        );
+        assert_eq!(unsubscribe.resubscribe(practice), None);
+
+        let resubscribe =
+            read(r#"{"email":"pat@example.com","event":"group_resubscribe","asm_group_id":"42"}"#);
+        assert_eq!(resubscribe.suppression(practice), None);
+        assert_eq!(
+            resubscribe.resubscribe(practice),
+            Some(GroupResubscribe {
+                practice_id: practice,
+                address: "pat@example.com".into(),
+                group: 42
+            })
+        );
+        assert_eq!(
+            unsubscribe.group_key(practice),
+            resubscribe.group_key(practice),
+            "both are about the same entry"
+        );
+        assert_eq!(
+            read(r#"{"email":"pat@example.com","event":"unsubscribe"}"#)
+                .suppression(practice)
+                .unwrap()
+                .unsubscribe_group,
+            None,
+            "a global unsubscribe belongs to no group"
         );
     }
 

@@ -324,6 +324,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn every_twilio_request_names_us_in_the_user_agent() {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path(MESSAGES))
+            .and(header("user-agent", crate::providers::error::USER_AGENT))
+            .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+                "sid": "SM0123456789abcdef0123456789abcdef", "status": "queued",
+            })))
+            .expect(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/2010-04-01/Accounts/{SID}.json")))
+            .and(header("user-agent", crate::providers::error::USER_AGENT))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "sid": SID, "status": "active", "type": "Full", "friendly_name": "Smile",
+            })))
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let client = client(&server);
+        client.send_sms(&sms()).await.expect("accepted");
+        client.fetch_account().await.expect("fetched");
+    }
+
+    #[tokio::test]
     async fn an_sms_without_a_status_callback_leaves_the_field_out() {
         let server = MockServer::start().await;
         Mock::given(method("POST"))

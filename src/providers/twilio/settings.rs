@@ -23,6 +23,7 @@ use crate::{
 const ACCOUNT_SID: &str = "accountSid";
 const AUTH_TOKEN: &str = "authToken";
 const PHONE_NUMBER: &str = "phoneNumber";
+const HELP_REPLY_ENABLED: &str = "helpReplyEnabled";
 const TRIAL_WARNING: &str = "This is a Twilio trial account: it can only text numbers verified in your Twilio console \
     (Twilio error 21608), and Twilio adds a trial notice to every message. Upgrade it before messaging patients.";
 
@@ -45,6 +46,14 @@ pub struct SmsSettingsRequest {
     pub phone_number: Option<String>,
     #[schema(required = true, nullable = false, value_type = bool)]
     pub fallback_enabled: Option<bool>,
+    /// Whether Dentite answers HELP/INFO texted to this number, with the practice's name, its
+    /// contact (`contactPhone`, else `contactEmail`, of the compliance settings, which must be
+    /// set), "Msg & data rates may apply" and "Reply STOP to opt out". Off by default: Twilio
+    /// answers HELP itself on long codes unless you turned that off in Twilio, and a second
+    /// reply costs you a message. Only with `custom_twilio` (the system number's reply is the
+    /// platform's). Omit it to keep the stored choice.
+    #[schema(nullable = false, value_type = bool, example = false)]
+    pub help_reply_enabled: Option<bool>,
 }
 
 /// The request, parsed.
@@ -53,6 +62,8 @@ struct SmsChange {
     /// The custom account; `None` with `system_twilio`, which keeps whatever is stored.
     account: Option<TwilioAccount>,
     fallback_enabled: bool,
+    /// `None`: keep the stored choice.
+    help_reply_enabled: Option<bool>,
 }
 
 struct TwilioAccount {
@@ -93,6 +104,7 @@ impl SmsChange {
                 (ACCOUNT_SID, request.account_sid.is_some()),
                 (AUTH_TOKEN, request.auth_token.is_some()),
                 (PHONE_NUMBER, request.phone_number.is_some()),
+                (HELP_REPLY_ENABLED, request.help_reply_enabled == Some(true)),
             ];
             refuse_custom_only(
                 &mut errors,
@@ -179,6 +191,7 @@ impl SmsChange {
                     provider: ProviderKind::CustomTwilio,
                     account: Some(account),
                     fallback_enabled,
+                    help_reply_enabled: request.help_reply_enabled,
                 })
             }
             (Some(ProviderKind::SystemTwilio), Some(fallback_enabled), ..) if errors.is_empty() => {
@@ -186,6 +199,7 @@ impl SmsChange {
                     provider: ProviderKind::SystemTwilio,
                     account: None,
                     fallback_enabled,
+                    help_reply_enabled: request.help_reply_enabled,
                 })
             }
             _ => Err(SettingsError::Invalid(errors)),
@@ -215,6 +229,23 @@ pub async fn update_sms(
     let practice_id = caller.practice_id;
     let stored = load(&state.pool, practice_id).await?;
     let change = SmsChange::parse(state, request, &stored)?;
+    let help_reply_enabled = change
+        .help_reply_enabled
+        .unwrap_or(stored.sms_help_reply_enabled);
+    if help_reply_enabled
+        && !stored.sms_help_reply_enabled
+        && crate::compliance::settings::help_contact(&state.pool, practice_id)
+            .await?
+            .is_none()
+    {
+        let mut errors = FieldErrors::new();
+        errors.add(
+            HELP_REPLY_ENABLED,
+            "needs a contactPhone or contactEmail in /api/practice-settings/messaging/compliance first: \
+             the HELP reply must say how to reach the practice",
+        );
+        return Err(SettingsError::Invalid(errors));
+    }
     let mut notes = Vec::new();
     if let Some(account) = change.account.as_ref().filter(|a| a.needs_check()) {
         let client = state
@@ -259,11 +290,15 @@ pub async fn update_sms(
             "fallbackEnabled",
             current.sms_fallback_enabled != change.fallback_enabled,
         ),
+        (
+            HELP_REPLY_ENABLED,
+            current.sms_help_reply_enabled != help_reply_enabled,
+        ),
     ]);
     if !fields.is_empty() {
         sqlx::query(
             "update practices set sms_provider = $2, twilio_account_sid = $3, twilio_auth_token = $4, twilio_phone_number = $5,
-                 sms_fallback_enabled = $6
+                 sms_fallback_enabled = $6, sms_help_reply_enabled = $7
              where id = $1",
         )
         .bind(practice_id)
@@ -272,6 +307,7 @@ pub async fn update_sms(
         .bind(token)
         .bind(phone)
         .bind(change.fallback_enabled)
+        .bind(help_reply_enabled)
         .execute(&mut *tx)
         .await?;
         commit_change(
@@ -485,6 +521,7 @@ pub async fn delete_sms(
             (ACCOUNT_SID, current.twilio_account_sid.is_some()),
             (AUTH_TOKEN, current.twilio_auth_token.is_some()),
             (PHONE_NUMBER, current.twilio_phone_number.is_some()),
+            (HELP_REPLY_ENABLED, current.sms_help_reply_enabled),
         ])
     };
     erase(
@@ -493,7 +530,7 @@ pub async fn delete_sms(
         "sms.delete",
         erased,
         "update practices set sms_provider = 'system_twilio', twilio_account_sid = null, twilio_auth_token = null,
-             twilio_phone_number = null
+             twilio_phone_number = null, sms_help_reply_enabled = false
          where id = $1",
     )
     .await

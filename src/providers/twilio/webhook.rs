@@ -6,8 +6,9 @@
 //! one. A valid signature is not enough: the posted `AccountSid` must be that account too.
 //!
 //! Inbound keywords follow Twilio's defaults (whole message, any case): Twilio itself answers
-//! STOP and START, so we only record them and reply with an empty `<Response/>`; HELP and INFO get
-//! a reply naming the sender.
+//! STOP, START and HELP on long codes, so we record them and reply with an empty `<Response/>`.
+//! An account that turned Twilio's HELP answer off chooses our reply instead (per practice, and
+//! for the system number by configuration): it names the sender and its contact.
 
 use std::borrow::Cow;
 
@@ -36,6 +37,11 @@ use crate::{
 
 /// Twilio's error for a send to a number that replied STOP to the sender.
 const OPTED_OUT_ERROR: &str = "21610";
+
+/// A status callback's `MessageStatus` when the carrier confirmed only some of the message's parts.
+const PARTIALLY_DELIVERED: &str = "partially_delivered";
+const PARTIAL_DELIVERY: &str =
+    "partially delivered: Twilio confirmed only some parts of the message reached the handset";
 
 /// Who the system routes speak as in a HELP reply.
 const SYSTEM_SENDER_NAME: &str = "Dentite";
@@ -135,12 +141,21 @@ async fn apply_to_log(
     let Some(status) = OutreachStatus::from_twilio_status(reported) else {
         return Ok(());
     };
-    let error = params
+    let twilio_error = params
         .get("ErrorCode")
         .map(|code| match params.get("ErrorMessage") {
             Some(message) => format!("Twilio error {code}: {message}"),
             None => format!("Twilio error {code}"),
         });
+    let error = if reported == PARTIALLY_DELIVERED {
+        // Delivered, but the log must say the patient may have read only part of it.
+        Some(match twilio_error {
+            Some(detail) => format!("{PARTIAL_DELIVERY} ({detail})"),
+            None => PARTIAL_DELIVERY.to_string(),
+        })
+    } else {
+        twilio_error
+    };
     status::advance(
         db,
         &[StatusChange {
@@ -160,6 +175,7 @@ fn opt_out(tenant: Tenant, number: &str) -> Suppression {
         channel: Channel::Sms,
         address: number.to_string(),
         reason: SuppressionReason::OptedOut,
+        unsubscribe_group: None,
     }
 }
 
@@ -201,8 +217,32 @@ impl Keyword {
 pub enum Reply {
     /// `<Response/>`: Twilio sends nothing back.
     Empty,
-    /// Answers HELP on behalf of the named sender.
-    Help { sender: String },
+    /// Answers HELP on behalf of the sender.
+    Help(HelpReply),
+}
+
+/// Who a HELP reply speaks for, when the account chose to send one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelpReply {
+    pub sender: String,
+    /// How to reach the sender: a phone number or an email address.
+    pub contact: Option<String>,
+}
+
+impl HelpReply {
+    /// What carriers expect a HELP answer to hold: who is texting, how to reach them, that
+    /// rates may apply and how to stop.
+    pub fn text(&self) -> String {
+        let contact = self
+            .contact
+            .as_deref()
+            .map(|contact| format!(" For help, contact {contact}."))
+            .unwrap_or_default();
+        format!(
+            "{}: patient reminders and messages.{contact} Msg & data rates may apply. Reply STOP to opt out.",
+            self.sender
+        )
+    }
 }
 
 impl Reply {
@@ -210,15 +250,10 @@ impl Reply {
         const DECLARATION: &str = r#"<?xml version="1.0" encoding="UTF-8"?>"#;
         match self {
             Self::Empty => format!("{DECLARATION}<Response/>"),
-            Self::Help { sender } => {
-                let text = format!(
-                    "{sender}: reply STOP to stop these messages, or START to receive them again."
-                );
-                format!(
-                    "{DECLARATION}<Response><Message>{}</Message></Response>",
-                    xml_escape(&text)
-                )
-            }
+            Self::Help(help) => format!(
+                "{DECLARATION}<Response><Message>{}</Message></Response>",
+                xml_escape(&help.text())
+            ),
         }
     }
 }
@@ -261,7 +296,7 @@ async fn receive_message(
 ) -> Result<(Reply, Receipt), WebhookError> {
     let Verified {
         tenant,
-        sender_name,
+        help_reply,
         params,
     } = authenticate(state, route, request).await?;
     let sid = params.require("MessageSid")?;
@@ -294,11 +329,9 @@ async fn receive_message(
         }
     }
     tx.commit().await?;
-    let reply = match keyword {
-        Keyword::Help => Reply::Help {
-            sender: sender_name,
-        },
-        Keyword::OptOut | Keyword::OptIn | Keyword::Other => Reply::Empty,
+    let reply = match (keyword, help_reply) {
+        (Keyword::Help, Some(help)) => Reply::Help(help),
+        _ => Reply::Empty,
     };
     Ok((
         reply,
@@ -387,7 +420,8 @@ fn form_decode(raw: &[u8]) -> Result<String, WebhookError> {
 /// A request signed by the route's account.
 struct Verified {
     tenant: Tenant,
-    sender_name: String,
+    /// `None`: the account leaves HELP to Twilio.
+    help_reply: Option<HelpReply>,
     params: Params,
 }
 
@@ -395,7 +429,7 @@ struct Verified {
 struct Account {
     sid: String,
     auth_token: SecretString,
-    sender_name: String,
+    help_reply: Option<HelpReply>,
 }
 
 async fn authenticate(
@@ -421,7 +455,7 @@ async fn authenticate(
     }
     Ok(Verified {
         tenant,
-        sender_name: account.sender_name,
+        help_reply: account.help_reply,
         params,
     })
 }
@@ -435,7 +469,10 @@ async fn account(state: &AppState, tenant: Tenant) -> Result<Account, WebhookErr
             Ok(Account {
                 sid: system.account_sid.clone(),
                 auth_token: system.auth_token.clone(),
-                sender_name: SYSTEM_SENDER_NAME.into(),
+                help_reply: system.help_reply_contact.as_ref().map(|contact| HelpReply {
+                    sender: SYSTEM_SENDER_NAME.into(),
+                    contact: Some(contact.clone()),
+                }),
             })
         }
         Tenant::Practice(id) => {
@@ -453,11 +490,19 @@ async fn account(state: &AppState, tenant: Tenant) -> Result<Account, WebhookErr
                 CredentialField::TwilioAuthToken,
                 config.twilio_auth_token.as_deref(),
             )?;
+            let help_reply = if config.sms_help_reply_enabled {
+                Some(HelpReply {
+                    contact: crate::compliance::settings::help_contact(&state.pool, id).await?,
+                    sender: config.name,
+                })
+            } else {
+                None
+            };
             match (sid, auth_token) {
                 (Some(sid), Some(auth_token)) => Ok(Account {
                     sid: sid.expose_secret().to_string(),
                     auth_token,
-                    sender_name: config.name,
+                    help_reply,
                 }),
                 _ => Err(WebhookError::unauthenticated(
                     "the practice has no Twilio credentials",
@@ -531,14 +576,23 @@ mod tests {
     }
 
     #[test]
-    fn help_reply_escapes_the_sender_name() {
-        let reply = Reply::Help {
+    fn help_reply_names_the_sender_its_contact_rates_and_stop_and_escapes_them() {
+        let reply = Reply::Help(HelpReply {
             sender: "Smith & Jones <Dental>".into(),
-        }
+            contact: Some("+15551230000".into()),
+        })
         .twiml();
-        assert!(
-            reply.contains("<Message>Smith &amp; Jones &lt;Dental&gt;: reply STOP"),
-            "{reply}"
+        assert_eq!(
+            reply,
+            r#"<?xml version="1.0" encoding="UTF-8"?><Response><Message>Smith &amp; Jones &lt;Dental&gt;: patient reminders and messages. For help, contact +15551230000. Msg &amp; data rates may apply. Reply STOP to opt out.</Message></Response>"#
+        );
+        let without_contact = HelpReply {
+            sender: "Smile".into(),
+            contact: None,
+        };
+        assert_eq!(
+            without_contact.text(),
+            "Smile: patient reminders and messages. Msg & data rates may apply. Reply STOP to opt out."
         );
         assert_eq!(
             Reply::Empty.twiml(),
