@@ -54,7 +54,11 @@ fn assert_names(answer: &(u16, Value), field: &str) {
 
 #[tokio::test]
 async fn an_unreadable_twilio_token_is_a_409_naming_it_a_failed_send_and_a_401_to_the_webhook() {
-    let app = TestEnv::new().with_system_accounts().spawn().await;
+    let app = TestEnv::new()
+        .with_system_accounts()
+        .without_background()
+        .spawn()
+        .await;
     let owner = app.practice_owner().await;
     let practice = owner.practice_id.unwrap();
     app.configure_custom_twilio(practice, false).await;
