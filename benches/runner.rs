@@ -662,6 +662,108 @@ async fn history_reads(sendgrid: &str, webhook_key: &str, rows: &mut Vec<Row>) {
     service.stop().await;
 }
 
+/// Concurrent wrong-password logins in the storm: what an unauthenticated attacker can send.
+const STORM_LOGINS: usize = 1_000;
+
+/// `STORM_LOGINS` wrong-password logins at once, each from its own address (the service trusts
+/// the loopback proxy, and each request names a different client in `X-Forwarded-For`) so the
+/// throttle lets every one through to the password check: the worst case for memory, since only
+/// the hashing bound and shedding stand between the storm and Argon2's 19 MiB per hash.
+/// Measures the service's peak RSS (`VmHWM`), the status mix and the latencies.
+async fn login_storm(sendgrid: &str, webhook_key: &str, rows: &mut Vec<Row>) {
+    let database = format!("dentite_bench_{}", Uuid::new_v4().simple());
+    let service = Service::start_on(
+        database,
+        sendgrid,
+        webhook_key,
+        &[("TRUSTED_PROXIES", "127.0.0.1")],
+    )
+    .await;
+    let practice = dentite::practices::create(&service.pool, "Storm Dental")
+        .await
+        .unwrap();
+    let email = "owner@storm.test";
+    login(&service, email, dentite::auth::Role::Owner, Some(practice)).await;
+    let idle = service.peak_rss_mib();
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(STORM_LOGINS)
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    let url = format!("{}/api/auth/login", service.base);
+    let started = Instant::now();
+    let attempts = (0..STORM_LOGINS).map(|i| {
+        let (http, url) = (http.clone(), url.clone());
+        tokio::spawn(async move {
+            let client = format!("198.18.{}.{}", i / 256, i % 256);
+            let sent = Instant::now();
+            let status = http
+                .post(&url)
+                .header("x-forwarded-for", client)
+                .json(&serde_json::json!({"email": email, "password": "not the password"}))
+                .send()
+                .await
+                .map_or(0, |r| r.status().as_u16());
+            (status, sent.elapsed())
+        })
+    });
+    let mut outcomes: Vec<(u16, Duration)> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let wall = started.elapsed().as_secs_f64();
+    let peak = service.peak_rss_mib();
+    outcomes.sort_by_key(|(_, latency)| *latency);
+    let percentile = |p: f64| {
+        outcomes[((outcomes.len() as f64 * p) as usize).min(outcomes.len() - 1)]
+            .1
+            .as_secs_f64()
+            * 1000.0
+    };
+    let count = |status: u16| outcomes.iter().filter(|(s, _)| *s == status).count() as f64;
+    let label = |what: &str| -> &'static str {
+        Box::leak(format!("login storm ({STORM_LOGINS} at once): {what}").into_boxed_str())
+    };
+    rows.push(Row {
+        name: label("peak RSS of the service"),
+        value: peak,
+        unit: "MiB",
+        baseline_name: "peak RSS before the storm",
+        baseline: idle,
+    });
+    for (what, status) in [
+        ("401 (password checked)", 401),
+        ("429 (throttled)", 429),
+        ("503 (shed)", 503),
+        ("no answer (connection failed)", 0),
+    ] {
+        rows.push(Row {
+            name: label(what),
+            value: count(status),
+            unit: "answers",
+            baseline_name: "all",
+            baseline: STORM_LOGINS as f64,
+        });
+    }
+    rows.push(Row {
+        name: label("p50 latency"),
+        value: percentile(0.50),
+        unit: "ms",
+        baseline_name: "storm wall time (ms)",
+        baseline: wall * 1000.0,
+    });
+    rows.push(Row {
+        name: label("p99 latency"),
+        value: percentile(0.99),
+        unit: "ms",
+        baseline_name: "storm wall time (ms)",
+        baseline: wall * 1000.0,
+    });
+    service.stop().await;
+}
+
 fn print_table(rows: &[Row]) {
     println!("\n| figure | value | baseline (same run) | ratio |");
     println!("|---|---|---|---|");
@@ -682,15 +784,50 @@ fn print_table(rows: &[Row]) {
     }
 }
 
+/// `BENCH_ONLY` (comma-separated `core`, `login-storm`, `history`) runs just those scenarios.
+fn scenario_wanted(name: &str) -> bool {
+    std::env::var("BENCH_ONLY")
+        .ok()
+        .filter(|only| !only.trim().is_empty())
+        .is_none_or(|only| only.split(',').any(|s| s.trim() == name))
+}
+
 #[tokio::main]
 async fn main() {
     dentite::install_crypto_provider();
     let (sendgrid, accepted) = fake_sendgrid().await;
     let (webhook_key, webhook_public_key) = webhook_signer();
-    let service = Service::start(&sendgrid, &webhook_public_key).await;
     let mut rows = Vec::new();
+    if scenario_wanted("core") {
+        core(
+            &sendgrid,
+            &accepted,
+            &webhook_key,
+            &webhook_public_key,
+            &mut rows,
+        )
+        .await;
+    }
+    if scenario_wanted("login-storm") {
+        login_storm(&sendgrid, &webhook_public_key, &mut rows).await;
+    }
+    if scenario_wanted("history") {
+        history_reads(&sendgrid, &webhook_public_key, &mut rows).await;
+    }
+    print_table(&rows);
+}
 
-    let ingest = webhook_ingest(&service, &webhook_key).await;
+/// Webhook ingest, the send pipeline, the settings read and the service's memory.
+async fn core(
+    sendgrid: &str,
+    accepted: &AtomicU64,
+    webhook_key: &SigningKey,
+    webhook_public_key: &str,
+    rows: &mut Vec<Row>,
+) {
+    let service = Service::start(sendgrid, webhook_public_key).await;
+
+    let ingest = webhook_ingest(&service, webhook_key).await;
     let baseline = webhook_baseline(&service).await;
     rows.push(Row {
         name: "webhook ingest, signed 1,000-event batches",
@@ -700,8 +837,8 @@ async fn main() {
         baseline,
     });
 
-    let raw = raw_fake_rate(&sendgrid, MESSAGES as u64).await;
-    let pipeline = send_pipeline(&service, &accepted).await;
+    let raw = raw_fake_rate(sendgrid, MESSAGES as u64).await;
+    let pipeline = send_pipeline(&service, accepted).await;
     rows.push(Row {
         name: "send pipeline, 20,000 queued emails",
         value: pipeline,
@@ -748,9 +885,9 @@ async fn main() {
         baseline: 150.0,
     });
 
-    let (per_message, per_event) = capacity::message_and_event_costs(&service, &webhook_key).await;
-    capacity::rows("per email sent through the API", &per_message, &mut rows);
-    capacity::rows("per SendGrid event", &per_event, &mut rows);
+    let (per_message, per_event) = capacity::message_and_event_costs(&service, webhook_key).await;
+    capacity::rows("per email sent through the API", &per_message, rows);
+    capacity::rows("per SendGrid event", &per_event, rows);
     rows.push(Row {
         name: "emails queued and sent through the API, one practice, 8 callers",
         value: capacity::one_practice_rate(&service).await,
@@ -759,6 +896,4 @@ async fn main() {
         baseline: per_message.rate_per_sec,
     });
     service.stop().await;
-    history_reads(&sendgrid, &webhook_public_key, &mut rows).await;
-    print_table(&rows);
 }

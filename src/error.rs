@@ -84,6 +84,12 @@ pub enum ApiError {
     NotFound(&'static str),
     #[error("{0}")]
     Conflict(String),
+    /// 409: a stored credential no longer decrypts; `field` is the request field to re-enter.
+    #[error("{message}")]
+    CredentialUnreadable {
+        field: &'static str,
+        message: String,
+    },
     /// The provider refused what the caller gave us (a key, a number, a domain).
     #[error("{message}")]
     ProviderRejected {
@@ -124,7 +130,7 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Conflict(_) | Self::CredentialUnreadable { .. } => StatusCode::CONFLICT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -139,7 +145,7 @@ impl ApiError {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::NotFound(_) => "not_found",
-            Self::Conflict(_) => "conflict",
+            Self::Conflict(_) | Self::CredentialUnreadable { .. } => "conflict",
             Self::ProviderRejected { .. } => "provider_rejected",
             Self::RateLimited { .. } => "rate_limited",
             Self::Unavailable(_) => "unavailable",
@@ -174,6 +180,15 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl ApiError {
+    pub fn credential_unreadable(field: crate::crypto::CredentialField) -> Self {
+        Self::CredentialUnreadable {
+            field: field.request_field(),
+            message: field.unreadable_message(),
+        }
+    }
+}
+
 impl From<WebhookError> for ApiError {
     fn from(error: WebhookError) -> Self {
         match error {
@@ -187,9 +202,13 @@ impl From<WebhookError> for ApiError {
             }
             WebhookError::Malformed(message) => Self::BadRequest(message),
             WebhookError::Database(e) => e.into(),
-            WebhookError::Credential(e) => Self::Internal(
-                anyhow::Error::new(e).context("a stored webhook credential cannot be decrypted"),
-            ),
+            WebhookError::Credential(e) => {
+                // The practice must re-enter its credential; until then nothing on this route
+                // can be verified, which to the provider is the same as a bad signature (and
+                // SendGrid retries what it was refused).
+                tracing::error!(error = %e, "a stored webhook credential cannot be decrypted; the practice must enter it again");
+                Self::Unauthorized
+            }
         }
     }
 }
@@ -214,7 +233,8 @@ impl IntoResponse for ApiError {
             Self::ProviderRejected {
                 field: Some(field),
                 message,
-            } => (
+            }
+            | Self::CredentialUnreadable { field, message } => (
                 message.clone(),
                 Some(BTreeMap::from([(field.to_string(), message)])),
             ),

@@ -2,17 +2,15 @@
 //!
 //! Every rejection is the same 401 to the client; the reason is logged at debug for operators.
 
-use std::net::SocketAddr;
-
 use axum::{
-    extract::{ConnectInfo, FromRequestParts, State},
+    extract::{FromRequestParts, State},
     http::{header, request::Parts},
 };
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::json::Json;
+use super::{client_addr::ClientAddr, json::Json};
 use crate::{
     AppState,
     auth::{self, AuthError, LoginSession, PracticeCaller, Role},
@@ -36,7 +34,7 @@ pub struct LoginRequest {
         (status = 503, description = "too many logins at once; retry after the Retry-After seconds", body = ErrorBody)))]
 async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientAddr(client): ClientAddr,
     Json(request): Json<LoginRequest>,
 ) -> Result<Json<LoginSession>, ApiError> {
     auth::login(
@@ -44,7 +42,7 @@ async fn login(
         &state.tokens,
         &request.email,
         &request.password,
-        Some(peer.ip()),
+        Some(client),
     )
     .await
     .map(Json)

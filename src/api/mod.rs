@@ -4,6 +4,7 @@
 mod admin;
 mod analytics;
 pub mod auth;
+pub mod client_addr;
 mod compliance;
 pub mod json;
 mod messages;

@@ -64,7 +64,9 @@ impl From<SettingsError> for ApiError {
             SettingsError::Invalid(fields) => ApiError::Validation(fields),
             SettingsError::Provider(failure) => failure.into(),
             SettingsError::ConcurrentChange => ApiError::Conflict(error.to_string()),
+            SettingsError::TestSendLimited { retry_after } => ApiError::RateLimited { retry_after },
             SettingsError::UnknownPractice => ApiError::NotFound("practice"),
+            SettingsError::UnreadableCredential(field) => ApiError::credential_unreadable(field),
             SettingsError::Database(e) => e.into(),
             SettingsError::DatabaseUnavailable(e) => ApiError::database_unavailable(&e),
             SettingsError::Internal(e) => ApiError::Internal(e),
@@ -81,6 +83,7 @@ impl From<DomainError> for ApiError {
             }
             DomainError::NotSetUp => ApiError::NotFound("email domain"),
             DomainError::UnknownPractice => ApiError::NotFound("practice"),
+            DomainError::UnreadableCredential(field) => ApiError::credential_unreadable(field),
             DomainError::Provider(failure) => failure.into(),
             DomainError::Database(e) => e.into(),
             DomainError::Internal(e) => ApiError::Internal(e),
@@ -187,11 +190,13 @@ async fn validate_sms(
 }
 
 /// Sends a test email through the account in effect, with fallback as for any message; sets
-/// `lastTestedAt` when the configured account delivered it.
+/// `lastTestedAt` when the configured account delivered it. Each test takes a token from the
+/// account's send rate limit and one of the practice's `TEST_SENDS_PER_HOUR`.
 #[utoipa::path(post, path = "/api/practice-settings/messaging/email/test", tag = "practice settings",
     security(("bearer" = [])), request_body = TestSendRequest,
     responses((status = 200, body = TestSendResult), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+        (status = 422, body = ErrorBody),
+        (status = 429, description = "the account's send rate or the practice's hourly test-send quota is used up; see Retry-After", body = ErrorBody)))]
 async fn test_email(
     State(state): State<AppState>,
     SettingsEditor(caller): SettingsEditor,
@@ -206,7 +211,8 @@ async fn test_email(
 #[utoipa::path(post, path = "/api/practice-settings/messaging/sms/test", tag = "practice settings",
     security(("bearer" = [])), request_body = TestSendRequest,
     responses((status = 200, body = TestSendResult), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+        (status = 422, body = ErrorBody),
+        (status = 429, description = "the account's send rate or the practice's hourly test-send quota is used up; see Retry-After", body = ErrorBody)))]
 async fn test_sms(
     State(state): State<AppState>,
     SettingsEditor(caller): SettingsEditor,

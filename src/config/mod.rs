@@ -3,8 +3,14 @@
 //! Every problem names the variable it comes from. In development the two keys are generated once
 //! and kept in a git-ignored file so that restarts can still read what was encrypted before.
 
-use std::{fmt, net::SocketAddr, path::Path, time::Duration};
+use std::{
+    fmt,
+    net::{IpAddr, SocketAddr},
+    path::Path,
+    time::Duration,
+};
 
+pub use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
@@ -99,6 +105,20 @@ pub struct QueueSettings {
     pub twilio_rate_per_sec: Option<f64>,
 }
 
+impl QueueSettings {
+    /// The send rate of the kind of account `kind` is, per account; `None` when unlimited.
+    pub fn rate_for(&self, kind: crate::messaging::ProviderKind) -> Option<f64> {
+        use crate::messaging::ProviderKind;
+        match kind {
+            ProviderKind::SystemSendgrid | ProviderKind::CustomSendgrid => {
+                self.sendgrid_rate_per_sec
+            }
+            ProviderKind::SystemTwilio | ProviderKind::CustomTwilio => self.twilio_rate_per_sec,
+            ProviderKind::Outbox => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub database_url: String,
@@ -133,6 +153,24 @@ pub struct Settings {
     /// How long message bodies, logs, provider events, outbox messages and idempotency keys are
     /// kept (`RETENTION_*`).
     pub retention: crate::history::retention::RetentionPolicy,
+    /// `TEST_SENDS_PER_HOUR`: test sends a practice may make per clock hour, on top of the
+    /// account's rate limit. They go to any number the caller types, so unbounded they are a
+    /// toll-fraud channel on whichever account pays.
+    pub test_sends_per_hour: u32,
+    /// `TRUSTED_PROXIES`: peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    pub http: HttpLimits,
+}
+
+/// How the HTTP server protects itself from clients that hold connections open.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// `HTTP_HEADER_READ_TIMEOUT_MS`: a request's headers must arrive within this long of its
+    /// first byte (or of the connection, for the first request).
+    pub header_read_timeout: Duration,
+    /// `HTTP_MAX_CONNECTIONS`: connections served at once; further ones wait in the kernel's
+    /// backlog until one closes.
+    pub max_connections: usize,
 }
 
 /// The 32-byte Ed25519 seed that signs login tokens.
@@ -346,6 +384,35 @@ impl Settings {
                     parse_or::<u64>(env, "RETENTION_INTERVAL_SECS", "3600")?.max(1),
                 ),
             },
+            test_sends_per_hour: match parse_or(env, "TEST_SENDS_PER_HOUR", "10")? {
+                0 => return Err(invalid("TEST_SENDS_PER_HOUR", "must be at least 1 (got 0)")),
+                n => n,
+            },
+            trusted_proxies: parse_trusted_proxies(env)?,
+            http: HttpLimits {
+                header_read_timeout: match parse_or::<u64>(
+                    env,
+                    "HTTP_HEADER_READ_TIMEOUT_MS",
+                    "10000",
+                )? {
+                    0 => {
+                        return Err(invalid(
+                            "HTTP_HEADER_READ_TIMEOUT_MS",
+                            "must be at least 1 millisecond (got 0)",
+                        ));
+                    }
+                    ms => Duration::from_millis(ms),
+                },
+                max_connections: match parse_or(env, "HTTP_MAX_CONNECTIONS", "1024")? {
+                    0 => {
+                        return Err(invalid(
+                            "HTTP_MAX_CONNECTIONS",
+                            "must be at least 1 (got 0)",
+                        ));
+                    }
+                    n => n,
+                },
+            },
         })
     }
 
@@ -370,6 +437,28 @@ where
     raw.trim()
         .parse()
         .map_err(|e| invalid(var, format!("{e} (got {raw:?})")))
+}
+
+/// Comma-separated addresses (`10.0.0.7`) and networks (`10.0.0.0/8`, `fd00::/8`).
+fn parse_trusted_proxies(env: &impl Env) -> Result<Vec<IpNet>, ConfigError> {
+    let Some(list) = env.get("TRUSTED_PROXIES") else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            entry
+                .parse::<IpNet>()
+                .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    invalid(
+                        "TRUSTED_PROXIES",
+                        format!("{entry:?} is neither an IP address nor a CIDR network"),
+                    )
+                })
+        })
+        .collect()
 }
 
 /// `0` turns the limit off.

@@ -55,6 +55,28 @@ impl CredentialField {
         Self::TwilioAuthToken,
     ];
 
+    /// The field of the settings request that carries it: what a practice re-enters.
+    pub fn request_field(self) -> &'static str {
+        match self {
+            Self::SendGridApiKey => "sendgridApiKey",
+            Self::TwilioAccountSid => "accountSid",
+            Self::TwilioAuthToken => "authToken",
+        }
+    }
+
+    /// Why a stored value that no longer decrypts stops the channel, and what fixes it.
+    pub fn unreadable_message(self) -> String {
+        let (what, channel) = match self {
+            Self::SendGridApiKey => ("SendGrid API key", "email"),
+            Self::TwilioAccountSid => ("Twilio account SID", "sms"),
+            Self::TwilioAuthToken => ("Twilio auth token", "sms"),
+        };
+        format!(
+            "the stored {what} can no longer be read (it was altered, or saved under an encryption key \
+             this service no longer has); enter it again with PUT /api/practice-settings/messaging/{channel}"
+        )
+    }
+
     pub fn column(self) -> &'static str {
         match self {
             Self::SendGridApiKey => "sendgrid_api_key",

@@ -155,10 +155,10 @@ pub enum FactoryError {
     UnknownPractice(Uuid),
     #[error("could not read the practice's settings: {0}")]
     Database(Arc<sqlx::Error>),
-    #[error("stored credential {field} of practice {practice_id} cannot be decrypted: {source}")]
+    #[error("stored credential {} of practice {practice_id} cannot be decrypted: {source}", field.column())]
     Decrypt {
         practice_id: Uuid,
-        field: &'static str,
+        field: CredentialField,
         source: CryptoError,
     },
 }
@@ -396,7 +396,7 @@ impl Secrets for MessagingServiceFactory {
             .decrypt_if_present(envelope, config.id, field)
             .map_err(|source| FactoryError::Decrypt {
                 practice_id: config.id,
-                field: field.column(),
+                field,
                 source,
             })
     }

@@ -294,6 +294,19 @@ impl Workers {
         }
         let route = match self.messaging.route(job.practice_id, channel).await {
             Ok(route) => route,
+            // Retrying cannot help until the practice re-enters the credential: say so on the
+            // message instead of keeping it queued behind an error nobody sees.
+            Err(crate::messaging::factory::FactoryError::Decrypt { field, .. }) => {
+                return Ok(Some(Outcome {
+                    job_id: job.job_id,
+                    outreach_log_id: job.outreach_log_id,
+                    status: "failed",
+                    provider: None,
+                    provider_message_id: None,
+                    fallback_reason: None,
+                    error: Some(format!("not sent: {}", field.unreadable_message())),
+                }));
+            }
             Err(e) => {
                 tracing::error!(error = %e, job = job.job_id, "cannot build the practice's senders; retrying later");
                 self.retry_later(&job, &e.to_string(), None).await?;
@@ -359,15 +372,7 @@ impl Workers {
     }
 
     fn rate_for(&self, kind: ProviderKind) -> Option<f64> {
-        match kind {
-            ProviderKind::SystemSendgrid | ProviderKind::CustomSendgrid => {
-                self.settings.sendgrid_rate_per_sec
-            }
-            ProviderKind::SystemTwilio | ProviderKind::CustomTwilio => {
-                self.settings.twilio_rate_per_sec
-            }
-            ProviderKind::Outbox => None,
-        }
+        self.settings.rate_for(kind)
     }
 
     fn message(&self, job: &ClaimedJob, channel: Channel, body: String) -> OutgoingMessage {

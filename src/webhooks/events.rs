@@ -1,4 +1,6 @@
-//! The append-only `provider_events` table: each provider event once, under its unique key.
+//! The append-only `provider_events` table: each provider event once per webhook route, under
+//! its key. Keys are scoped to the route because a practice signs whatever it posts to its own
+//! route, ids copied from another tenant's events included.
 
 use std::collections::HashSet;
 
@@ -6,10 +8,12 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, types::JsonValue};
 use uuid::Uuid;
 
+use super::Tenant;
+
 /// One event as received, with what we could tie it to.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
-    /// Unique per provider event: a repeat delivery carries the same key.
+    /// Unique per provider event (within its route): a repeat delivery carries the same key.
     pub key: String,
     pub practice_id: Option<Uuid>,
     pub outreach_log_id: Option<Uuid>,
@@ -19,23 +23,25 @@ pub struct NewEvent {
     pub occurred_at: Option<DateTime<Utc>>,
 }
 
-/// Appends the events in one statement, skipping keys already stored, and returns the keys that
-/// were new. A key repeated within `events` is stored once.
+/// Appends the events received on `route`'s webhook in one statement, skipping keys that route
+/// already stored, and returns the keys that were new. A key repeated within `events` is stored
+/// once.
 pub async fn append(
     db: &mut PgConnection,
     provider: &str,
+    route: Tenant,
     events: &[NewEvent],
 ) -> Result<HashSet<String>, sqlx::Error> {
     sqlx::query_scalar(
         "insert into provider_events
-             (event_key, provider, practice_id, outreach_log_id, event_type, provider_message_id, payload, occurred_at)
-         select e.event_key, $1, e.practice_id, e.outreach_log_id, e.event_type, e.provider_message_id, e.payload, e.occurred_at
+             (event_key, route_practice_id, provider, practice_id, outreach_log_id, event_type, provider_message_id, payload, occurred_at)
+         select e.event_key, $9, $1, e.practice_id, e.outreach_log_id, e.event_type, e.provider_message_id, e.payload, e.occurred_at
          from unnest($2::text[], $3::uuid[], $4::uuid[], $5::text[], $6::text[], $7::jsonb[], $8::timestamptz[])
              as e(event_key, practice_id, outreach_log_id, event_type, provider_message_id, payload, occurred_at)
          -- Key order: two transactions inserting overlapping batches then wait on each other in
          -- the same order instead of deadlocking.
          order by e.event_key
-         on conflict (event_key) do nothing
+         on conflict (route_practice_id, event_key) do nothing
          returning event_key",
     )
     .bind(provider)
@@ -46,6 +52,7 @@ pub async fn append(
     .bind(events.iter().map(|e| e.provider_message_id.as_deref()).collect::<Vec<_>>())
     .bind(events.iter().map(|e| &e.payload).collect::<Vec<_>>())
     .bind(events.iter().map(|e| e.occurred_at).collect::<Vec<_>>())
+    .bind(route.practice_id())
     .fetch_all(db)
     .await
     .map(|keys: Vec<String>| keys.into_iter().collect())

@@ -2,9 +2,10 @@
 //! authenticated by the provider's signature, per tenant, idempotent.
 //!
 //! Every request is checked with the key of the tenant its route names before anything in it is
-//! trusted. Each event is appended once to `provider_events` (its key is unique), and only an
-//! event stored for the first time changes a status or a suppression ledger, so a provider's
-//! retries and duplicate deliveries change nothing twice.
+//! trusted. Each event is appended once to `provider_events` (its key is unique per route, so a
+//! tenant cannot pre-empt another's events by copying their ids), and only an event stored for
+//! the first time changes a status or a suppression ledger, so a provider's retries and
+//! duplicate deliveries change nothing twice.
 
 pub mod events;
 pub mod ledger;

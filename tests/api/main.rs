@@ -2,8 +2,10 @@
 //! and wiremock standing in for SendGrid and Twilio.
 
 mod browser;
+mod client_addr;
 mod compliance;
 mod drills;
+mod event_keys;
 mod foundation;
 mod helpers;
 mod history;
@@ -17,6 +19,9 @@ mod pooler;
 mod process;
 mod queue;
 mod settings;
+mod slow_clients;
+mod test_sends;
 mod token_users;
+mod unreadable_credentials;
 mod vendor_spec;
 mod webhooks;

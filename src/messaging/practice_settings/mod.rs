@@ -53,6 +53,12 @@ pub enum SettingsError {
     /// would silently undo it.
     #[error("the settings were changed meanwhile; reload them and try again")]
     ConcurrentChange,
+    /// The account's send rate or the practice's hourly test-send quota is used up.
+    #[error("too many test sends; try again in {} s", retry_after.as_secs().max(1))]
+    TestSendLimited { retry_after: std::time::Duration },
+    /// A stored credential no longer decrypts: the practice must enter it again.
+    #[error("{}", .0.unreadable_message())]
+    UnreadableCredential(CredentialField),
     /// The token names a practice that has since been deleted.
     #[error("the practice no longer exists")]
     UnknownPractice,
@@ -69,6 +75,14 @@ impl From<FactoryError> for SettingsError {
     fn from(error: FactoryError) -> Self {
         match error {
             FactoryError::UnknownPractice(_) => Self::UnknownPractice,
+            FactoryError::Decrypt {
+                practice_id,
+                field,
+                source,
+            } => {
+                tracing::error!(%practice_id, field = field.column(), error = %source, "a stored credential cannot be decrypted");
+                Self::UnreadableCredential(field)
+            }
             FactoryError::Database(e) if crate::db::is_unavailable(&e) => {
                 Self::DatabaseUnavailable(e)
             }
@@ -257,13 +271,13 @@ pub(crate) fn masked(
     keyring: &Keyring,
     config: &PracticeMessagingConfig,
     field: CredentialField,
-) -> anyhow::Result<Option<String>> {
-    let secret = stored_secret(keyring, config, field).map_err(|e| {
-        anyhow::anyhow!(e).context(format!(
-            "stored {} of practice {} cannot be decrypted",
-            field.column(),
-            config.id
-        ))
+) -> Result<Option<String>, SettingsError> {
+    let secret = stored_secret(keyring, config, field).map_err(|source| {
+        SettingsError::from(FactoryError::Decrypt {
+            practice_id: config.id,
+            field,
+            source,
+        })
     })?;
     Ok(secret.map(|s| {
         let chars: Vec<char> = s.expose_secret().chars().collect();

@@ -183,6 +183,7 @@ pub async fn send_test(
             Channel::Sms => PhoneE164::parse(&to).map(String::from),
         })
         .map_err(|e| invalid("to", e))?;
+    reserve_test_send(state, caller.practice_id, channel).await?;
     let config = state.messaging.config(caller.practice_id).await?;
     let (subject, body) = match channel {
         Channel::Email => (
@@ -283,6 +284,60 @@ pub async fn send_test(
         error,
         outreach_log_id: message.outreach_log_id,
     })
+}
+
+/// Takes a token from the account's send rate limit (the one the queue obeys) and one test send
+/// from the practice's hourly quota, or says how long to wait. The rate limit comes first: its
+/// tokens come back by themselves, the quota's only at the next hour.
+async fn reserve_test_send(
+    state: &AppState,
+    practice_id: Uuid,
+    channel: Channel,
+) -> Result<(), SettingsError> {
+    let route = state.messaging.route(practice_id, channel).await?;
+    let primary = route.primary();
+    if let Some((account, rate)) = primary
+        .account_key()
+        .zip(state.settings.queue.rate_for(primary.kind()))
+        && let Some(retry_after) =
+            crate::outreach::rate_limit::try_acquire(&state.pool, account, rate).await?
+    {
+        return Err(SettingsError::TestSendLimited { retry_after });
+    }
+    let limit = i32::try_from(state.settings.test_sends_per_hour).unwrap_or(i32::MAX);
+    // The conflict arm takes the row lock and re-reads `used`, so each request sees every
+    // reservation committed before it.
+    let reserved: Option<i32> = sqlx::query_scalar(
+        "insert into test_send_quota (practice_id, window_start, used)
+         values ($1, date_trunc('hour', now()), 1)
+         on conflict (practice_id, window_start) do update set used = test_send_quota.used + 1
+         where test_send_quota.used < $2
+         returning used",
+    )
+    .bind(practice_id)
+    .bind(limit)
+    .fetch_optional(&state.pool)
+    .await?;
+    if reserved.is_none() {
+        let seconds_left: f64 = sqlx::query_scalar(
+            "select extract(epoch from date_trunc('hour', now()) + interval '1 hour' - now())::float8",
+        )
+        .fetch_one(&state.pool)
+        .await?;
+        return Err(SettingsError::TestSendLimited {
+            retry_after: std::time::Duration::from_secs_f64(seconds_left.max(1.0)),
+        });
+    }
+    if reserved == Some(1) {
+        // The first reservation of an hour: earlier hours are spent and count for nothing.
+        sqlx::query(
+            "delete from test_send_quota where practice_id = $1 and window_start < date_trunc('hour', now())",
+        )
+        .bind(practice_id)
+        .execute(&state.pool)
+        .await?;
+    }
+    Ok(())
 }
 
 async fn record_outcome(

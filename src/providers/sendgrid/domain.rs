@@ -45,6 +45,8 @@ pub enum DomainError {
     NotSetUp,
     #[error("the practice no longer exists")]
     UnknownPractice,
+    #[error("{}", .0.unreadable_message())]
+    UnreadableCredential(crate::crypto::CredentialField),
     #[error(transparent)]
     Provider(#[from] ProviderFailure),
     #[error(transparent)]
@@ -199,11 +201,15 @@ fn practice_client(
     state: &AppState,
     config: &PracticeMessagingConfig,
 ) -> Result<SendGridClient, DomainError> {
-    state
-        .messaging
-        .custom_sendgrid_client(config)
-        .context("the practice's SendGrid key cannot be used")?
-        .ok_or(DomainError::NoApiKey)
+    match state.messaging.custom_sendgrid_client(config) {
+        Ok(client) => client.ok_or(DomainError::NoApiKey),
+        Err(crate::messaging::factory::FactoryError::Decrypt { field, .. }) => {
+            Err(DomainError::UnreadableCredential(field))
+        }
+        Err(other) => {
+            Err(anyhow::Error::new(other).context("the practice's SendGrid key cannot be used"))?
+        }
+    }
 }
 
 fn refused(

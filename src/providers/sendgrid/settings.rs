@@ -376,9 +376,7 @@ pub async fn validate_email(
         None => {
             let stored = load(&state.pool, caller.practice_id).await?;
             stored_secret(&state.keyring, &stored, CredentialField::SendGridApiKey)
-                .map_err(|e| {
-                    anyhow::anyhow!(e).context("the stored SendGrid key cannot be decrypted")
-                })?
+                .map_err(|_| SettingsError::UnreadableCredential(CredentialField::SendGridApiKey))?
                 .ok_or_else(|| invalid(API_KEY, "give a key to check: none is stored"))?
         }
     };

@@ -409,7 +409,7 @@ async fn ingest(
             occurred_at: event.occurred_at,
         })
         .collect();
-    let mut new_keys = events::append(db, "sendgrid", &records).await?;
+    let mut new_keys = events::append(db, "sendgrid", tenant, &records).await?;
 
     let (mut changes, mut suppressions, mut stored) = (Vec::new(), Vec::new(), 0);
     // Per group entry, the latest unsubscribe or resubscribe of the batch (by its timestamp).

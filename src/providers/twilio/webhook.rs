@@ -105,7 +105,7 @@ async fn apply_status(
         outreach_log_id: log.as_ref().map(|log| log.id),
         ..params.event(format!("twilio:{sid}:{reported}"), reported, sid)
     };
-    let stored = append_once(&mut tx, event).await?;
+    let stored = append_once(&mut tx, tenant, event).await?;
     if stored {
         match &log {
             Some(log) => apply_to_log(&mut tx, log, &params, reported).await?,
@@ -308,7 +308,7 @@ async fn receive_message(
         practice_id: tenant.practice_id(),
         ..params.event(format!("twilio-inbound:{sid}"), keyword.event_type(), sid)
     };
-    let stored = append_once(&mut tx, event).await?;
+    let stored = append_once(&mut tx, tenant, event).await?;
     // A redelivered STOP must not undo a START that came after it, so only new messages act.
     if stored {
         // Compliance: the consent ledger and opt-out phrases.
@@ -342,8 +342,14 @@ async fn receive_message(
     ))
 }
 
-async fn append_once(db: &mut PgConnection, event: NewEvent) -> Result<bool, sqlx::Error> {
-    Ok(!events::append(db, "twilio", &[event]).await?.is_empty())
+async fn append_once(
+    db: &mut PgConnection,
+    tenant: Tenant,
+    event: NewEvent,
+) -> Result<bool, sqlx::Error> {
+    Ok(!events::append(db, "twilio", tenant, &[event])
+        .await?
+        .is_empty())
 }
 
 /// Form parameters in the order received, repeats kept: all of them are signed.
