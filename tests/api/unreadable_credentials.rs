@@ -1,6 +1,7 @@
 //! A stored credential that no longer decrypts (altered, or saved under a key this service no
 //! longer has) is a 409 naming the field to enter again wherever a practice meets it, a failed
-//! message saying so, and a 401 to the provider's webhook: never a 500.
+//! message saying so, and a 401 to the provider's webhook: never a 500. The settings read alone
+//! still answers 200, with the channel's blocker saying so: it is where the practice re-enters it.
 
 use dentite::{
     crypto::CredentialField,
@@ -44,6 +45,15 @@ async fn call(
     (response.status().as_u16(), response.json().await.unwrap())
 }
 
+/// The settings page still opens, the secret shows as stored but unreadable, and the channel's
+/// blocker says to enter it again.
+fn assert_still_opens_and_says_what_to_do(answer: &(u16, Value), channel: &str) {
+    let (status, body) = answer;
+    assert_eq!(*status, 200, "{body}");
+    let blocker = body[channel]["customBlocker"].as_str().unwrap_or_default();
+    assert!(blocker.contains("enter it again"), "{body}");
+}
+
 fn assert_names(answer: &(u16, Value), field: &str) {
     let (status, body) = answer;
     assert_eq!(*status, 409, "{body}");
@@ -70,9 +80,9 @@ async fn an_unreadable_twilio_token_is_a_409_naming_it_a_failed_send_and_a_401_t
     )
     .await;
 
-    assert_names(
+    assert_still_opens_and_says_what_to_do(
         &call(&app, Method::GET, "", &owner, None).await,
-        "authToken",
+        "sms",
     );
     assert_names(
         &call(&app, Method::GET, "/status", &owner, None).await,
@@ -147,9 +157,9 @@ async fn an_unreadable_sendgrid_key_is_a_409_naming_it_on_reads_tests_validation
     )
     .await;
 
-    assert_names(
+    assert_still_opens_and_says_what_to_do(
         &call(&app, Method::GET, "", &owner, None).await,
-        "sendgridApiKey",
+        "email",
     );
     assert_names(
         &call(&app, Method::GET, "/status", &owner, None).await,

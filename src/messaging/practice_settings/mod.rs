@@ -207,17 +207,37 @@ pub async fn view(state: &AppState, practice_id: Uuid) -> Result<MessagingSettin
 
 impl MessagingSettings {
     fn new(state: &AppState, config: &PracticeMessagingConfig) -> Result<Self, SettingsError> {
-        let masked = |field| masked(&state.keyring, config, field);
-        let (sid_last4, token_last4) = (
-            masked(CredentialField::TwilioAccountSid)?,
-            masked(CredentialField::TwilioAuthToken)?,
+        // The page must still open on a credential that no longer decrypts: it is where the
+        // practice enters it again. The secret shows as stored but unreadable, and the channel's
+        // blocker says what to do.
+        let read = |field| match masked(&state.keyring, config, field) {
+            Ok(last4) => Ok(StoredSecret {
+                configured: last4.is_some(),
+                last4,
+                unreadable: None,
+            }),
+            Err(SettingsError::UnreadableCredential(field)) => Ok(StoredSecret {
+                configured: true,
+                last4: None,
+                unreadable: Some(field.unreadable_message()),
+            }),
+            Err(other) => Err(other),
+        };
+        let (sid, token) = (
+            read(CredentialField::TwilioAccountSid)?,
+            read(CredentialField::TwilioAuthToken)?,
         );
-        let api_key_last4 = masked(CredentialField::SendGridApiKey)?;
+        let api_key = read(CredentialField::SendGridApiKey)?;
+        let sms_blocker = sid
+            .unreadable
+            .clone()
+            .or_else(|| token.unreadable.clone())
+            .or_else(|| config.custom_sms_blocker().map(str::to_string));
         Ok(Self {
             email: EmailSettings {
                 provider: stored_provider(&config.email_provider)?,
-                sendgrid_api_key_configured: api_key_last4.is_some(),
-                sendgrid_api_key_last4: api_key_last4,
+                sendgrid_api_key_configured: api_key.configured,
+                sendgrid_api_key_last4: api_key.last4,
                 from_email: config.sendgrid_from_email.clone(),
                 from_name: config.sendgrid_from_name.clone(),
                 fallback_enabled: config.email_fallback_enabled,
@@ -226,23 +246,34 @@ impl MessagingSettings {
                 webhook_url: event_webhook_url(state, config.id),
                 domain: DomainState::from_config(config),
                 last_tested_at: config.email_last_tested_at,
-                custom_blocker: config.custom_email_blocker().map(str::to_string),
+                custom_blocker: api_key
+                    .unreadable
+                    .or_else(|| config.custom_email_blocker().map(str::to_string)),
             },
             sms: SmsSettings {
                 provider: stored_provider(&config.sms_provider)?,
-                twilio_account_sid_configured: sid_last4.is_some(),
-                twilio_account_sid_last4: sid_last4,
-                twilio_auth_token_configured: token_last4.is_some(),
-                twilio_auth_token_last4: token_last4,
+                twilio_account_sid_configured: sid.configured,
+                twilio_account_sid_last4: sid.last4,
+                twilio_auth_token_configured: token.configured,
+                twilio_auth_token_last4: token.last4,
                 phone_number: config.twilio_phone_number.clone(),
                 fallback_enabled: config.sms_fallback_enabled,
                 last_tested_at: config.sms_last_tested_at,
-                custom_blocker: config.custom_sms_blocker().map(str::to_string),
+                custom_blocker: sms_blocker,
                 help_reply_enabled: config.sms_help_reply_enabled,
             },
             settings_version: config.settings_version,
         })
     }
+}
+
+/// A stored secret as the settings show it.
+struct StoredSecret {
+    configured: bool,
+    /// `None` when nothing is stored, or it no longer decrypts.
+    last4: Option<String>,
+    /// What to do when it no longer decrypts.
+    unreadable: Option<String>,
 }
 
 /// The URL a practice's own SendGrid account posts events to.
