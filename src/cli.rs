@@ -13,13 +13,11 @@ use crate::{
 };
 
 async fn connect(settings: &Settings) -> anyhow::Result<PgPool> {
-    db::pool(db::Endpoints::from_settings(settings)?.queries, 4).await
+    db::pool(settings.database_endpoints()?.queries, 4).await
 }
 
 pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    db::Endpoints::from_settings(settings)?
-        .create_and_migrate()
-        .await
+    settings.database_endpoints()?.create_and_migrate().await
 }
 
 pub async fn create_practice(settings: &Settings, name: &str) -> anyhow::Result<Uuid> {

@@ -14,56 +14,7 @@ use axum::{
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::webhooks::WebhookError;
-
-/// Field name → what is wrong with it, in words for a person.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct FieldErrors(BTreeMap<String, String>);
-
-impl FieldErrors {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn single(field: &str, message: impl Into<String>) -> Self {
-        let mut errors = Self::new();
-        errors.add(field, message);
-        errors
-    }
-
-    pub fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.0
-            .entry(field.to_string())
-            .or_insert_with(|| message.into());
-    }
-
-    /// Records the error of a parse under `field` and yields the value when it parsed.
-    pub fn check<T, E: std::fmt::Display>(
-        &mut self,
-        field: &str,
-        result: Result<T, E>,
-    ) -> Option<T> {
-        result.map_err(|e| self.add(field, e.to_string())).ok()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    /// The names of the fields in error, alphabetically.
-    pub fn fields(&self) -> impl Iterator<Item = &str> {
-        self.0.keys().map(String::as_str)
-    }
-
-    /// `Ok(())` when nothing was recorded, so handlers can `errors.finish()?`.
-    pub fn finish(self) -> Result<(), ApiError> {
-        if self.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::Validation(self))
-        }
-    }
-}
+use crate::{types::FieldErrors, webhooks::WebhookError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -227,9 +178,10 @@ impl IntoResponse for ApiError {
                 tracing::error!(error = ?cause, "internal error");
                 ("an internal error occurred".to_string(), None)
             }
-            Self::Validation(FieldErrors(fields)) => {
-                ("the request has invalid fields".to_string(), Some(fields))
-            }
+            Self::Validation(fields) => (
+                "the request has invalid fields".to_string(),
+                Some(fields.into_fields()),
+            ),
             Self::ProviderRejected {
                 field: Some(field),
                 message,

@@ -82,7 +82,7 @@ pub struct Application {
 impl Application {
     /// Creates the database when missing, migrates (unless told not to) and binds `BIND_ADDR`.
     pub async fn build(settings: Settings, options: ServeOptions) -> anyhow::Result<Self> {
-        let endpoints = db::Endpoints::from_settings(&settings)?;
+        let endpoints = settings.database_endpoints()?;
         if options.migrate {
             endpoints.create_and_migrate().await?;
         }

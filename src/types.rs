@@ -1,7 +1,7 @@
 //! Value types parsed at the edge: once constructed, a value is known to be well formed.
 //! Each error message is written for the person who typed the value.
 
-use std::fmt;
+use std::{collections::BTreeMap, fmt};
 
 use serde::{Deserialize, Serialize};
 
@@ -204,6 +204,51 @@ pub fn twilio_auth_token(value: &str) -> Result<String, String> {
         Ok(value.to_string())
     } else {
         Err("must be a Twilio auth token: 32 hexadecimal characters".into())
+    }
+}
+
+/// Field name → what is wrong with it, in words for a person.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FieldErrors(BTreeMap<String, String>);
+
+impl FieldErrors {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn single(field: &str, message: impl Into<String>) -> Self {
+        let mut errors = Self::new();
+        errors.add(field, message);
+        errors
+    }
+
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.0
+            .entry(field.to_string())
+            .or_insert_with(|| message.into());
+    }
+
+    /// Records the error of a parse under `field` and yields the value when it parsed.
+    pub fn check<T, E: std::fmt::Display>(
+        &mut self,
+        field: &str,
+        result: Result<T, E>,
+    ) -> Option<T> {
+        result.map_err(|e| self.add(field, e.to_string())).ok()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The names of the fields in error, alphabetically.
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// Each field in error with its message, alphabetically by field.
+    pub fn into_fields(self) -> BTreeMap<String, String> {
+        self.0
     }
 }
 

@@ -12,11 +12,11 @@ use uuid::Uuid;
 
 use super::{Category, ComplianceError, optout};
 use crate::{
-    error::FieldErrors,
     messaging::{
         Channel,
         suppression::{self, Scope, SuppressionReason},
     },
+    types::FieldErrors,
 };
 
 const MAX_EVIDENCE_CHARS: usize = 2000;

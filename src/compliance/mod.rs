@@ -10,7 +10,7 @@ pub mod segments;
 pub mod settings;
 pub mod window;
 
-use crate::error::FieldErrors;
+use crate::types::FieldErrors;
 
 /// What the compliance operations refuse.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@ use super::{
     segments::Price,
     window::{EARLIEST, LATEST, SendingWindow},
 };
-use crate::error::FieldErrors;
+use crate::types::FieldErrors;
 
 pub const DEFAULT_TIMEZONE: Tz = chrono_tz::America::New_York;
 pub const MAX_DAILY_CAP: i32 = 1;

@@ -162,6 +162,17 @@ pub struct Settings {
     pub http: HttpLimits,
 }
 
+impl Settings {
+    /// Where this instance's queries and its LISTEN connections go.
+    pub fn database_endpoints(&self) -> anyhow::Result<crate::db::Endpoints> {
+        crate::db::Endpoints::new(
+            &self.database_url,
+            &self.database_listen_url,
+            self.database_pooled,
+        )
+    }
+}
+
 /// How the HTTP server protects itself from clients that hold connections open.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {

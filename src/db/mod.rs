@@ -15,8 +15,6 @@ use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
-use crate::config::Settings;
-
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 pub fn connect_options(database_url: &str) -> anyhow::Result<PgConnectOptions> {
@@ -35,16 +33,18 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
-    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
-        let queries = connect_options(&settings.database_url)?;
+    /// `database_url` for queries (through a transaction-mode pooler when `pooled`) and
+    /// `listen_url` for what needs a session.
+    pub fn new(database_url: &str, listen_url: &str, pooled: bool) -> anyhow::Result<Self> {
+        let queries = connect_options(database_url)?;
         // No statement is kept across transactions: with the cache off, every statement is the
         // unnamed one, parsed, bound and executed in one go (see vendor/README.md).
-        let queries = if settings.database_pooled {
+        let queries = if pooled {
             queries.statement_cache_capacity(0)
         } else {
             queries
         };
-        let direct = PgConnectOptions::from_str(&settings.database_listen_url)
+        let direct = PgConnectOptions::from_str(listen_url)
             .context("DATABASE_LISTEN_URL is not a valid Postgres URL")?
             .log_statements(tracing::log::LevelFilter::Debug);
         Ok(Self { queries, direct })

@@ -15,9 +15,9 @@ use uuid::Uuid;
 
 use super::OutreachError;
 use crate::{
-    error::FieldErrors,
     history::counts,
     messaging::{Channel, ProviderKind},
+    types::FieldErrors,
 };
 
 const DEFAULT_DAYS: i32 = 30;

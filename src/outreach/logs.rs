@@ -11,8 +11,8 @@ use super::{
     page::{NewestFirst, Page, PageRequest},
 };
 use crate::{
-    error::FieldErrors,
     messaging::{Channel, ProviderKind},
+    types::FieldErrors,
 };
 
 /// Every value of `outreach_logs.status`, in the order a message moves through them; the last

@@ -20,7 +20,7 @@ pub mod worker;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::error::FieldErrors;
+use crate::types::FieldErrors;
 
 /// What the outreach operations refuse. One enum for the whole domain: its modules fail in the
 /// same three ways, and the HTTP layer maps them in one place.

@@ -11,7 +11,7 @@ use serde::{Serialize, de::DeserializeOwned};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::error::FieldErrors;
+use crate::types::FieldErrors;
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 100;

@@ -18,7 +18,7 @@ use super::{
     required_line,
 };
 use crate::{
-    error::FieldErrors,
+    types::FieldErrors,
     types::{EmailAddress, PhoneE164},
 };
 

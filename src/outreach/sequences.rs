@@ -24,7 +24,7 @@ use super::{
     page::{NewestFirst, Page, PageRequest},
     required_line, required_text, template,
 };
-use crate::{error::FieldErrors, messaging::Channel};
+use crate::{messaging::Channel, types::FieldErrors};
 
 const NAME_MAX_CHARS: usize = 200;
 const MAX_STEPS: usize = 50;

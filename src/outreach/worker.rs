@@ -50,6 +50,19 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// The message ends `failed` before any provider is asked, for `error`.
+    fn failed_unsent(job: &ClaimedJob, error: String) -> Self {
+        Self {
+            job_id: job.job_id,
+            outreach_log_id: job.outreach_log_id,
+            status: "failed",
+            provider: None,
+            provider_message_id: None,
+            fallback_reason: None,
+            error: Some(error),
+        }
+    }
+
     fn new(job: &ClaimedJob, delivery: &Delivery) -> Self {
         let (status, provider_message_id, error) = match &delivery.result {
             DeliveryResult::Sent {
@@ -264,15 +277,10 @@ impl Workers {
             return Ok(None);
         }
         let Some(body) = job.body.clone() else {
-            return Ok(Some(Outcome {
-                job_id: job.job_id,
-                outreach_log_id: job.outreach_log_id,
-                status: "failed",
-                provider: None,
-                provider_message_id: None,
-                fallback_reason: None,
-                error: Some("the message body was purged by retention; nothing was sent".into()),
-            }));
+            return Ok(Some(Outcome::failed_unsent(
+                &job,
+                "the message body was purged by retention; nothing was sent".into(),
+            )));
         };
         let channel = Channel::parse(&job.message_type).unwrap_or(Channel::Email);
         // Sequence steps are checked as templates; only the filled-in text shows whether a
@@ -280,32 +288,20 @@ impl Workers {
         if channel == Channel::Sms
             && let Some(why) = crate::compliance::segments::over_limit(&body)
         {
-            return Ok(Some(Outcome {
-                job_id: job.job_id,
-                outreach_log_id: job.outreach_log_id,
-                status: "failed",
-                provider: None,
-                provider_message_id: None,
-                fallback_reason: None,
-                error: Some(format!(
-                    "the SMS with its placeholders filled in {why}; nothing was sent"
-                )),
-            }));
+            return Ok(Some(Outcome::failed_unsent(
+                &job,
+                format!("the SMS with its placeholders filled in {why}; nothing was sent"),
+            )));
         }
         let route = match self.messaging.route(job.practice_id, channel).await {
             Ok(route) => route,
             // Retrying cannot help until the practice re-enters the credential: say so on the
             // message instead of keeping it queued behind an error nobody sees.
             Err(crate::messaging::factory::FactoryError::Decrypt { field, .. }) => {
-                return Ok(Some(Outcome {
-                    job_id: job.job_id,
-                    outreach_log_id: job.outreach_log_id,
-                    status: "failed",
-                    provider: None,
-                    provider_message_id: None,
-                    fallback_reason: None,
-                    error: Some(format!("not sent: {}", field.unreadable_message())),
-                }));
+                return Ok(Some(Outcome::failed_unsent(
+                    &job,
+                    format!("not sent: {}", field.unreadable_message()),
+                )));
             }
             Err(e) => {
                 tracing::error!(error = %e, job = job.job_id, "cannot build the practice's senders; retrying later");

@@ -630,3 +630,36 @@ pub fn numbers_mock(numbers: Value, times: u64) -> Mock {
 pub fn number(phone: &str, sms: bool) -> Value {
     json!({"sid": "PN1", "phone_number": phone, "capabilities": {"sms": sms, "voice": true}})
 }
+
+pub const PATIENT_EMAIL: &str = "pat@example.com";
+pub const PATIENT_PHONE: &str = "+15557654321";
+
+/// An outreach log as a custom account's send leaves it: `status`, with the vendor's message id.
+pub async fn insert_log(
+    app: &TestApp,
+    practice: Uuid,
+    channel: &str,
+    status: &str,
+    provider_message_id: &str,
+) -> Uuid {
+    let (provider, recipient) = match channel {
+        "email" => ("custom_sendgrid", PATIENT_EMAIL),
+        _ => ("custom_twilio", PATIENT_PHONE),
+    };
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "insert into outreach_logs (id, practice_id, message_type, messaging_provider, status, recipient, body, provider_message_id)
+         values ($1, $2, $3, $4, $5, $6, 'See you soon', $7)",
+    )
+    .bind(id)
+    .bind(practice)
+    .bind(channel)
+    .bind(provider)
+    .bind(status)
+    .bind(recipient)
+    .bind(provider_message_id)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    id
+}

@@ -80,10 +80,7 @@ async fn an_unreadable_twilio_token_is_a_409_naming_it_a_failed_send_and_a_401_t
     )
     .await;
 
-    assert_still_opens_and_says_what_to_do(
-        &call(&app, Method::GET, "", &owner, None).await,
-        "sms",
-    );
+    assert_still_opens_and_says_what_to_do(&call(&app, Method::GET, "", &owner, None).await, "sms");
     assert_names(
         &call(&app, Method::GET, "/status", &owner, None).await,
         "authToken",

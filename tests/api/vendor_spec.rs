@@ -9,11 +9,12 @@ use reqwest::{Method, Response};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{SendGridSigner, TestApp, TestEnv, sendgrid_batch as batch, spawn_app};
+use crate::helpers::{
+    PATIENT_EMAIL, PATIENT_PHONE, SendGridSigner, TestApp, TestEnv, insert_log,
+    sendgrid_batch as batch, spawn_app,
+};
 
 const WEBHOOK_BASE: &str = "https://hooks.dentite.test";
-const PATIENT_EMAIL: &str = "pat@example.com";
-const PATIENT_PHONE: &str = "+15557654321";
 
 // SendGrid events
 
@@ -61,29 +62,6 @@ async fn post_sendgrid(app: &TestApp, practice: Uuid, signer: &SendGridSigner, e
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-}
-
-async fn insert_log(app: &TestApp, practice: Uuid, channel: &str, status: &str, sid: &str) -> Uuid {
-    let (provider, recipient) = match channel {
-        "email" => ("custom_sendgrid", PATIENT_EMAIL),
-        _ => ("custom_twilio", PATIENT_PHONE),
-    };
-    let id = Uuid::new_v4();
-    sqlx::query(
-        "insert into outreach_logs (id, practice_id, message_type, messaging_provider, status, recipient, body, provider_message_id)
-         values ($1, $2, $3, $4, $5, $6, 'See you soon', $7)",
-    )
-    .bind(id)
-    .bind(practice)
-    .bind(channel)
-    .bind(provider)
-    .bind(status)
-    .bind(recipient)
-    .bind(sid)
-    .execute(&app.pool)
-    .await
-    .unwrap();
-    id
 }
 
 fn custom_args(log: Uuid, practice: Uuid) -> Value {

@@ -8,16 +8,14 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{
-    SYSTEM_TWILIO_NUMBER, SYSTEM_TWILIO_SID, SYSTEM_TWILIO_TOKEN, SendGridSigner, TestApp, TestEnv,
-    sendgrid_batch as batch, spawn_app,
+    PATIENT_EMAIL, PATIENT_PHONE, SYSTEM_TWILIO_NUMBER, SYSTEM_TWILIO_SID, SYSTEM_TWILIO_TOKEN,
+    SendGridSigner, TestApp, TestEnv, insert_log, sendgrid_batch as batch, spawn_app,
 };
 
 /// Must match `WEBHOOK_BASE_URL` of `TestEnv`: Twilio signs the URL it was given, not our address.
 const WEBHOOK_BASE: &str = "https://hooks.dentite.test";
 const PRACTICE_TWILIO_SID: &str = "AC11111111111111111111111111111111";
 const PRACTICE_TWILIO_TOKEN: &str = "abcdef0123456789abcdef0123456789";
-const PATIENT_EMAIL: &str = "pat@example.com";
-const PATIENT_PHONE: &str = "+15557654321";
 
 fn now() -> String {
     chrono::Utc::now().timestamp().to_string()
@@ -98,35 +96,6 @@ async fn app_with_system_sendgrid_key() -> (TestApp, SendGridSigner) {
         .spawn()
         .await;
     (app, signer)
-}
-
-async fn insert_log(
-    app: &TestApp,
-    practice: Uuid,
-    channel: &str,
-    status: &str,
-    provider_message_id: &str,
-) -> Uuid {
-    let (provider, recipient) = match channel {
-        "email" => ("custom_sendgrid", PATIENT_EMAIL),
-        _ => ("custom_twilio", PATIENT_PHONE),
-    };
-    let id = Uuid::new_v4();
-    sqlx::query(
-        "insert into outreach_logs (id, practice_id, message_type, messaging_provider, status, recipient, body, provider_message_id)
-         values ($1, $2, $3, $4, $5, $6, 'See you soon', $7)",
-    )
-    .bind(id)
-    .bind(practice)
-    .bind(channel)
-    .bind(provider)
-    .bind(status)
-    .bind(recipient)
-    .bind(provider_message_id)
-    .execute(&app.pool)
-    .await
-    .unwrap();
-    id
 }
 
 async fn status_of(app: &TestApp, log: Uuid) -> String {

@@ -39,8 +39,8 @@ use crate::{
     AppState,
     auth::PracticeCaller,
     crypto::{CredentialField, CryptoError, Keyring},
-    error::FieldErrors,
     providers::sendgrid::domain::DomainState,
+    types::FieldErrors,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -18,7 +18,6 @@ use uuid::Uuid;
 use crate::{
     AppState,
     auth::PracticeCaller,
-    error::FieldErrors,
     messaging::{
         factory::wait_or_stop,
         practice_settings::ProviderFailure,
@@ -26,6 +25,7 @@ use crate::{
         settings::{PracticeMessagingConfig, commit_change},
     },
     types::DomainName,
+    types::FieldErrors,
 };
 
 #[derive(Debug, thiserror::Error)]

@@ -14,13 +14,13 @@ use crate::{
     AppState,
     auth::PracticeCaller,
     crypto::CredentialField,
-    error::FieldErrors,
     messaging::{
         Channel, ProviderKind,
         sendgrid::{EventWebhook, SendGridClient},
         settings::PracticeMessagingConfig,
     },
     providers::sendgrid::signature::SendGridVerifier,
+    types::FieldErrors,
     types::{self, EmailAddress},
 };
 

@@ -15,8 +15,8 @@ use crate::{
     AppState,
     auth::PracticeCaller,
     crypto::CredentialField,
-    error::FieldErrors,
     messaging::{Channel, ProviderKind, settings::PracticeMessagingConfig, twilio::TwilioClient},
+    types::FieldErrors,
     types::{self, PhoneE164},
 };
 
