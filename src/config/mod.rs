@@ -105,20 +105,6 @@ pub struct QueueSettings {
     pub twilio_rate_per_sec: Option<f64>,
 }
 
-impl QueueSettings {
-    /// The send rate of the kind of account `kind` is, per account; `None` when unlimited.
-    pub fn rate_for(&self, kind: crate::messaging::ProviderKind) -> Option<f64> {
-        use crate::messaging::ProviderKind;
-        match kind {
-            ProviderKind::SystemSendgrid | ProviderKind::CustomSendgrid => {
-                self.sendgrid_rate_per_sec
-            }
-            ProviderKind::SystemTwilio | ProviderKind::CustomTwilio => self.twilio_rate_per_sec,
-            ProviderKind::Outbox => None,
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub database_url: String,

@@ -4,6 +4,17 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
+use crate::{config::QueueSettings, messaging::ProviderKind};
+
+/// The send rate of the kind of account `kind` is, per account; `None` when unlimited.
+pub fn rate_for(queue: &QueueSettings, kind: ProviderKind) -> Option<f64> {
+    match kind {
+        ProviderKind::SystemSendgrid | ProviderKind::CustomSendgrid => queue.sendgrid_rate_per_sec,
+        ProviderKind::SystemTwilio | ProviderKind::CustomTwilio => queue.twilio_rate_per_sec,
+        ProviderKind::Outbox => None,
+    }
+}
+
 /// Takes one token from `account`'s bucket, refilled at `per_second` and holding at most one
 /// second's worth (at least one token). Returns `None` when a token was taken, or how long
 /// until one will be there.

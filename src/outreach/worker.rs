@@ -368,7 +368,7 @@ impl Workers {
     }
 
     fn rate_for(&self, kind: ProviderKind) -> Option<f64> {
-        self.settings.rate_for(kind)
+        super::rate_limit::rate_for(&self.settings, kind)
     }
 
     fn message(&self, job: &ClaimedJob, channel: Channel, body: String) -> OutgoingMessage {

@@ -203,7 +203,7 @@ pub async fn send_test(
         ),
     };
     let message = OutgoingMessage {
-        outreach_log_id: Uuid::new_v4(),
+        outreach_log_id: crate::outreach::queue::new_log_id(),
         practice_id: config.id,
         channel,
         to,
@@ -298,7 +298,10 @@ async fn reserve_test_send(
     let primary = route.primary();
     if let Some((account, rate)) = primary
         .account_key()
-        .zip(state.settings.queue.rate_for(primary.kind()))
+        .zip(crate::outreach::rate_limit::rate_for(
+            &state.settings.queue,
+            primary.kind(),
+        ))
         && let Some(retry_after) =
             crate::outreach::rate_limit::try_acquire(&state.pool, account, rate).await?
     {
