@@ -663,3 +663,36 @@ pub async fn insert_log(
     .unwrap();
     id
 }
+
+/// One event with a fresh `sg_event_id`; `fields` add to or replace the defaults.
+pub fn sg_event(kind: &str, fields: Value) -> Value {
+    let mut event = json!({
+        "email": PATIENT_EMAIL,
+        "timestamp": chrono::Utc::now().timestamp(),
+        "event": kind,
+        "sg_event_id": Uuid::new_v4().simple().to_string(),
+    });
+    event
+        .as_object_mut()
+        .unwrap()
+        .extend(fields.as_object().unwrap().clone());
+    event
+}
+
+/// The custom args our sends attach, as SendGrid flattens them into each event.
+pub fn custom_args(log: Uuid, practice: Uuid) -> Value {
+    json!({"outreach_log_id": log.to_string(), "practice_id": practice.to_string()})
+}
+
+/// A practice whose own SendGrid webhook signs with a fresh key.
+pub async fn practice_with_sendgrid_key(app: &TestApp, name: &str) -> (Uuid, SendGridSigner) {
+    let practice = app.create_practice(name).await;
+    let signer = SendGridSigner::new();
+    sqlx::query("update practices set email_provider = 'custom_sendgrid', sendgrid_webhook_verify_key = $1 where id = $2")
+        .bind(signer.public_key())
+        .bind(practice)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    (practice, signer)
+}

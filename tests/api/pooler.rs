@@ -292,6 +292,25 @@ where
     }
 }
 
+/// Waits until each query counts what it is paired with.
+async fn wait_for_counts(
+    pool: &PgPool,
+    what: &str,
+    timeout: Duration,
+    counts: &[(&'static str, i64)],
+) {
+    wait_until(what, timeout, || async move {
+        for (query, expected) in counts {
+            let n: i64 = sqlx::query_scalar(*query).fetch_one(pool).await.unwrap();
+            if n != *expected {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+}
+
 async fn email_provider_seen_by(http: &reqwest::Client, base: &str, token: &str) -> String {
     let body: Value = http
         .get(format!("{base}/api/practice-settings/messaging"))
@@ -519,22 +538,11 @@ async fn three_instances_behind_pgbouncer_share_settings_send_a_thousand_message
     instances[1].terminate();
     instances[1] = Instance::start(&pooled, &sendgrid, &env).await;
 
-    let pool = app.pool.clone();
-    wait_until(
+    wait_for_counts(
+        &app.pool,
         "every queued message is sent",
         Duration::from_secs(60),
-        || {
-            let pool = pool.clone();
-            async move {
-                sqlx::query_scalar::<_, i64>(
-                    "select count(*) from outreach_logs where status not in ('sent', 'delivered', 'opened')",
-                )
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-                    == 0
-            }
-        },
+        &[("select count(*) from outreach_logs where status not in ('sent', 'delivered', 'opened')", 0)],
     )
     .await;
     let unstored = tokio::time::timeout(Duration::from_secs(60), webhooks)
@@ -729,22 +737,14 @@ async fn with_three_instances_behind_pgbouncer_every_schedule_runs_each_item_onc
     };
     let (a, b, c) = tokio::join!(instance(), instance(), instance());
 
-    let pool = setup.pool.clone();
-    wait_until(
+    wait_for_counts(
+        &setup.pool,
         "the sequence's and the deferred messages are all sent",
         Duration::from_secs(30),
-        || {
-            let pool = pool.clone();
-            async move {
-                sqlx::query_scalar::<_, i64>(
-                    "select count(*) from outreach_logs where status = 'sent'",
-                )
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-                    == 130
-            }
-        },
+        &[(
+            "select count(*) from outreach_logs where status = 'sent'",
+            130,
+        )],
     )
     .await;
     let domains = vendor_server.received_requests().await.unwrap();
@@ -799,28 +799,18 @@ async fn with_three_instances_behind_pgbouncer_every_schedule_runs_each_item_onc
 
     // Retention ran on all three at start: what was past its age is gone or blanked, the rest
     // is untouched, and the counts still include every purged log.
-    let left = |query: &'static str| {
-        let pool = setup.pool.clone();
-        async move {
-            sqlx::query_scalar::<_, i64>(query)
-                .fetch_one(&pool)
-                .await
-                .unwrap()
-        }
-    };
-    wait_until(
+    wait_for_counts(
+        &setup.pool,
         "retention has purged the old history",
         Duration::from_secs(30),
-        || async {
-            left("select count(*) from outreach_logs where recipient = 'old@example.com'").await
-                == 350
-                && left("select count(*) from provider_events where event_key like 'retention-%'")
-                    .await
-                    == 50
-                && left("select count(*) from outreach_logs where recipient = 'old@example.com' and body is not null")
-                    .await
-                    == 50
-        },
+        &[
+            ("select count(*) from outreach_logs where recipient = 'old@example.com'", 350),
+            ("select count(*) from provider_events where event_key like 'retention-%'", 50),
+            (
+                "select count(*) from outreach_logs where recipient = 'old@example.com' and body is not null",
+                50,
+            ),
+        ],
     )
     .await;
     assert_eq!(

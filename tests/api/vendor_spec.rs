@@ -10,40 +10,13 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{
-    PATIENT_EMAIL, PATIENT_PHONE, SendGridSigner, TestApp, TestEnv, insert_log,
-    sendgrid_batch as batch, spawn_app,
+    PATIENT_EMAIL, PATIENT_PHONE, SendGridSigner, TestApp, TestEnv, custom_args, insert_log,
+    practice_with_sendgrid_key, sendgrid_batch as batch, sg_event, spawn_app,
 };
 
 const WEBHOOK_BASE: &str = "https://hooks.dentite.test";
 
 // SendGrid events
-
-fn sg_event(kind: &str, fields: Value) -> Value {
-    let mut event = json!({
-        "email": PATIENT_EMAIL,
-        "timestamp": chrono::Utc::now().timestamp(),
-        "event": kind,
-        "sg_event_id": Uuid::new_v4().simple().to_string(),
-    });
-    event
-        .as_object_mut()
-        .unwrap()
-        .extend(fields.as_object().unwrap().clone());
-    event
-}
-
-/// A practice whose own SendGrid webhook signs with a fresh key.
-async fn practice_with_sendgrid_key(app: &TestApp, name: &str) -> (Uuid, SendGridSigner) {
-    let practice = app.create_practice(name).await;
-    let signer = SendGridSigner::new();
-    sqlx::query("update practices set email_provider = 'custom_sendgrid', sendgrid_webhook_verify_key = $1 where id = $2")
-        .bind(signer.public_key())
-        .bind(practice)
-        .execute(&app.pool)
-        .await
-        .unwrap();
-    (practice, signer)
-}
 
 async fn post_sendgrid(app: &TestApp, practice: Uuid, signer: &SendGridSigner, events: &[Value]) {
     let body = batch(events);
@@ -62,10 +35,6 @@ async fn post_sendgrid(app: &TestApp, practice: Uuid, signer: &SendGridSigner, e
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-}
-
-fn custom_args(log: Uuid, practice: Uuid) -> Value {
-    json!({"outreach_log_id": log.to_string(), "practice_id": practice.to_string()})
 }
 
 /// Every reason the practice's ledger holds for the address, whichever account would send.

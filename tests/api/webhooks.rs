@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use crate::helpers::{
     PATIENT_EMAIL, PATIENT_PHONE, SYSTEM_TWILIO_NUMBER, SYSTEM_TWILIO_SID, SYSTEM_TWILIO_TOKEN,
-    SendGridSigner, TestApp, TestEnv, insert_log, sendgrid_batch as batch, spawn_app,
+    SendGridSigner, TestApp, TestEnv, custom_args, insert_log, practice_with_sendgrid_key,
+    sendgrid_batch as batch, sg_event, spawn_app,
 };
 
 /// Must match `WEBHOOK_BASE_URL` of `TestEnv`: Twilio signs the URL it was given, not our address.
@@ -19,26 +20,6 @@ const PRACTICE_TWILIO_TOKEN: &str = "abcdef0123456789abcdef0123456789";
 
 fn now() -> String {
     chrono::Utc::now().timestamp().to_string()
-}
-
-/// One event with a fresh `sg_event_id`; `fields` add to or replace the defaults.
-fn sg_event(kind: &str, fields: Value) -> Value {
-    let mut event = json!({
-        "email": PATIENT_EMAIL,
-        "timestamp": chrono::Utc::now().timestamp(),
-        "event": kind,
-        "sg_event_id": Uuid::new_v4().simple().to_string(),
-    });
-    event
-        .as_object_mut()
-        .unwrap()
-        .extend(fields.as_object().unwrap().clone());
-    event
-}
-
-/// The custom args our sends attach, as SendGrid flattens them into each event.
-fn custom_args(log: Uuid, practice: Uuid) -> Value {
-    json!({"outreach_log_id": log.to_string(), "practice_id": practice.to_string()})
 }
 
 fn practice_path(practice: Uuid) -> String {
@@ -73,19 +54,6 @@ async fn post_sendgrid_at(
 
 async fn post_sendgrid(app: &TestApp, path: &str, signer: &SendGridSigner, body: &str) -> Response {
     post_sendgrid_at(app, path, signer, &now(), body).await
-}
-
-/// A practice whose own SendGrid webhook signs with a fresh key.
-async fn practice_with_sendgrid_key(app: &TestApp, name: &str) -> (Uuid, SendGridSigner) {
-    let practice = app.create_practice(name).await;
-    let signer = SendGridSigner::new();
-    sqlx::query("update practices set email_provider = 'custom_sendgrid', sendgrid_webhook_verify_key = $1 where id = $2")
-        .bind(signer.public_key())
-        .bind(practice)
-        .execute(&app.pool)
-        .await
-        .unwrap();
-    (practice, signer)
 }
 
 /// An app whose system SendGrid webhook signs with the returned key.
