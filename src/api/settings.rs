@@ -162,6 +162,7 @@ async fn delete_sms(
 #[utoipa::path(post, path = "/api/practice-settings/messaging/email/validate", tag = "practice settings",
     security(("bearer" = [])), request_body = EmailValidationRequest,
     responses((status = 200, body = EmailValidation), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "the stored credential no longer decrypts: enter it again", body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn validate_email(
     State(state): State<AppState>,
@@ -178,6 +179,7 @@ async fn validate_email(
 #[utoipa::path(post, path = "/api/practice-settings/messaging/sms/validate", tag = "practice settings",
     security(("bearer" = [])), request_body = SmsValidationRequest,
     responses((status = 200, body = SmsValidation), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "the stored credential no longer decrypts: enter it again", body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn validate_sms(
     State(state): State<AppState>,
@@ -195,6 +197,7 @@ async fn validate_sms(
 #[utoipa::path(post, path = "/api/practice-settings/messaging/email/test", tag = "practice settings",
     security(("bearer" = [])), request_body = TestSendRequest,
     responses((status = 200, body = TestSendResult), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "a stored credential no longer decrypts: enter it again", body = ErrorBody),
         (status = 422, body = ErrorBody),
         (status = 429, description = "the account's send rate or the practice's hourly test-send quota is used up; see Retry-After", body = ErrorBody)))]
 async fn test_email(
@@ -211,6 +214,7 @@ async fn test_email(
 #[utoipa::path(post, path = "/api/practice-settings/messaging/sms/test", tag = "practice settings",
     security(("bearer" = [])), request_body = TestSendRequest,
     responses((status = 200, body = TestSendResult), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "a stored credential no longer decrypts: enter it again", body = ErrorBody),
         (status = 422, body = ErrorBody),
         (status = 429, description = "the account's send rate or the practice's hourly test-send quota is used up; see Retry-After", body = ErrorBody)))]
 async fn test_sms(
@@ -289,7 +293,8 @@ async fn verify_domain(
 /// Per channel: configured provider, provider in effect after the rules and the health circuit,
 /// health, domain, last test and the last 30 days' sent, delivered and failed.
 #[utoipa::path(get, path = "/api/practice-settings/messaging/status", tag = "practice settings", security(("bearer" = [])),
-    responses((status = 200, body = MessagingStatus), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = MessagingStatus), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, description = "a stored credential no longer decrypts: enter it again", body = ErrorBody)))]
 async fn get_status(
     State(state): State<AppState>,
     caller: PracticeCaller,
