@@ -6,6 +6,7 @@
 pub mod consent;
 pub mod optout;
 pub mod preview;
+pub mod recipient;
 pub mod segments;
 pub mod settings;
 pub mod window;
@@ -41,4 +42,22 @@ pub enum Category {
     #[default]
     Care,
     Marketing,
+}
+
+impl Category {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Care => "care",
+            Self::Marketing => "marketing",
+        }
+    }
+
+    /// Reads `outreach_logs.category`; its check constraint allows only these two.
+    pub fn from_stored(text: &str) -> Self {
+        if text == Self::Marketing.as_str() {
+            Self::Marketing
+        } else {
+            Self::Care
+        }
+    }
 }

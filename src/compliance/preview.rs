@@ -8,9 +8,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
-    Category, ComplianceError,
+    Category, ComplianceError, recipient,
     segments::{self, Encoding},
-    settings,
+    settings, window,
 };
 use crate::messaging::{Channel, suppression};
 
@@ -51,9 +51,11 @@ pub async fn preview(
     now: DateTime<Utc>,
 ) -> Result<Preview, ComplianceError> {
     let rules = settings::rules(pool, practice_id).await?;
+    let mut db = pool.acquire().await?;
+    let recipient = recipient::window_for(&mut db, practice_id, request.patient_id).await?;
+    drop(db);
     let shape = segments::analyse(&request.body);
     let category = request.category.unwrap_or_default();
-    let windowed = request.channel == Channel::Sms || category == Category::Marketing;
     let estimated_cost = match request.channel {
         Channel::Sms => rules
             .sms_segment_price
@@ -87,7 +89,8 @@ pub async fn preview(
         segments: shape.segments,
         non_gsm_characters: shape.non_gsm_characters,
         estimated_cost,
-        scheduled_for: windowed.then(|| rules.window.next_allowed(now, rules.timezone)),
+        scheduled_for: window::applies(request.channel, category)
+            .then(|| recipient.window.next_allowed(now, recipient.zone)),
         would_be_suppressed,
     })
 }

@@ -7,6 +7,9 @@
 use chrono::{DateTime, Days, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
+use super::Category;
+use crate::messaging::Channel;
+
 /// The earliest local time any message may go out.
 pub const EARLIEST: NaiveTime = NaiveTime::from_hms_opt(8, 0, 0).expect("valid time");
 /// The local time after which no message may go out.
@@ -47,6 +50,52 @@ impl SendingWindow {
         }
         opening_on(zone, day, self.start)
     }
+}
+
+/// Why a queued message waits (`outreach_logs.defer_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeferReason {
+    /// Outside the recipient's sending window; it goes when the window next opens.
+    QuietHours,
+}
+
+impl DeferReason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::QuietHours => "quiet_hours",
+        }
+    }
+}
+
+/// Whether the window binds this kind of message: every SMS, and marketing email. Care email
+/// (a confirmation read whenever the inbox is opened) wakes nobody, so it is not held back.
+pub fn applies(channel: Channel, category: Category) -> bool {
+    channel == Channel::Sms || category == Category::Marketing
+}
+
+/// The zone a recipient's window is read in: the patient's own, else the practice's. A stored
+/// zone the tz database no longer knows falls back to the practice's rather than stop sending.
+pub fn recipient_zone(patient_zone: Option<&str>, practice_zone: Tz) -> Tz {
+    patient_zone
+        .and_then(|name| name.parse().ok())
+        .unwrap_or(practice_zone)
+}
+
+/// When a message must wait: the window's next opening if that is later than `now`, else `None`
+/// (it may go now, or it is not windowed at all).
+pub fn defer_until(
+    window: SendingWindow,
+    zone: Tz,
+    channel: Channel,
+    category: Category,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if !applies(channel, category) {
+        return None;
+    }
+    let next = window.next_allowed(now, zone);
+    (next > now).then_some(next)
 }
 
 /// The instant `start` on `day` in `zone`. When that wall-clock time does not exist (a
@@ -169,6 +218,62 @@ mod tests {
         assert_eq!(
             window.next_allowed(now, chrono_tz::America::Phoenix),
             utc("2026-06-15T15:00:00Z")
+        );
+    }
+
+    #[test]
+    fn care_email_is_never_deferred_but_sms_and_marketing_email_are() {
+        let window = SendingWindow::clamped(hm(8, 0), hm(21, 0));
+        let night = utc("2026-06-15T07:00:00Z"); // 03:00 EDT
+        let morning = Some(utc("2026-06-15T12:00:00Z"));
+        let at_night = |channel, category| defer_until(window, NEW_YORK, channel, category, night);
+        assert_eq!(at_night(Channel::Email, Category::Care), None);
+        assert_eq!(at_night(Channel::Email, Category::Marketing), morning);
+        assert_eq!(at_night(Channel::Sms, Category::Care), morning);
+        assert_eq!(at_night(Channel::Sms, Category::Marketing), morning);
+        let day = utc("2026-06-15T15:00:00Z");
+        assert_eq!(
+            defer_until(window, NEW_YORK, Channel::Sms, Category::Care, day),
+            None
+        );
+    }
+
+    #[test]
+    fn an_sms_queued_the_evening_before_spring_forward_waits_for_eight_daylight_time() {
+        let window = SendingWindow::clamped(hm(8, 0), hm(21, 0));
+        // Saturday 2026-03-07 21:30 EST; Sunday 08:00 is EDT (UTC-4), so 12:00 UTC.
+        let queued = utc("2026-03-08T02:30:00Z");
+        assert_eq!(
+            defer_until(window, NEW_YORK, Channel::Sms, Category::Care, queued),
+            Some(utc("2026-03-08T12:00:00Z"))
+        );
+        // The same wall-clock evening before fall back waits until 08:00 EST, 13:00 UTC.
+        let queued = utc("2026-11-01T01:30:00Z"); // Saturday 21:30 EDT
+        assert_eq!(
+            defer_until(window, NEW_YORK, Channel::Sms, Category::Care, queued),
+            Some(utc("2026-11-01T13:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn the_patients_zone_wins_over_the_practices_and_an_unknown_one_falls_back() {
+        assert_eq!(
+            recipient_zone(Some("Asia/Tokyo"), NEW_YORK),
+            chrono_tz::Asia::Tokyo
+        );
+        assert_eq!(recipient_zone(None, NEW_YORK), NEW_YORK);
+        assert_eq!(recipient_zone(Some("Nowhere/Land"), NEW_YORK), NEW_YORK);
+        // 14:00 UTC: 10:00 in New York, 23:00 in Tokyo (so Tokyo waits for 08:00 there).
+        let window = SendingWindow::clamped(hm(8, 0), hm(21, 0));
+        let now = utc("2026-06-15T14:00:00Z");
+        let tokyo = recipient_zone(Some("Asia/Tokyo"), NEW_YORK);
+        assert_eq!(
+            defer_until(window, NEW_YORK, Channel::Sms, Category::Care, now),
+            None
+        );
+        assert_eq!(
+            defer_until(window, tokyo, Channel::Sms, Category::Care, now),
+            Some(utc("2026-06-15T23:00:00Z"))
         );
     }
 

@@ -59,6 +59,12 @@ pub struct OutreachLog {
     pub category: String,
     /// SMS segments the body takes (absent for email).
     pub segments: Option<i32>,
+    /// When a message held back by the recipient's sending window is (or was) to be handed
+    /// over; kept after it is sent, as the record of why it waited.
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// Why it waited: `quiet_hours`. Absent for a message that never had to.
+    #[schema(value_type = Option<crate::compliance::window::DeferReason>)]
+    pub defer_reason: Option<String>,
 }
 
 /// Selected by every query returning an [`OutreachLog`].
@@ -66,7 +72,7 @@ macro_rules! log_select {
     () => {
         "select id, message_type as channel, status, messaging_provider, fallback_reason, provider_message_id,
                 error, created_at, updated_at, patient_id, recipient, subject,
-                category, segments
+                category, segments, scheduled_for, defer_reason
          from outreach_logs "
     };
 }

@@ -7,6 +7,7 @@
 //! (the recipient address is kept on each log) and ends their sequence enrolments.
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde::{Deserialize, Deserializer, Serialize};
 use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
@@ -35,6 +36,9 @@ pub struct Patient {
     pub email: Option<String>,
     /// E.164, like `+15551234567`.
     pub phone: Option<String>,
+    /// IANA time zone the patient's sending window is computed in; the practice's when absent.
+    #[schema(example = "America/Chicago")]
+    pub timezone: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// The list's sort key as Postgres computes it, so cursors compare exactly as the index does.
@@ -47,7 +51,7 @@ pub struct Patient {
 /// Selected by every query returning a [`Patient`].
 macro_rules! patient_columns {
     () => {
-        "id, first_name, last_name, email, phone, created_at, updated_at,
+        "id, first_name, last_name, email, phone, timezone, created_at, updated_at,
          lower(last_name) as sort_last, lower(first_name) as sort_first"
     };
 }
@@ -64,6 +68,8 @@ pub struct PatientFields {
     pub email: Option<String>,
     /// E.164, like `+15551234567`.
     pub phone: Option<String>,
+    /// IANA time zone, like `America/Chicago`; absent or blank: the practice's.
+    pub timezone: Option<String>,
 }
 
 /// A change to a patient: an absent field is kept, `null` clears it (only `email` and `phone`
@@ -83,6 +89,10 @@ pub struct PatientPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub phone: Option<Option<String>>,
+    /// `null` returns the patient to the practice's time zone.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub timezone: Option<Option<String>>,
 }
 
 /// Tells a field sent as `null` (`Some(None)`) from one not sent at all (`None`, by `default`).
@@ -97,6 +107,7 @@ impl PatientPatch {
             last_name: self.last_name.unwrap_or(Some(current.last_name)),
             email: self.email.unwrap_or(current.email),
             phone: self.phone.unwrap_or(current.phone),
+            timezone: self.timezone.unwrap_or(current.timezone),
         }
     }
 }
@@ -121,6 +132,7 @@ struct ValidPatient {
     last_name: String,
     email: Option<EmailAddress>,
     phone: Option<PhoneE164>,
+    timezone: Option<Tz>,
 }
 
 impl PatientFields {
@@ -150,18 +162,25 @@ impl PatientFields {
             self.phone.as_deref(),
             PhoneE164::parse,
         );
+        let timezone = contact(&mut errors, "timezone", self.timezone.as_deref(), |text| {
+            text.parse::<Tz>()
+                .map_err(|_| "must be an IANA time zone, like America/Chicago".to_string())
+        });
         if let (Some(None), Some(None)) = (&email, &phone) {
             const UNREACHABLE: &str = "give an email address or a phone number (or both)";
             errors.add("email", UNREACHABLE);
             errors.add("phone", UNREACHABLE);
         }
-        match (first_name, last_name, email, phone) {
-            (Some(first_name), Some(last_name), Some(email), Some(phone)) if errors.is_empty() => {
+        match (first_name, last_name, email, phone, timezone) {
+            (Some(first_name), Some(last_name), Some(email), Some(phone), Some(timezone))
+                if errors.is_empty() =>
+            {
                 Ok(ValidPatient {
                     first_name,
                     last_name,
                     email,
                     phone,
+                    timezone,
                 })
             }
             _ => Err(OutreachError::Invalid(errors)),
@@ -189,8 +208,8 @@ pub async fn create(
 ) -> Result<Patient, OutreachError> {
     let patient = fields.validate()?;
     let created = sqlx::query_as(concat!(
-        "insert into patients (id, practice_id, first_name, last_name, email, phone)
-         values ($1, $2, $3, $4, $5, $6)
+        "insert into patients (id, practice_id, first_name, last_name, email, phone, timezone)
+         values ($1, $2, $3, $4, $5, $6, $7)
          returning ",
         patient_columns!()
     ))
@@ -200,6 +219,7 @@ pub async fn create(
     .bind(&patient.last_name)
     .bind(patient.email.as_ref().map(EmailAddress::as_str))
     .bind(patient.phone.as_ref().map(PhoneE164::as_str))
+    .bind(patient.timezone.map(|zone| zone.name()))
     .fetch_one(pool)
     .await?;
     Ok(created)
@@ -288,7 +308,7 @@ pub async fn update(
     .ok_or(OutreachError::NotFound("patient"))?;
     let patient = patch.apply_to(current).validate()?;
     let updated = sqlx::query_as(concat!(
-        "update patients set first_name = $2, last_name = $3, email = $4, phone = $5, updated_at = now()
+        "update patients set first_name = $2, last_name = $3, email = $4, phone = $5, timezone = $6, updated_at = now()
          where id = $1
          returning ",
         patient_columns!()
@@ -298,6 +318,7 @@ pub async fn update(
     .bind(&patient.last_name)
     .bind(patient.email.as_ref().map(EmailAddress::as_str))
     .bind(patient.phone.as_ref().map(PhoneE164::as_str))
+    .bind(patient.timezone.map(|zone| zone.name()))
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
@@ -326,6 +347,7 @@ mod tests {
             last_name: Some(last.into()),
             email: email.map(Into::into),
             phone: phone.map(Into::into),
+            timezone: None,
         }
     }
 
@@ -363,6 +385,18 @@ mod tests {
         assert_eq!(
             (only_phone.first_name.as_str(), only_phone.email),
             ("Pat", None)
+        );
+    }
+
+    #[test]
+    fn a_time_zone_must_be_one_the_tz_database_knows() {
+        let mut patient = fields("Pat", "Lee", None, Some("+15551234567"));
+        patient.timezone = Some("Mars/Olympus_Mons".into());
+        assert_eq!(invalid_fields(&patient), ["timezone"]);
+        patient.timezone = Some("Asia/Tokyo".into());
+        assert_eq!(
+            patient.validate().unwrap().timezone,
+            Some(chrono_tz::Asia::Tokyo)
         );
     }
 

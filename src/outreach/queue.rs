@@ -4,7 +4,7 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
-    compliance::{Category, segments},
+    compliance::{Category, recipient, segments, window::DeferReason},
     messaging::Channel,
 };
 
@@ -36,18 +36,27 @@ pub struct NewMessage {
 /// Writes the outreach log (status `queued`) and its job in the caller's transaction, and wakes
 /// the workers when that transaction commits. Returns the outreach log id.
 ///
+/// A windowed message queued outside the recipient's sending window gets its job's `run_at` at
+/// the window's next opening, and the log says so (`scheduled_for`, `defer_reason`): the queue's
+/// own due-time then holds it back across restarts and instances, with nothing kept in memory.
+///
 /// The log's insert takes its practice's counts row until commit (see `outreach_counts_add`), so
 /// everything is one statement, and a caller should enqueue last, right before it commits: the
 /// shorter that lock is held, the more messages one practice can queue at once.
 pub async fn enqueue(db: &mut PgConnection, message: &NewMessage) -> Result<Uuid, sqlx::Error> {
     let id = new_log_id();
+    let scheduled_for = recipient::window_for(&mut *db, message.practice_id, message.patient_id)
+        .await?
+        .defer_until(message.channel, message.category, chrono::Utc::now());
     sqlx::query(
         "with log as (
              insert into outreach_logs (id, practice_id, patient_id, message_type, recipient, subject, body,
-                                        sequence_enrollment_id, sequence_step, category, segments)
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                                        sequence_enrollment_id, sequence_step, category, segments,
+                                        scheduled_for, defer_reason)
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13, $14)
              returning id, practice_id),
-         job as (insert into send_jobs (outreach_log_id, practice_id) select id, practice_id from log),
+         job as (insert into send_jobs (outreach_log_id, practice_id, run_at)
+                 select id, practice_id, coalesce($13, now()) from log),
          fairness as (
              insert into send_fairness (practice_id) select practice_id from log
              on conflict (practice_id) do nothing)
@@ -62,15 +71,14 @@ pub async fn enqueue(db: &mut PgConnection, message: &NewMessage) -> Result<Uuid
     .bind(&message.body)
     .bind(message.sequence_enrollment_id)
     .bind(message.sequence_step)
-    .bind(match message.category {
-        Category::Care => "care",
-        Category::Marketing => "marketing",
-    })
+    .bind(message.category.as_str())
     .bind(
         (message.channel == Channel::Sms)
             .then(|| i32::try_from(segments::analyse(&message.body).segments).unwrap_or(i32::MAX)),
     )
     .bind(QUEUE_CHANNEL)
+    .bind(scheduled_for)
+    .bind(scheduled_for.map(|_| DeferReason::QuietHours.as_str()))
     .execute(&mut *db)
     .await?;
     Ok(id)

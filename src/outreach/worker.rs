@@ -94,6 +94,8 @@ struct ClaimedJob {
     first_queued_at: chrono::DateTime<chrono::Utc>,
     outreach_log_id: Uuid,
     practice_id: Uuid,
+    patient_id: Option<Uuid>,
+    category: String,
     status: String,
     message_type: String,
     recipient: String,
@@ -253,7 +255,7 @@ impl Workers {
                  from claimed where l.id = claimed.outreach_log_id and l.status = 'queued'
              )
              select c.id as job_id, c.attempts, c.created_at as first_queued_at, l.id as outreach_log_id,
-                    l.practice_id, l.status, l.message_type, l.recipient, l.subject, l.body
+                    l.practice_id, l.patient_id, l.category, l.status, l.message_type, l.recipient, l.subject, l.body
              from claimed c join outreach_logs l on l.id = c.outreach_log_id",
         )
         .bind(practice_id)
@@ -283,6 +285,9 @@ impl Workers {
             )));
         };
         let channel = Channel::parse(&job.message_type).unwrap_or(Channel::Email);
+        if self.hold_for_window(&job, channel).await? {
+            return Ok(None);
+        }
         // Sequence steps are checked as templates; only the filled-in text shows whether a
         // long name pushed it past what Twilio accepts, and sending it would only be refused.
         if channel == Channel::Sms
@@ -470,6 +475,41 @@ impl Workers {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Re-checks the recipient's window at hand-over, with the zone and settings as they are now:
+    /// a retry's back-off can land in the night, and a patient's zone or the practice's window
+    /// can have changed since enqueue. Outside it, the job waits for the next opening without
+    /// counting an attempt, and the log says until when. Returns whether it was held.
+    async fn hold_for_window(
+        &self,
+        job: &ClaimedJob,
+        channel: Channel,
+    ) -> Result<bool, sqlx::Error> {
+        let mut db = self.pool.acquire().await?;
+        let category = crate::compliance::Category::from_stored(&job.category);
+        let Some(until) =
+            crate::compliance::recipient::window_for(&mut db, job.practice_id, job.patient_id)
+                .await?
+                .defer_until(channel, category, chrono::Utc::now())
+        else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "with job as (
+                 update send_jobs set run_at = $2, leased_until = null, attempts = attempts - 1
+                 where id = $1
+             )
+             update outreach_logs set status = 'queued', scheduled_for = $2, defer_reason = $4, updated_at = now()
+             where id = $3 and status in ('queued', 'sending')",
+        )
+        .bind(job.job_id)
+        .bind(until)
+        .bind(job.outreach_log_id)
+        .bind(crate::compliance::window::DeferReason::QuietHours.as_str())
+        .execute(&mut *db)
+        .await?;
+        Ok(true)
     }
 
     async fn postpone(&self, job: &ClaimedJob, wait: Duration) -> Result<(), sqlx::Error> {

@@ -373,13 +373,16 @@ impl TestApp {
         self.state.messaging.invalidate(practice).await;
     }
 
+    /// A patient living where it is mid-afternoon now, so SMS to them are inside the sending
+    /// window whenever the suite runs (the practice's default zone is asleep for part of the day).
     pub async fn create_patient(&self, practice: Uuid, email: &str, phone: &str) -> Uuid {
         let id = Uuid::new_v4();
-        sqlx::query("insert into patients (id, practice_id, first_name, last_name, email, phone) values ($1, $2, 'Pat', 'Lee', $3, $4)")
+        sqlx::query("insert into patients (id, practice_id, first_name, last_name, email, phone, timezone) values ($1, $2, 'Pat', 'Lee', $3, $4, $5)")
             .bind(id)
             .bind(practice)
             .bind(email)
             .bind(phone)
+            .bind(zone_at_local_hour(14))
             .execute(&self.pool)
             .await
             .unwrap();
@@ -695,4 +698,19 @@ pub async fn practice_with_sendgrid_key(app: &TestApp, name: &str) -> (Uuid, Sen
         .await
         .unwrap();
     (practice, signer)
+}
+
+/// An IANA zone (`Etc/GMT±N`, whole hours) where the local time now is `hour` o'clock, for tests
+/// that need a recipient inside or outside the sending window whenever they run.
+pub fn zone_at_local_hour(hour: i64) -> String {
+    use chrono::Timelike;
+    let utc_hour = i64::from(chrono::Utc::now().hour());
+    // Offsets run from UTC-12 to UTC+14: a 26-hour span, so every local hour has a zone.
+    let offset = (hour - utc_hour + 12).rem_euclid(24) - 12;
+    // The Etc zones' signs are POSIX-style: Etc/GMT-9 is nine hours ahead of UTC.
+    match offset {
+        0 => "Etc/GMT".to_string(),
+        o if o > 0 => format!("Etc/GMT-{o}"),
+        o => format!("Etc/GMT+{}", -o),
+    }
 }
