@@ -432,3 +432,28 @@ async fn preview_schedules_for_the_patients_zone_not_the_practices() {
     assert!(instant(&for_practice["scheduledFor"]) <= Utc::now());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_openapi_document_shows_patient_zones_and_why_a_log_waits() {
+    let app = system_app().await;
+    let doc: Value = app
+        .http
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let schemas = &doc["components"]["schemas"];
+    for schema in ["Patient", "PatientFields", "PatientPatch"] {
+        assert!(
+            schemas[schema]["properties"]["timezone"].is_object(),
+            "{schema}"
+        );
+    }
+    let log = &schemas["OutreachLog"]["properties"];
+    assert!(log["scheduledFor"].is_object() && log["deferReason"].is_object());
+    assert_eq!(schemas["DeferReason"]["enum"], json!(["quiet_hours"]));
+    app.stop().await;
+}
