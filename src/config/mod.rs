@@ -91,7 +91,8 @@ impl fmt::Debug for SystemTwilio {
     }
 }
 
-/// Send-queue tuning; defaults follow PROVIDERS.md (Twilio long codes: one message per second).
+/// Send-queue tuning; defaults follow the vendors' published limits (a Twilio long code
+/// sends one message per second).
 #[derive(Debug, Clone)]
 pub struct QueueSettings {
     pub workers: usize,

@@ -1,4 +1,4 @@
-//! SendGrid domain authentication in a practice's own SendGrid account (PROVIDERS.md §2): set it
+//! SendGrid domain authentication in a practice's own SendGrid account (SendGrid's v3 whitelabel domains API): set it
 //! up (or adopt the one the account already has), show the three CNAME records the practice must
 //! publish, validate them on request and in the background, and remove it.
 //!

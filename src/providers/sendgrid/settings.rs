@@ -27,7 +27,8 @@ use crate::{
 const API_KEY: &str = "sendgridApiKey";
 const WEBHOOK_VERIFY_KEY: &str = "webhookVerifyKey";
 const MAIL_SEND: &str = "mail.send";
-/// Creating a webhook, then switching its signing on (PROVIDERS.md §3).
+/// Creating a webhook, then switching its signing on: the two scopes SendGrid's
+/// Event Webhook settings API asks for.
 const WEBHOOK_SCOPES: [&str; 2] = [
     "user.webhooks.event.settings.create",
     "user.webhooks.event.settings.update",

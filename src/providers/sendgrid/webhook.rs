@@ -1,4 +1,5 @@
-//! SendGrid Event Webhook: a signed JSON array of events (PROVIDERS.md §3).
+//! SendGrid Event Webhook: a JSON array of events signed with ECDSA P-256 over the timestamp
+//! header and the raw body.
 //!
 //! A batch is verified once over its raw bytes, then written in one transaction of a handful of
 //! statements whatever its size: find the logs, append the events, advance the statuses, update

@@ -1,4 +1,4 @@
-//! Twilio status callbacks and inbound SMS (PROVIDERS.md §5 and §6).
+//! Twilio status callbacks and inbound SMS.
 //!
 //! Both are form posts signed with `X-Twilio-Signature` over the URL we handed Twilio, rebuilt
 //! from `WEBHOOK_BASE_URL` (never from `Host`), and the posted parameters. The key is the auth
