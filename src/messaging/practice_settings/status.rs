@@ -70,6 +70,7 @@ impl From<DeliveryError> for SettingsError {
     }
 }
 
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn status(state: &AppState, practice_id: Uuid) -> Result<MessagingStatus, SettingsError> {
     let config = state.messaging.config(practice_id).await?;
     let mut usage = usage_last_30_days(state, practice_id).await?;
@@ -171,6 +172,7 @@ pub struct TestSendResult {
 /// Sends a test message exactly as outreach would (same account choice, fallback, suppression
 /// ledger and health circuit), recorded as an outreach log. `lastTestedAt` is set only when the
 /// configured account itself delivered: a test that needed the fallback shows it does not work.
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id, channel = channel.as_str()))]
 pub async fn send_test(
     state: &AppState,
     caller: &PracticeCaller,

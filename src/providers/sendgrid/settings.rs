@@ -185,6 +185,7 @@ fn webhook_verify_key(value: &str) -> Result<String, String> {
 /// Saves the email settings. A new key is checked with SendGrid first, and when it may manage
 /// event webhooks (and no verification key is stored or given) the practice's signed webhook is
 /// created before the one transaction that saves everything.
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn update_email(
     state: &AppState,
     caller: &PracticeCaller,
@@ -365,6 +366,7 @@ pub struct EmailValidation {
 
 /// Checks a key with SendGrid without saving anything. A refusal is an answer (`valid: false`);
 /// only an unreachable SendGrid is an error.
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn validate_email(
     state: &AppState,
     caller: &PracticeCaller,
@@ -407,6 +409,7 @@ pub async fn validate_email(
 /// Back to the system account: the key, the event webhook's key and id and the domain
 /// authentication are forgotten here. They stay in the practice's SendGrid account, which we
 /// do not touch without being asked (DELETE /email/domain removes the domain there).
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn delete_email(
     state: &AppState,
     caller: &PracticeCaller,

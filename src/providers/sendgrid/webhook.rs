@@ -42,6 +42,7 @@ pub struct SignedBatch<'a> {
 }
 
 /// Verifies the batch with the route's key and ingests it.
+#[tracing::instrument(skip_all)]
 pub async fn receive(
     state: &AppState,
     route: Route<'_>,
