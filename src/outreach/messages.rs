@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::{
     SUBJECT_MAX_CHARS,
     queue::{self, NewMessage},
+    status::OutreachStatus,
 };
 use crate::{
     compliance::{Category, segments},
@@ -40,7 +41,7 @@ fn is_absent(category: &Option<Category>) -> bool {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct QueuedMessage {
     pub id: Uuid,
-    pub status: String,
+    pub status: OutreachStatus,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,7 +180,7 @@ pub async fn send(
     .await?;
     let answer = QueuedMessage {
         id,
-        status: "queued".into(),
+        status: OutreachStatus::Queued,
     };
     if let (Some(key), Some(hash)) = (idempotency_key, request_hash) {
         sqlx::query(
