@@ -15,7 +15,6 @@ pub mod messaging;
 pub mod outreach;
 pub mod practices;
 pub mod providers;
-pub mod server;
 pub mod telemetry;
 pub mod types;
 pub mod webhooks;
@@ -169,7 +168,7 @@ impl Application {
         }
         let app = api::app(self.state.clone());
         tracing::info!(%addr, "serving");
-        server::serve(self.listener, app, self.state.settings.http, async move {
+        api::server::serve(self.listener, app, self.state.settings.http, async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
         })
