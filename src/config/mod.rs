@@ -306,10 +306,6 @@ impl Settings {
                 ));
             }
         };
-        if let Some(key) = env.get("SENDGRID_WEBHOOK_VERIFY_KEY") {
-            crate::providers::sendgrid::signature::SendGridVerifier::from_base64_der(&key)
-                .map_err(|e| invalid("SENDGRID_WEBHOOK_VERIFY_KEY", e.to_string()))?;
-        }
 
         let default_webhook_base = format!("http://{bind_addr}");
         let database_url = env
