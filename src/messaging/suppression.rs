@@ -4,7 +4,7 @@
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::Channel;
+use super::{Channel, ProviderKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SuppressionReason {
@@ -233,10 +233,13 @@ pub async fn suppress(db: &mut PgConnection, entries: &[Suppression]) -> Result<
          where e.status = 'active' and p.id = e.patient_id and pr.id = e.practice_id
            and (e.practice_id = s.practice_id
                 or (s.practice_id is null and case s.channel
-                        when 'email' then pr.email_provider = 'system_sendgrid'
-                        else pr.sms_provider = 'system_twilio' end))
+                        when 'email' then pr.email_provider <> all($5)
+                        else pr.sms_provider <> all($5) end))
            and case s.channel when 'email' then lower(p.email) = s.address else p.phone = s.address end",
     );
-    bind_entries(stop, entries).execute(db).await?;
+    bind_entries(stop, entries)
+        .bind(ProviderKind::custom_names())
+        .execute(db)
+        .await?;
     Ok(())
 }
