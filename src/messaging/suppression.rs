@@ -27,6 +27,23 @@ impl SuppressionReason {
     }
 }
 
+/// Where an entry came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum SuppressionSource {
+    /// A provider's webhook event: a bounce, a drop, a spam report, an unsubscribe.
+    ProviderEvent,
+    /// A provider refused to send because the recipient had opted out with it.
+    ProviderRefusal,
+    /// STOP or another opt-out keyword.
+    SmsKeyword,
+    /// A reply that means "stop" in other words.
+    SmsReply,
+    /// The unsubscribe link of one of the practice's emails.
+    UnsubscribeLink,
+}
+
 /// Whose ledger an entry belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -63,6 +80,7 @@ pub struct Suppression {
     /// entry is kept apart from the address's other entries, so the group's resubscribe lifts
     /// it and nothing else.
     pub unsubscribe_group: Option<i64>,
+    pub source: SuppressionSource,
 }
 
 pub async fn add(
@@ -71,6 +89,7 @@ pub async fn add(
     channel: Channel,
     address: &str,
     reason: SuppressionReason,
+    source: SuppressionSource,
 ) -> Result<(), sqlx::Error> {
     add_all(
         db,
@@ -80,6 +99,7 @@ pub async fn add(
             address: address.to_string(),
             reason,
             unsubscribe_group: None,
+            source,
         }],
     )
     .await
@@ -90,8 +110,8 @@ pub async fn add(
 pub async fn add_all(db: impl PgExecutor<'_>, entries: &[Suppression]) -> Result<(), sqlx::Error> {
     bind_entries(
         sqlx::query(
-            "insert into suppressions (practice_id, channel, address, reason, unsubscribe_group)
-             select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+            "insert into suppressions (practice_id, channel, address, reason, unsubscribe_group, source)
+             select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
              on conflict (practice_id, channel, address, unsubscribe_group) do nothing",
         ),
         entries,
@@ -102,6 +122,7 @@ pub async fn add_all(db: impl PgExecutor<'_>, entries: &[Suppression]) -> Result
             .map(|e| e.unsubscribe_group)
             .collect::<Vec<_>>(),
     )
+    .bind(entries.iter().map(|e| e.source).collect::<Vec<_>>())
     .execute(db)
     .await?;
     Ok(())

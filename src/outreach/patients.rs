@@ -12,12 +12,9 @@ use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{
-    OutreachError, delete_one,
-    page::{Page, PageRequest},
-    required_line,
-};
+use super::{OutreachError, delete_one, required_line};
 use crate::{
+    page::{Page, PageRequest},
     types::FieldErrors,
     types::{EmailAddress, PhoneE164},
 };

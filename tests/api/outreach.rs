@@ -728,6 +728,7 @@ async fn a_suppressed_or_unreachable_patients_enrolment_stops_without_queuing() 
         Channel::Sms,
         "+15551230001",
         SuppressionReason::OptedOut,
+        dentite::messaging::suppression::SuppressionSource::SmsKeyword,
     )
     .await
     .unwrap();
@@ -737,6 +738,7 @@ async fn a_suppressed_or_unreachable_patients_enrolment_stops_without_queuing() 
         Channel::Sms,
         "+15551230002",
         SuppressionReason::OptedOut,
+        dentite::messaging::suppression::SuppressionSource::SmsKeyword,
     )
     .await
     .unwrap();
