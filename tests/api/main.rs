@@ -20,6 +20,7 @@ mod process;
 mod queue;
 mod settings;
 mod slow_clients;
+mod suppressions;
 mod test_sends;
 mod token_users;
 mod unreadable_credentials;
