@@ -1245,6 +1245,20 @@ async fn screenshots_of_each_tab_for_the_readme() {
     browser.text_containing("#status-email", "Health").await;
     browser.text_containing("#usage-rows", "Email").await;
     browser.screenshot("status", DESKTOP.0).await;
+    app.follow_unsubscribe_link(practice, "pat@example.com")
+        .await;
+    app.follow_unsubscribe_link(practice, "sam.lee@example.com")
+        .await;
+    browser.click("#nav-suppressions").await;
+    browser
+        .text_containing("#suppressions-rows", "sam.lee@example.com")
+        .await;
+    browser.screenshot("suppressions", DESKTOP.0).await;
+    browser.click("#nav-audit").await;
+    browser
+        .text_containing("#audit-rows", "Changed the email account")
+        .await;
+    browser.screenshot("audit", DESKTOP.0).await;
     browser.close().await;
 }
 
