@@ -123,6 +123,7 @@ export const settingsApi = {
   verifyDomain: () => request('POST', `${SETTINGS}/email/domain/verify`),
   removeDomain: () => request('DELETE', `${SETTINGS}/email/domain`),
   usage: (days) => request('GET', `/api/analytics/messaging?days=${encodeURIComponent(days)}`),
+  daily: (days) => request('GET', `/api/analytics/messaging/daily?days=${encodeURIComponent(days)}`),
   audit: (cursor) => request('GET', `${SETTINGS}/audit${cursor == null ? '' : `?cursor=${encodeURIComponent(cursor)}`}`),
 };
 

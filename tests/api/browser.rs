@@ -982,6 +982,35 @@ async fn the_status_card_shows_the_provider_in_effect_health_domain_and_30_day_c
         .text_containing("#usage-rows", "custom_sendgrid")
         .await;
 
+    let bars = "return document.querySelectorAll('#daily-svg rect.chart-sent').length";
+    assert!(
+        browser.script(bars).await.as_u64().unwrap() > 0,
+        "email bars are drawn"
+    );
+    let table_rows = "return document.querySelectorAll('#daily-rows tr').length";
+    assert_eq!(browser.script(table_rows).await, json!(30));
+    browser.select_value("#daily-days", "90").await;
+    browser
+        .eventually("a row per day of 90", async |b: &Browser| {
+            match b.script(table_rows).await {
+                rows if rows == json!(90) => Ok(()),
+                rows => Err(rows.to_string()),
+            }
+        })
+        .await;
+    browser.click(".chart-table summary").await;
+    let forty_days_ago = (chrono::Utc::now() - chrono::Duration::days(40))
+        .date_naive()
+        .to_string();
+    let cells = browser
+        .script(&format!(
+            "return [...[...document.querySelectorAll('#daily-rows tr')]
+                .find((row) => row.querySelector('th').textContent === '{forty_days_ago}')
+                .querySelectorAll('td')].map((cell) => cell.textContent)"
+        ))
+        .await;
+    assert_eq!(cells, json!(["1", "1", "0"]), "sent, delivered, failed");
+
     browser.click("#status-settings-link").await;
     browser.visible("#panel-email").await;
     browser.close().await;
