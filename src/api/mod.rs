@@ -13,6 +13,7 @@ mod outreach_logs;
 mod page;
 mod patients;
 mod sequences;
+pub mod server;
 mod settings;
 mod webhooks;
 

@@ -350,18 +350,17 @@ pub async fn on_inbound_sms(
             )
             .await?;
             if intent == optout::Intent::OptOutPhrase {
-                suppression::add(
-                    &mut *db,
-                    scope,
-                    Channel::Sms,
-                    from,
-                    SuppressionReason::OptedOut,
+                suppression::suppress(
+                    db,
+                    &[suppression::Suppression {
+                        scope,
+                        channel: Channel::Sms,
+                        address: from.to_string(),
+                        reason: SuppressionReason::OptedOut,
+                        unsubscribe_group: None,
+                    }],
                 )
                 .await?;
-                if let Scope::Practice(practice_id) = scope {
-                    suppression::stop_enrollments(db, practice_id, Channel::Sms, from, "opted_out")
-                        .await?;
-                }
             }
         }
         optout::Intent::OptIn => {

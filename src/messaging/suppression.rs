@@ -1,7 +1,7 @@
 //! The suppression ledger: addresses and numbers a practice must not message, checked before
 //! every send whichever account would send it.
 
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::Channel;
@@ -145,7 +145,7 @@ pub async fn lift_group_unsubscribes(
 
 /// Binds `entries` as four parallel arrays, normalised as the ledger stores them:
 /// practice id (`uuid[]`, null for the system sender), channel, address and reason (`text[]`).
-pub fn bind_entries<'q>(
+fn bind_entries<'q>(
     query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     entries: &[Suppression],
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
@@ -217,29 +217,26 @@ pub async fn check(
     .await
 }
 
-/// Stops the practice's active sequence enrolments of patients at this address: a patient who
-/// unsubscribes, opts out or bounces receives no further steps.
-pub async fn stop_enrollments(
-    db: &mut sqlx::PgConnection,
-    practice_id: Uuid,
-    channel: Channel,
-    address: &str,
-    reason: &str,
-) -> Result<u64, sqlx::Error> {
-    let column_matches = match channel {
-        Channel::Email => "lower(p.email) = $2",
-        Channel::Sms => "p.phone = $2",
-    };
-    let statement = format!(
-        "update sequence_enrollments e set status = 'stopped', stop_reason = $3, updated_at = now()
-         from patients p
-         where e.patient_id = p.id and e.practice_id = $1 and e.status = 'active' and {column_matches}"
+/// Puts every entry on its ledger and stops the active sequence enrolments of patients at that
+/// address, who must receive no further steps: in the entry's practice, or, for the shared
+/// system sender, in every practice that sends that channel from the system account.
+pub async fn suppress(db: &mut PgConnection, entries: &[Suppression]) -> Result<(), sqlx::Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    add_all(&mut *db, entries).await?;
+    let stop = sqlx::query(
+        "update sequence_enrollments e
+         set status = 'stopped', stop_reason = s.reason, updated_at = now()
+         from unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) as s(practice_id, channel, address, reason),
+              patients p, practices pr
+         where e.status = 'active' and p.id = e.patient_id and pr.id = e.practice_id
+           and (e.practice_id = s.practice_id
+                or (s.practice_id is null and case s.channel
+                        when 'email' then pr.email_provider = 'system_sendgrid'
+                        else pr.sms_provider = 'system_twilio' end))
+           and case s.channel when 'email' then lower(p.email) = s.address else p.phone = s.address end",
     );
-    let result = sqlx::query(sqlx::AssertSqlSafe(statement))
-        .bind(practice_id)
-        .bind(normalize(channel, address))
-        .bind(reason)
-        .execute(db)
-        .await?;
-    Ok(result.rows_affected())
+    bind_entries(stop, entries).execute(db).await?;
+    Ok(())
 }

@@ -9,28 +9,12 @@ use uuid::Uuid;
 use super::{
     OutreachError,
     page::{NewestFirst, Page, PageRequest},
+    status::{DeliveryOutcome, OutreachStatus},
 };
 use crate::{
-    messaging::{Channel, ProviderKind},
+    messaging::{Channel, OutgoingMessage, ProviderKind},
     types::FieldErrors,
 };
-
-/// Every value of `outreach_logs.status`, in the order a message moves through them; the last
-/// six are final.
-pub const STATUSES: [&str; 12] = [
-    "queued",
-    "sending",
-    "sent",
-    "delivered",
-    "opened",
-    "clicked",
-    "failed",
-    "undelivered",
-    "bounced",
-    "dropped",
-    "spam_reported",
-    "suppressed",
-];
 
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
@@ -38,9 +22,7 @@ pub struct OutreachLog {
     pub id: Uuid,
     #[schema(value_type = Channel)]
     pub channel: String,
-    /// queued, sending, sent, delivered, opened, clicked; final: failed, undelivered, bounced,
-    /// dropped, spam_reported, suppressed.
-    pub status: String,
+    pub status: OutreachStatus,
     /// The account that sent; absent until one did (and for suppressed messages).
     #[schema(value_type = Option<ProviderKind>)]
     pub messaging_provider: Option<String>,
@@ -171,7 +153,12 @@ impl LogQuery {
         });
         LogFilter {
             channel,
-            status: one_of(errors, "status", self.status.as_deref(), STATUSES),
+            status: one_of(
+                errors,
+                "status",
+                self.status.as_deref(),
+                OutreachStatus::ALL.map(OutreachStatus::as_str),
+            ),
             provider,
             since,
             until,
@@ -279,6 +266,47 @@ pub async fn get(
     .fetch_all(pool)
     .await?;
     Ok(OutreachLogDetail { log, events })
+}
+
+/// A test send's log, written `sending` before the provider is asked: test sends skip the
+/// queue, but appear in the history like every other message.
+pub async fn record_test_send(pool: &PgPool, message: &OutgoingMessage) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into outreach_logs (id, practice_id, message_type, status, recipient, subject, body)
+         values ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(message.outreach_log_id)
+    .bind(message.practice_id)
+    .bind(message.channel.as_str())
+    .bind(OutreachStatus::Sending)
+    .bind(&message.to)
+    .bind(&message.subject)
+    .bind(&message.body)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Records what a test send's delivery came to.
+pub async fn record_outcome(
+    pool: &PgPool,
+    log_id: Uuid,
+    outcome: &DeliveryOutcome,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update outreach_logs
+         set status = $2, messaging_provider = $3, provider_message_id = $4, fallback_reason = $5, error = $6, updated_at = now()
+         where id = $1",
+    )
+    .bind(log_id)
+    .bind(outcome.status)
+    .bind(outcome.provider.map(ProviderKind::as_str))
+    .bind(outcome.provider_message_id.as_deref())
+    .bind(outcome.fallback_reason.as_deref())
+    .bind(outcome.error.as_deref())
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

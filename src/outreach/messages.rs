@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::{
     SUBJECT_MAX_CHARS,
     queue::{self, NewMessage},
+    status::OutreachStatus,
 };
 use crate::{
     compliance::{Category, segments},
@@ -42,7 +43,7 @@ pub struct QueuedMessage {
     pub id: Uuid,
     /// `queued`, or `suppressed` when a compliance rule withheld it: the log's `error` names
     /// the rule.
-    pub status: String,
+    pub status: OutreachStatus,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -181,7 +182,7 @@ pub async fn send(
     .await?;
     let answer = QueuedMessage {
         id: enqueued.id,
-        status: enqueued.status().into(),
+        status: enqueued.status(),
     };
     if let (Some(key), Some(hash)) = (idempotency_key, request_hash) {
         sqlx::query(

@@ -13,6 +13,7 @@ pub mod queue;
 pub mod rate_limit;
 pub mod scheduler;
 pub mod sequences;
+pub mod status;
 pub mod template;
 pub mod unsubscribe;
 pub mod worker;

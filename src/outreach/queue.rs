@@ -4,6 +4,7 @@ use chrono::Utc;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::status::OutreachStatus;
 use crate::{
     compliance::{
         Category,
@@ -48,11 +49,11 @@ pub struct Enqueued {
 
 impl Enqueued {
     /// The log's status as the API reports it.
-    pub fn status(&self) -> &'static str {
+    pub fn status(&self) -> OutreachStatus {
         if self.withheld.is_some() {
-            "suppressed"
+            OutreachStatus::Suppressed
         } else {
-            "queued"
+            OutreachStatus::Queued
         }
     }
 }

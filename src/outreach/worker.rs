@@ -15,7 +15,12 @@ use sqlx::PgPool;
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
-use super::{queue::QUEUE_CHANNEL, rate_limit, unsubscribe::UnsubscribeLinks};
+use super::{
+    queue::QUEUE_CHANNEL,
+    rate_limit,
+    status::{DeliveryOutcome, OutreachStatus},
+    unsubscribe::UnsubscribeLinks,
+};
 use crate::{
     compliance::{
         Category,
@@ -46,57 +51,24 @@ pub struct Workers {
 struct Outcome {
     job_id: i64,
     outreach_log_id: Uuid,
-    status: &'static str,
-    provider: Option<&'static str>,
-    provider_message_id: Option<String>,
-    fallback_reason: Option<String>,
-    error: Option<String>,
+    log: DeliveryOutcome,
 }
 
 impl Outcome {
-    /// The message ends `failed` before any provider is asked, for `error`.
     fn failed_unsent(job: &ClaimedJob, error: String) -> Self {
-        Self {
-            job_id: job.job_id,
-            outreach_log_id: job.outreach_log_id,
-            status: "failed",
-            provider: None,
-            provider_message_id: None,
-            fallback_reason: None,
-            error: Some(error),
-        }
+        Self::new(job, DeliveryOutcome::failed_unsent(error))
     }
 
     /// A compliance rule withholds the message: no provider is asked.
     fn withheld(job: &ClaimedJob, rule: Rule) -> Self {
-        Self {
-            status: "suppressed",
-            ..Self::failed_unsent(job, rule.as_str().to_string())
-        }
+        Self::new(job, DeliveryOutcome::withheld(rule))
     }
 
-    fn new(job: &ClaimedJob, delivery: &Delivery) -> Self {
-        let (status, provider_message_id, error) = match &delivery.result {
-            DeliveryResult::Sent {
-                provider_message_id,
-            } => ("sent", provider_message_id.clone(), None),
-            // The account's own ledger, and for the system account the shared sender's: the
-            // same `opted_out` rule, for the account that was about to send.
-            DeliveryResult::Suppressed { .. } => (
-                "suppressed",
-                None,
-                Some(Rule::OptedOut.as_str().to_string()),
-            ),
-            DeliveryResult::Failed { error, .. } => ("failed", None, Some(error.to_string())),
-        };
+    fn new(job: &ClaimedJob, log: DeliveryOutcome) -> Self {
         Self {
             job_id: job.job_id,
             outreach_log_id: job.outreach_log_id,
-            status,
-            provider: delivery.provider.map(ProviderKind::as_str),
-            provider_message_id,
-            fallback_reason: delivery.fallback_reason.clone(),
-            error,
+            log,
         }
     }
 }
@@ -109,7 +81,7 @@ struct ClaimedJob {
     outreach_log_id: Uuid,
     practice_id: Uuid,
     patient_id: Option<Uuid>,
-    status: String,
+    status: OutreachStatus,
     message_type: String,
     category: Category,
     recipient: String,
@@ -284,7 +256,7 @@ impl Workers {
     /// Sends one job's message; returns its final outcome, or `None` when the job was
     /// rescheduled or had nothing to send.
     async fn process(&self, job: ClaimedJob) -> Result<Option<Outcome>, sqlx::Error> {
-        if !matches!(job.status.as_str(), "queued" | "sending") {
+        if !matches!(job.status, OutreachStatus::Queued | OutreachStatus::Sending) {
             // The message already has an outcome (a job re-run after a crash): nothing to send.
             sqlx::query("delete from send_jobs where id = $1")
                 .bind(job.job_id)
@@ -364,7 +336,7 @@ impl Workers {
                 self.retry_later(&job, &error.to_string(), advised).await?;
                 Ok(None)
             }
-            _ => Ok(Some(Outcome::new(&job, &delivery))),
+            _ => Ok(Some(Outcome::new(&job, DeliveryOutcome::of(&delivery)))),
         }
     }
 
@@ -463,11 +435,16 @@ impl Workers {
         )
         .bind(outcomes.iter().map(|o| o.job_id).collect::<Vec<_>>())
         .bind(outcomes.iter().map(|o| o.outreach_log_id).collect::<Vec<_>>())
-        .bind(outcomes.iter().map(|o| o.status).collect::<Vec<_>>())
-        .bind(outcomes.iter().map(|o| o.provider).collect::<Vec<_>>())
-        .bind(outcomes.iter().map(|o| o.provider_message_id.as_deref()).collect::<Vec<_>>())
-        .bind(outcomes.iter().map(|o| o.fallback_reason.as_deref()).collect::<Vec<_>>())
-        .bind(outcomes.iter().map(|o| o.error.as_deref()).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|o| o.log.status.as_str()).collect::<Vec<_>>())
+        .bind(
+            outcomes
+                .iter()
+                .map(|o| o.log.provider.map(ProviderKind::as_str))
+                .collect::<Vec<_>>(),
+        )
+        .bind(outcomes.iter().map(|o| o.log.provider_message_id.as_deref()).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|o| o.log.fallback_reason.as_deref()).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|o| o.log.error.as_deref()).collect::<Vec<_>>())
         .execute(&self.pool)
         .await?;
         Ok(())

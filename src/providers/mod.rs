@@ -114,6 +114,17 @@ pub enum Vendor {
     Outbox,
 }
 
+impl Vendor {
+    /// The vendor's name as a practice manager knows it, for logs and reasons.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Self::Sendgrid => "SendGrid",
+            Self::Twilio => "Twilio",
+            Self::Outbox => "outbox",
+        }
+    }
+}
+
 impl ProviderKind {
     /// The vendor behind this account.
     pub fn vendor(self) -> Vendor {

@@ -200,6 +200,7 @@ pub struct SettingsUpdate {
     pub notes: Vec<String>,
 }
 
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn view(state: &AppState, practice_id: Uuid) -> Result<MessagingSettings, SettingsError> {
     let config = state.messaging.config(practice_id).await?;
     MessagingSettings::new(state, &config)

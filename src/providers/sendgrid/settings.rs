@@ -27,7 +27,8 @@ use crate::{
 const API_KEY: &str = "sendgridApiKey";
 const WEBHOOK_VERIFY_KEY: &str = "webhookVerifyKey";
 const MAIL_SEND: &str = "mail.send";
-/// Creating a webhook, then switching its signing on (PROVIDERS.md §3).
+/// Creating a webhook, then switching its signing on: the two scopes SendGrid's
+/// Event Webhook settings API asks for.
 const WEBHOOK_SCOPES: [&str; 2] = [
     "user.webhooks.event.settings.create",
     "user.webhooks.event.settings.update",
@@ -184,6 +185,7 @@ fn webhook_verify_key(value: &str) -> Result<String, String> {
 /// Saves the email settings. A new key is checked with SendGrid first, and when it may manage
 /// event webhooks (and no verification key is stored or given) the practice's signed webhook is
 /// created before the one transaction that saves everything.
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn update_email(
     state: &AppState,
     caller: &PracticeCaller,
@@ -364,6 +366,7 @@ pub struct EmailValidation {
 
 /// Checks a key with SendGrid without saving anything. A refusal is an answer (`valid: false`);
 /// only an unreachable SendGrid is an error.
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn validate_email(
     state: &AppState,
     caller: &PracticeCaller,
@@ -406,6 +409,7 @@ pub async fn validate_email(
 /// Back to the system account: the key, the event webhook's key and id and the domain
 /// authentication are forgotten here. They stay in the practice's SendGrid account, which we
 /// do not touch without being asked (DELETE /email/domain removes the domain there).
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn delete_email(
     state: &AppState,
     caller: &PracticeCaller,

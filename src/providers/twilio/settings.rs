@@ -221,6 +221,7 @@ fn field<T>(
 }
 
 /// Saves the SMS settings; new credentials or a new number are checked with Twilio first.
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn update_sms(
     state: &AppState,
     caller: &PracticeCaller,
@@ -420,6 +421,7 @@ pub struct SmsValidation {
 
 /// Checks an account with Twilio without saving anything. A refusal is an answer
 /// (`valid: false`); only an unreachable Twilio is an error.
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn validate_sms(
     state: &AppState,
     caller: &PracticeCaller,
@@ -511,6 +513,7 @@ fn given_or_stored<T>(
 }
 
 /// Back to the system account; the custom account's credentials and number are erased.
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn delete_sms(
     state: &AppState,
     caller: &PracticeCaller,

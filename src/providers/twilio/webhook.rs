@@ -1,4 +1,4 @@
-//! Twilio status callbacks and inbound SMS (PROVIDERS.md §5 and §6).
+//! Twilio status callbacks and inbound SMS.
 //!
 //! Both are form posts signed with `X-Twilio-Signature` over the URL we handed Twilio, rebuilt
 //! from `WEBHOOK_BASE_URL` (never from `Host`), and the posted parameters. The key is the auth
@@ -21,7 +21,6 @@ use crate::webhooks::{
     Receipt, Route, Tenant, WebhookError,
     events::{self, NewEvent},
     ledger,
-    status::{self, OutreachStatus, StatusChange},
 };
 use crate::{
     AppState,
@@ -33,6 +32,7 @@ use crate::{
         settings::PracticeMessagingConfig,
         suppression::{self, Suppression, SuppressionReason},
     },
+    outreach::status::{self, OutreachStatus, StatusChange},
     providers::twilio::signature::{TwilioAlgorithm, parse_signature_settings, verify_twilio},
 };
 
@@ -145,7 +145,7 @@ async fn apply_to_log(
     {
         status::record_price(db, log.id, &price).await?;
     }
-    let Some(status) = OutreachStatus::from_twilio_status(reported) else {
+    let Some(status) = reported_status(reported) else {
         return Ok(());
     };
     let twilio_error = params
@@ -584,6 +584,22 @@ fn signing_key<'a>(
     Ok((key.expose_secret().as_bytes(), algorithm))
 }
 
+/// The status a Twilio `MessageStatus` reports. `read` (WhatsApp/RCS) implies delivery, and a
+/// `canceled` scheduled send never went out. `partially_delivered` (the carrier confirmed
+/// some parts of the message but not all) counts as delivered, since something reached the
+/// handset and nothing will be retried; the caller records that it was partial.
+fn reported_status(status: &str) -> Option<OutreachStatus> {
+    match status {
+        "queued" | "accepted" | "scheduled" => Some(OutreachStatus::Queued),
+        "sending" => Some(OutreachStatus::Sending),
+        "sent" => Some(OutreachStatus::Sent),
+        "delivered" | "read" | "partially_delivered" => Some(OutreachStatus::Delivered),
+        "undelivered" => Some(OutreachStatus::Undelivered),
+        "failed" | "canceled" => Some(OutreachStatus::Failed),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -656,5 +672,23 @@ mod tests {
             Params::parse(b"Body=\xff"),
             Err(WebhookError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn twilio_statuses_map_onto_the_sms_ladder() {
+        let cases = [
+            ("accepted", Some(OutreachStatus::Queued)),
+            ("scheduled", Some(OutreachStatus::Queued)),
+            ("sending", Some(OutreachStatus::Sending)),
+            ("sent", Some(OutreachStatus::Sent)),
+            ("read", Some(OutreachStatus::Delivered)),
+            ("undelivered", Some(OutreachStatus::Undelivered)),
+            ("canceled", Some(OutreachStatus::Failed)),
+            ("receiving", None),
+            ("partially_delivered", Some(OutreachStatus::Delivered)),
+        ];
+        for (status, expected) in cases {
+            assert_eq!(reported_status(status), expected, "{status}");
+        }
     }
 }

@@ -10,9 +10,30 @@
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-/// The statuses a provider event can move a log to (`suppressed` is set only by the sender,
-/// before any provider sees the message).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+use crate::{
+    compliance::rules::Rule,
+    messaging::{
+        ProviderKind,
+        delivery::{Delivery, DeliveryResult},
+    },
+};
+
+/// Every value of `outreach_logs.status`, in the order a message moves through them; the last
+/// six are final. Providers' events reach all but `suppressed`, which only the sender sets,
+/// before any provider sees the message.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+    sqlx::Type,
+)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum OutreachStatus {
     Queued,
     Sending,
@@ -25,9 +46,31 @@ pub enum OutreachStatus {
     Bounced,
     Dropped,
     SpamReported,
+    Suppressed,
 }
 
 impl OutreachStatus {
+    pub const ALL: [Self; 12] = [
+        Self::Queued,
+        Self::Sending,
+        Self::Sent,
+        Self::Delivered,
+        Self::Opened,
+        Self::Clicked,
+        Self::Failed,
+        Self::Undelivered,
+        Self::Bounced,
+        Self::Dropped,
+        Self::SpamReported,
+        Self::Suppressed,
+    ];
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == value)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Queued => "queued",
@@ -41,37 +84,66 @@ impl OutreachStatus {
             Self::Bounced => "bounced",
             Self::Dropped => "dropped",
             Self::SpamReported => "spam_reported",
+            Self::Suppressed => "suppressed",
+        }
+    }
+}
+
+/// What one delivery leaves on its log: the same for a queued message and a test send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryOutcome {
+    pub status: OutreachStatus,
+    pub provider: Option<ProviderKind>,
+    pub provider_message_id: Option<String>,
+    pub fallback_reason: Option<String>,
+    pub error: Option<String>,
+}
+
+impl DeliveryOutcome {
+    pub fn of(delivery: &Delivery) -> Self {
+        let (status, provider_message_id, error) = match &delivery.result {
+            DeliveryResult::Sent {
+                provider_message_id,
+            } => (OutreachStatus::Sent, provider_message_id.clone(), None),
+            // The ledger of the account about to send: the `opted_out` rule, whatever put the
+            // address there (the delivery logs the ledger's own reason).
+            DeliveryResult::Suppressed { .. } => (
+                OutreachStatus::Suppressed,
+                None,
+                Some(Rule::OptedOut.as_str().to_string()),
+            ),
+            DeliveryResult::Failed { error, .. } => {
+                (OutreachStatus::Failed, None, Some(error.to_string()))
+            }
+        };
+        Self {
+            status,
+            provider: delivery.provider,
+            provider_message_id,
+            fallback_reason: delivery.fallback_reason.clone(),
+            error,
         }
     }
 
-    /// The status a SendGrid event type reports. `deferred` (still retrying), unsubscribes
-    /// (a ledger matter, not a delivery state) and unknown types change nothing.
-    pub fn from_sendgrid_event(event: &str) -> Option<Self> {
-        match event {
-            "processed" => Some(Self::Sent),
-            "delivered" => Some(Self::Delivered),
-            "open" => Some(Self::Opened),
-            "click" => Some(Self::Clicked),
-            "bounce" => Some(Self::Bounced),
-            "dropped" => Some(Self::Dropped),
-            "spamreport" => Some(Self::SpamReported),
-            _ => None,
+    /// A compliance rule withholds the message before any provider is asked.
+    pub fn withheld(rule: Rule) -> Self {
+        Self {
+            status: OutreachStatus::Suppressed,
+            provider: None,
+            provider_message_id: None,
+            fallback_reason: None,
+            error: Some(rule.as_str().to_string()),
         }
     }
 
-    /// The status a Twilio `MessageStatus` reports. `read` (WhatsApp/RCS) implies delivery, and a
-    /// `canceled` scheduled send never went out. `partially_delivered` (the carrier confirmed
-    /// some parts of the message but not all) counts as delivered, since something reached the
-    /// handset and nothing will be retried; the caller records that it was partial.
-    pub fn from_twilio_status(status: &str) -> Option<Self> {
-        match status {
-            "queued" | "accepted" | "scheduled" => Some(Self::Queued),
-            "sending" => Some(Self::Sending),
-            "sent" => Some(Self::Sent),
-            "delivered" | "read" | "partially_delivered" => Some(Self::Delivered),
-            "undelivered" => Some(Self::Undelivered),
-            "failed" | "canceled" => Some(Self::Failed),
-            _ => None,
+    /// The message ends `failed` before any provider is asked, for `error`.
+    pub fn failed_unsent(error: String) -> Self {
+        Self {
+            status: OutreachStatus::Failed,
+            provider: None,
+            provider_message_id: None,
+            fallback_reason: None,
+            error: Some(error),
         }
     }
 }
@@ -172,48 +244,10 @@ mod tests {
     }
 
     #[test]
-    fn sendgrid_events_map_to_statuses_and_the_rest_change_nothing() {
-        let cases = [
-            ("processed", Some(OutreachStatus::Sent)),
-            ("delivered", Some(OutreachStatus::Delivered)),
-            ("open", Some(OutreachStatus::Opened)),
-            ("click", Some(OutreachStatus::Clicked)),
-            ("bounce", Some(OutreachStatus::Bounced)),
-            ("dropped", Some(OutreachStatus::Dropped)),
-            ("spamreport", Some(OutreachStatus::SpamReported)),
-            ("deferred", None),
-            ("unsubscribe", None),
-            ("group_unsubscribe", None),
-            ("account_status_change", None),
-        ];
-        for (event, status) in cases {
-            assert_eq!(
-                OutreachStatus::from_sendgrid_event(event),
-                status,
-                "{event}"
-            );
+    fn every_status_parses_back_from_its_stored_name() {
+        for status in OutreachStatus::ALL {
+            assert_eq!(OutreachStatus::parse(status.as_str()), Some(status));
         }
-    }
-
-    #[test]
-    fn twilio_statuses_map_onto_the_sms_ladder() {
-        let cases = [
-            ("accepted", Some(OutreachStatus::Queued)),
-            ("scheduled", Some(OutreachStatus::Queued)),
-            ("sending", Some(OutreachStatus::Sending)),
-            ("sent", Some(OutreachStatus::Sent)),
-            ("read", Some(OutreachStatus::Delivered)),
-            ("undelivered", Some(OutreachStatus::Undelivered)),
-            ("canceled", Some(OutreachStatus::Failed)),
-            ("receiving", None),
-            ("partially_delivered", Some(OutreachStatus::Delivered)),
-        ];
-        for (status, expected) in cases {
-            assert_eq!(
-                OutreachStatus::from_twilio_status(status),
-                expected,
-                "{status}"
-            );
-        }
+        assert_eq!(OutreachStatus::parse("lost"), None);
     }
 }
