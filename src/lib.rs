@@ -13,6 +13,7 @@ pub mod error;
 pub mod history;
 pub mod messaging;
 pub mod outreach;
+pub mod page;
 pub mod practices;
 pub mod providers;
 pub mod telemetry;

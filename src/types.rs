@@ -252,6 +252,13 @@ impl FieldErrors {
     }
 }
 
+/// A search word taken literally by `like`/`ilike`: its own `%`, `_` and `\` are not wildcards.
+pub fn escape_like(word: &str) -> String {
+    word.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,5 +386,10 @@ mod tests {
         assert!(twilio_account_sid(&format!("SK{}", "a1".repeat(16))).is_err());
         assert!(twilio_auth_token(&"f0".repeat(16)).is_ok());
         assert!(twilio_auth_token("short").is_err());
+    }
+
+    #[test]
+    fn like_wildcards_in_search_words_are_literal() {
+        assert_eq!(escape_like(r"50%_off\"), r"50\%\_off\\");
     }
 }

@@ -358,6 +358,7 @@ pub async fn on_inbound_sms(
                         address: from.to_string(),
                         reason: SuppressionReason::OptedOut,
                         unsubscribe_group: None,
+                        source: suppression::SuppressionSource::SmsReply,
                     }],
                 )
                 .await?;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{
     Channel, OutgoingMessage, ProviderError, ProviderKind,
     factory::{FactoryError, MessagingServiceFactory, Route, Sender},
-    suppression::{self, Scope, SuppressionReason},
+    suppression::{self, Scope, SuppressionReason, SuppressionSource},
 };
 
 /// What happened to one attempt to deliver a message.
@@ -185,6 +185,7 @@ impl MessagingServiceFactory {
                         message.channel,
                         &message.to,
                         SuppressionReason::OptedOut,
+                        SuppressionSource::ProviderRefusal,
                     )
                     .await?;
                 }

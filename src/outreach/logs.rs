@@ -8,11 +8,11 @@ use uuid::Uuid;
 
 use super::{
     OutreachError,
-    page::{NewestFirst, Page, PageRequest},
     status::{DeliveryOutcome, OutreachStatus},
 };
 use crate::{
     messaging::{Channel, OutgoingMessage, ProviderKind},
+    page::{NewestFirst, Page, PageRequest},
     types::FieldErrors,
 };
 

@@ -7,7 +7,6 @@
 pub mod analytics;
 pub mod logs;
 pub mod messages;
-pub mod page;
 pub mod patients;
 pub mod queue;
 pub mod rate_limit;

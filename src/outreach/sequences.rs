@@ -20,11 +20,13 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    OutreachError, SUBJECT_MAX_CHARS, delete_one, finish,
-    page::{NewestFirst, Page, PageRequest},
-    required_line, required_text, template,
+    OutreachError, SUBJECT_MAX_CHARS, delete_one, finish, required_line, required_text, template,
 };
-use crate::{messaging::Channel, types::FieldErrors};
+use crate::{
+    messaging::Channel,
+    page::{NewestFirst, Page, PageRequest},
+    types::FieldErrors,
+};
 
 const NAME_MAX_CHARS: usize = 200;
 const MAX_STEPS: usize = 50;

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::messaging::{
     Channel,
-    suppression::{self, Scope, Suppression, SuppressionReason},
+    suppression::{self, Scope, Suppression, SuppressionReason, SuppressionSource},
 };
 
 pub struct UnsubscribeLinks {
@@ -109,6 +109,7 @@ pub async fn unsubscribe(pool: &PgPool, request: &Unsubscribe) -> Result<bool, s
             address: request.email.clone(),
             reason: SuppressionReason::Unsubscribed,
             unsubscribe_group: None,
+            source: SuppressionSource::UnsubscribeLink,
         }],
     )
     .await?;

@@ -21,6 +21,7 @@ mod queue;
 mod rules;
 mod settings;
 mod slow_clients;
+mod suppressions;
 mod test_sends;
 mod token_users;
 mod unreadable_credentials;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{SettingsError, invalid, required, stored_provider};
+use super::{SettingsError, invalid, required};
 use crate::{
     AppState,
     auth::PracticeCaller,
@@ -109,14 +109,14 @@ async fn channel_status(
     };
     let (configured, last_tested_at, domain) = match channel {
         Channel::Email => (
-            &config.email_provider,
+            config.email_provider,
             config.email_last_tested_at,
             DomainState::from_config(config),
         ),
-        Channel::Sms => (&config.sms_provider, config.sms_last_tested_at, None),
+        Channel::Sms => (config.sms_provider, config.sms_last_tested_at, None),
     };
     Ok(ChannelStatus {
-        configured_provider: stored_provider(configured)?,
+        configured_provider: configured,
         provider_in_effect,
         reason,
         health,

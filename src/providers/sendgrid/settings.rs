@@ -230,10 +230,7 @@ pub async fn update_email(
         ),
     };
     let fields = changed(&[
-        (
-            "provider",
-            current.email_provider != change.provider.as_str(),
-        ),
+        ("provider", current.email_provider != change.provider),
         (API_KEY, change.new_api_key.is_some()),
         (
             "fromEmail",
@@ -259,7 +256,7 @@ pub async fn update_email(
              where id = $1",
         )
         .bind(practice_id)
-        .bind(change.provider.as_str())
+        .bind(change.provider)
         .bind(api_key)
         .bind(change.from_email.as_str())
         .bind(&change.from_name)

@@ -27,7 +27,9 @@ use crate::{
     messaging::{
         Channel,
         settings::PracticeMessagingConfig,
-        suppression::{self, GroupResubscribe, Scope, Suppression, SuppressionReason},
+        suppression::{
+            self, GroupResubscribe, Scope, Suppression, SuppressionReason, SuppressionSource,
+        },
     },
     outreach::status::{self, OutreachStatus, StatusChange},
     providers::sendgrid::signature::SendGridVerifier,
@@ -273,6 +275,7 @@ impl Event {
             address: self.email.clone()?,
             reason,
             unsubscribe_group,
+            source: SuppressionSource::ProviderEvent,
         })
     }
 

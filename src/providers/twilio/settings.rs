@@ -283,7 +283,7 @@ pub async fn update_sms(
     };
     let account = change.account.as_ref();
     let fields = changed(&[
-        ("provider", current.sms_provider != change.provider.as_str()),
+        ("provider", current.sms_provider != change.provider),
         (ACCOUNT_SID, account.is_some_and(|a| a.sid_changed)),
         (AUTH_TOKEN, account.is_some_and(|a| a.token_changed)),
         (PHONE_NUMBER, account.is_some_and(|a| a.phone_changed)),
@@ -303,7 +303,7 @@ pub async fn update_sms(
              where id = $1",
         )
         .bind(practice_id)
-        .bind(change.provider.as_str())
+        .bind(change.provider)
         .bind(sid)
         .bind(token)
         .bind(phone)

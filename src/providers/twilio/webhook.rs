@@ -30,7 +30,7 @@ use crate::{
     messaging::{
         Channel, ProviderKind,
         settings::PracticeMessagingConfig,
-        suppression::{self, Suppression, SuppressionReason},
+        suppression::{self, Suppression, SuppressionReason, SuppressionSource},
     },
     outreach::status::{self, OutreachStatus, StatusChange},
     providers::twilio::signature::{TwilioAlgorithm, parse_signature_settings, verify_twilio},
@@ -118,7 +118,11 @@ async fn apply_status(
         if params.get("ErrorCode") == Some(OPTED_OUT_ERROR)
             && let Some(to) = params.get("To")
         {
-            ledger::suppress(&mut tx, &[opt_out(tenant, to)]).await?;
+            ledger::suppress(
+                &mut tx,
+                &[opt_out(tenant, to, SuppressionSource::ProviderRefusal)],
+            )
+            .await?;
         }
     }
     tx.commit().await?;
@@ -176,13 +180,14 @@ async fn apply_to_log(
 }
 
 /// `number` opted out of messages from the route's sender.
-fn opt_out(tenant: Tenant, number: &str) -> Suppression {
+fn opt_out(tenant: Tenant, number: &str, source: SuppressionSource) -> Suppression {
     Suppression {
         scope: tenant.scope(),
         channel: Channel::Sms,
         address: number.to_string(),
         reason: SuppressionReason::OptedOut,
         unsubscribe_group: None,
+        source,
     }
 }
 
@@ -331,7 +336,13 @@ async fn receive_message(
         }
         tracing::info!(route = ?tenant, ?keyword, "Processing Twilio inbound message");
         match keyword {
-            Keyword::OptOut => ledger::suppress(&mut tx, &[opt_out(tenant, from)]).await?,
+            Keyword::OptOut => {
+                ledger::suppress(
+                    &mut tx,
+                    &[opt_out(tenant, from, SuppressionSource::SmsKeyword)],
+                )
+                .await?
+            }
             Keyword::OptIn => {
                 suppression::remove(&mut *tx, tenant.scope(), Channel::Sms, from).await?;
             }
