@@ -20,7 +20,7 @@ use crate::{
         settings::{self, ComplianceView},
     },
     error::{ApiError, ErrorBody},
-    outreach::page::Page,
+    page::Page,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

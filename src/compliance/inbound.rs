@@ -18,7 +18,7 @@ use uuid::Uuid;
 use super::ComplianceError;
 use crate::{
     messaging::suppression::Scope,
-    outreach::page::{NewestFirst, Page, PageRequest},
+    page::{NewestFirst, Page, PageRequest},
     types::FieldErrors,
 };
 

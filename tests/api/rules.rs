@@ -275,6 +275,7 @@ async fn suppressed_messages_do_not_count_towards_the_cap_and_marketing_sms_is_n
         dentite::messaging::Channel::Sms,
         PHONE,
         dentite::messaging::suppression::SuppressionReason::OptedOut,
+        dentite::messaging::suppression::SuppressionSource::SmsKeyword,
     )
     .await
     .unwrap();
@@ -332,6 +333,7 @@ async fn test_sms_skips_the_caps_but_not_the_opt_outs() {
         dentite::messaging::Channel::Sms,
         PHONE,
         dentite::messaging::suppression::SuppressionReason::OptedOut,
+        dentite::messaging::suppression::SuppressionSource::SmsKeyword,
     )
     .await
     .unwrap();
