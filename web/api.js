@@ -124,3 +124,15 @@ export const settingsApi = {
   removeDomain: () => request('DELETE', `${SETTINGS}/email/domain`),
   usage: (days) => request('GET', `/api/analytics/messaging?days=${encodeURIComponent(days)}`),
 };
+
+/** The practice's suppression list: one page, and lifting an entry. */
+export const suppressionsApi = {
+  page: ({ channel, search, cursor }) => {
+    const query = new URLSearchParams();
+    if (channel) query.set('channel', channel);
+    if (search) query.set('search', search);
+    if (cursor) query.set('cursor', cursor);
+    return request('GET', `/api/suppressions?${query}`);
+  },
+  lift: (id) => request('DELETE', `/api/suppressions/${encodeURIComponent(id)}`),
+};

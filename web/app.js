@@ -1,13 +1,14 @@
-// The settings page: sign-in, the hash routes (#/settings/email, #/settings/sms, #/analytics)
-// and the tabs. Each channel's behaviour lives in its own module.
+// The page: sign-in, the hash routes (#/settings/email, #/settings/sms, #/analytics,
+// #/suppressions) and the tabs. Each channel and view has its own module.
 
 import { ApiError, currentSession, mayEdit, onSessionEnded, settingsApi, signIn, signOut } from './api.js';
 import { $, FormErrors, announce, forgetMessages, show } from './dom.js';
 import { initEmail, renderEmail } from './email.js';
 import { initSms, renderSms } from './sms.js';
 import { renderAnalytics } from './status.js';
+import { initSuppressions, renderSuppressions } from './suppressions.js';
 
-const VIEWS = ['view-sign-in', 'view-settings', 'view-analytics'];
+const VIEWS = ['view-sign-in', 'view-settings', 'view-analytics', 'view-suppressions'];
 const TABS = { email: 'tab-email', sms: 'tab-sms' };
 
 /** Where a signed-out visitor wanted to go, so sign-in takes them there. */
@@ -43,7 +44,8 @@ function showView(id, { focusHeading = true } = {}) {
   const signedIn = id !== 'view-sign-in';
   show($('main-nav'), signedIn);
   show($('account'), signedIn);
-  for (const [link, view] of [['nav-settings', 'view-settings'], ['nav-analytics', 'view-analytics']]) {
+  const links = [['nav-settings', 'view-settings'], ['nav-analytics', 'view-analytics'], ['nav-suppressions', 'view-suppressions']];
+  for (const [link, view] of links) {
     if (view === id) $(link).setAttribute('aria-current', 'page');
     else $(link).removeAttribute('aria-current');
   }
@@ -58,6 +60,7 @@ function showView(id, { focusHeading = true } = {}) {
 function parseRoute() {
   const [, section, tab] = window.location.hash.split('/');
   if (section === 'analytics') return { view: 'analytics' };
+  if (section === 'suppressions') return { view: 'suppressions' };
   return { view: 'settings', tab: tab === 'sms' ? 'sms' : 'email' };
 }
 
@@ -72,6 +75,11 @@ async function route() {
   if (wanted.view === 'analytics') {
     showView('view-analytics');
     await loadInto($('analytics-error'), () => renderAnalytics());
+    return;
+  }
+  if (wanted.view === 'suppressions') {
+    showView('view-suppressions');
+    await loadInto($('suppressions-error'), () => renderSuppressions(session));
     return;
   }
   const alreadyShown = currentView === 'view-settings';
@@ -211,6 +219,7 @@ function init() {
   initTabs();
   initEmail(page);
   initSms(page);
+  initSuppressions();
   route();
 }
 

@@ -61,6 +61,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../web/sms.js"),
     ),
     (
+        "suppressions.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/suppressions.js"),
+    ),
+    (
         "status.js",
         "text/javascript; charset=utf-8",
         include_str!("../../web/status.js"),

@@ -322,8 +322,6 @@ pub struct SuppressionQuery {
     pub cursor: Option<String>,
 }
 
-const SEARCH_MAX_CHARS: usize = 200;
-
 /// Newest first: creation time, then id.
 type SortKey = (DateTime<Utc>, i64);
 
@@ -340,13 +338,7 @@ pub async fn list(
         .map(str::trim)
         .filter(|c| !c.is_empty())
         .and_then(|c| errors.check("channel", Channel::parse(c).ok_or("must be email or sms")));
-    let search = query.search.as_deref().map(str::trim).unwrap_or_default();
-    if search.chars().count() > SEARCH_MAX_CHARS {
-        errors.add(
-            "search",
-            format!("must be at most {SEARCH_MAX_CHARS} characters"),
-        );
-    }
+    let search = crate::types::search_text(&mut errors, query.search.as_deref());
     let page =
         PageRequest::<SortKey>::parse(errors, query.limit.as_deref(), query.cursor.as_deref())
             .map_err(SuppressionError::Invalid)?;

@@ -20,7 +20,6 @@ use crate::{
 };
 
 const NAME_MAX_CHARS: usize = 100;
-const SEARCH_MAX_CHARS: usize = 100;
 
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
@@ -221,13 +220,7 @@ pub async fn list(
     query: &PatientQuery,
 ) -> Result<Page<Patient>, OutreachError> {
     let mut errors = FieldErrors::new();
-    let search = query.search.as_deref().map(str::trim).unwrap_or_default();
-    if search.chars().count() > SEARCH_MAX_CHARS {
-        errors.add(
-            "search",
-            format!("must be at most {SEARCH_MAX_CHARS} characters"),
-        );
-    }
+    let search = crate::types::search_text(&mut errors, query.search.as_deref());
     let page =
         PageRequest::<SortKey>::parse(errors, query.limit.as_deref(), query.cursor.as_deref())
             .map_err(OutreachError::Invalid)?;

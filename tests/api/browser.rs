@@ -256,6 +256,15 @@ impl Browser {
         input.send_keys(text).await.unwrap();
     }
 
+    /// Chooses the option of the `<select>` at `css` whose value is `value`.
+    async fn select_value(&self, css: &str, value: &str) {
+        self.visible(css)
+            .await
+            .select_by_value(value)
+            .await
+            .unwrap();
+    }
+
     async fn attr(&self, css: &str, name: &str) -> Option<String> {
         self.client
             .find(Locator::Css(css))
@@ -979,6 +988,128 @@ async fn the_status_card_shows_the_provider_in_effect_health_domain_and_30_day_c
 }
 
 #[tokio::test]
+async fn an_owner_lifts_a_mistaken_suppression_after_confirming_and_a_vanished_one_is_explained() {
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
+    let app = TestEnv::new().without_background().spawn().await;
+    let owner = app.practice_owner().await;
+    let practice = practice_of(&owner);
+    for (first, email, phone) in [
+        ("Pat", "pat@example.com", "+15551230001"),
+        ("Sam", "sam@example.com", "+15551230002"),
+    ] {
+        let patient =
+            json!({"firstName": first, "lastName": "Lee", "email": email, "phone": phone});
+        let response = app
+            .send_json(reqwest::Method::POST, "/api/patients", &owner, &patient)
+            .await;
+        assert_eq!(response.status(), 201);
+    }
+    app.follow_unsubscribe_link(practice, "pat@example.com")
+        .await;
+    app.follow_unsubscribe_link(practice, "sam@example.com")
+        .await;
+    app.shared_number_opt_out("+15551230001").await;
+    let email = user(&app, practice, Role::Owner).await;
+    let browser = chromium.open(&app, DESKTOP).await;
+    browser.sign_in(&email).await;
+
+    browser.click("#nav-suppressions").await;
+    let rows = browser
+        .text_containing("#suppressions-rows", "pat@example.com")
+        .await;
+    for expected in [
+        "Unsubscribe link",
+        "Replied STOP",
+        "only the patient can undo it",
+    ] {
+        assert!(rows.contains(expected), "{expected} in {rows}");
+    }
+    browser
+        .click("button[aria-label='Lift the suppression of pat@example.com']")
+        .await;
+    browser.visible("#confirm-dialog").await;
+    assert_eq!(browser.focused_id().await, "confirm-cancel");
+    browser.click("#confirm-accept").await;
+    browser
+        .eventually("pat's row to go", async |b: &Browser| {
+            let text = b.text("#suppressions-rows").await?;
+            if text.contains("pat@example.com") {
+                Err(text)
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+
+    // Someone else lifts Sam's entry meanwhile: the page says so instead of failing silently.
+    let sam: i64 =
+        sqlx::query_scalar("select id from suppressions where address = 'sam@example.com'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    let lifted = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/suppressions/{sam}"),
+            Some(&owner),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lifted.status(), 204);
+    browser
+        .click("button[aria-label='Lift the suppression of sam@example.com']")
+        .await;
+    browser.click("#confirm-accept").await;
+    browser
+        .text_containing("#suppressions-error", "not found")
+        .await;
+    assert_eq!(browser.focused_id().await, "suppressions-error");
+
+    browser.select_value("#suppressions-channel", "sms").await;
+    browser.click("#suppressions-apply").await;
+    browser
+        .eventually("only the SMS entry", async |b: &Browser| {
+            let text = b.text("#suppressions-rows").await?;
+            if text.contains("sam@example.com") {
+                Err(text)
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+    browser
+        .text_containing("#suppressions-rows", "+15551230001")
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn staff_see_the_suppressions_without_anything_to_lift() {
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
+    let app = TestEnv::new().without_background().spawn().await;
+    let practice = app.create_practice("Smile Dental").await;
+    app.follow_unsubscribe_link(practice, "pat@example.com")
+        .await;
+    let email = user(&app, practice, Role::Staff).await;
+    let browser = chromium.open(&app, DESKTOP).await;
+    browser.sign_in(&email).await;
+    browser.click("#nav-suppressions").await;
+    browser
+        .text_containing("#suppressions-rows", "pat@example.com")
+        .await;
+    let buttons = browser
+        .script("return document.querySelectorAll('#suppressions-rows button').length")
+        .await;
+    assert_eq!(buttons, json!(0));
+    browser.close().await;
+}
+
+#[tokio::test]
 async fn at_360_pixels_wide_no_view_scrolls_sideways() {
     let Some(chromium) = Chromium::installed() else {
         return;
@@ -1006,6 +1137,13 @@ async fn at_360_pixels_wide_no_view_scrolls_sideways() {
     browser.click("#nav-analytics").await;
     browser.text_containing("#status-email", "Health").await;
     assert_eq!(browser.script(overflow).await, json!(0), "analytics");
+    app.follow_unsubscribe_link(practice, "a.very.long.address.of.a.patient@example.com")
+        .await;
+    browser.click("#nav-suppressions").await;
+    browser
+        .text_containing("#suppressions-rows", "a.very.long.address")
+        .await;
+    assert_eq!(browser.script(overflow).await, json!(0), "suppressions");
     browser.close().await;
 }
 

@@ -290,6 +290,32 @@ impl TestApp {
         }
     }
 
+    /// Posts a genuine unsubscribe link of the practice's email to `email`, as the patient would.
+    pub async fn follow_unsubscribe_link(&self, practice: Uuid, email: &str) {
+        let token = self.state.unsubscribe.token(practice, email);
+        let response = self
+            .http
+            .post(self.url(&format!("/api/unsubscribe/{token}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    /// `phone` opted out of the platform's shared number (STOP to the system number).
+    pub async fn shared_number_opt_out(&self, phone: &str) {
+        dentite::messaging::suppression::add(
+            &self.pool,
+            dentite::messaging::suppression::Scope::SystemSender,
+            dentite::messaging::Channel::Sms,
+            phone,
+            dentite::messaging::suppression::SuppressionReason::OptedOut,
+            dentite::messaging::suppression::SuppressionSource::SmsKeyword,
+        )
+        .await
+        .unwrap();
+    }
+
     /// A new practice with an owner logged in.
     pub async fn practice_owner(&self) -> Login {
         let practice = self.create_practice("Smile Dental").await;

@@ -2,10 +2,7 @@
 
 use dentite::{
     auth::Role,
-    messaging::{
-        Channel,
-        suppression::{self, Scope, SuppressionReason, SuppressionSource},
-    },
+    messaging::{Channel, suppression},
 };
 use reqwest::{Method, Response};
 use serde_json::{Value, json};
@@ -31,30 +28,6 @@ impl TestApp {
         .send()
         .await
         .unwrap()
-    }
-
-    async fn follow_unsubscribe_link(&self, practice: Uuid, email: &str) {
-        let token = self.state.unsubscribe.token(practice, email);
-        let response = self
-            .http
-            .post(self.url(&format!("/api/unsubscribe/{token}")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-    }
-
-    async fn shared_number_opt_out(&self, phone: &str) {
-        suppression::add(
-            &self.pool,
-            Scope::SystemSender,
-            Channel::Sms,
-            phone,
-            SuppressionReason::OptedOut,
-            SuppressionSource::SmsKeyword,
-        )
-        .await
-        .unwrap();
     }
 }
 
