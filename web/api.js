@@ -123,6 +123,7 @@ export const settingsApi = {
   verifyDomain: () => request('POST', `${SETTINGS}/email/domain/verify`),
   removeDomain: () => request('DELETE', `${SETTINGS}/email/domain`),
   usage: (days) => request('GET', `/api/analytics/messaging?days=${encodeURIComponent(days)}`),
+  audit: (cursor) => request('GET', `${SETTINGS}/audit${cursor == null ? '' : `?cursor=${encodeURIComponent(cursor)}`}`),
 };
 
 /** The practice's suppression list: one page, and lifting an entry. */

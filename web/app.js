@@ -1,5 +1,5 @@
 // The page: sign-in, the hash routes (#/settings/email, #/settings/sms, #/analytics,
-// #/suppressions) and the tabs. Each channel and view has its own module.
+// #/suppressions, #/audit) and the tabs. Each channel and view has its own module.
 
 import { ApiError, currentSession, mayEdit, onSessionEnded, settingsApi, signIn, signOut } from './api.js';
 import { $, FormErrors, announce, forgetMessages, show } from './dom.js';
@@ -7,8 +7,9 @@ import { initEmail, renderEmail } from './email.js';
 import { initSms, renderSms } from './sms.js';
 import { renderAnalytics } from './status.js';
 import { initSuppressions, renderSuppressions } from './suppressions.js';
+import { initAudit, renderAudit } from './audit.js';
 
-const VIEWS = ['view-sign-in', 'view-settings', 'view-analytics', 'view-suppressions'];
+const VIEWS = ['view-sign-in', 'view-settings', 'view-analytics', 'view-suppressions', 'view-audit'];
 const TABS = { email: 'tab-email', sms: 'tab-sms' };
 
 /** Where a signed-out visitor wanted to go, so sign-in takes them there. */
@@ -44,7 +45,12 @@ function showView(id, { focusHeading = true } = {}) {
   const signedIn = id !== 'view-sign-in';
   show($('main-nav'), signedIn);
   show($('account'), signedIn);
-  const links = [['nav-settings', 'view-settings'], ['nav-analytics', 'view-analytics'], ['nav-suppressions', 'view-suppressions']];
+  const links = [
+    ['nav-settings', 'view-settings'],
+    ['nav-analytics', 'view-analytics'],
+    ['nav-suppressions', 'view-suppressions'],
+    ['nav-audit', 'view-audit'],
+  ];
   for (const [link, view] of links) {
     if (view === id) $(link).setAttribute('aria-current', 'page');
     else $(link).removeAttribute('aria-current');
@@ -61,6 +67,7 @@ function parseRoute() {
   const [, section, tab] = window.location.hash.split('/');
   if (section === 'analytics') return { view: 'analytics' };
   if (section === 'suppressions') return { view: 'suppressions' };
+  if (section === 'audit') return { view: 'audit' };
   return { view: 'settings', tab: tab === 'sms' ? 'sms' : 'email' };
 }
 
@@ -75,6 +82,11 @@ async function route() {
   if (wanted.view === 'analytics') {
     showView('view-analytics');
     await loadInto($('analytics-error'), () => renderAnalytics());
+    return;
+  }
+  if (wanted.view === 'audit' && mayEdit(session)) {
+    showView('view-audit');
+    await loadInto($('audit-error'), () => renderAudit());
     return;
   }
   if (wanted.view === 'suppressions') {
@@ -108,6 +120,8 @@ async function loadInto(summary, load) {
 function renderAccount(session) {
   $('account-email').textContent = session.user.email;
   $('account-role').textContent = session.user.role;
+  // The audit log is for owners and admins; staff are not shown a link that would be refused.
+  show($('nav-audit'), mayEdit(session));
 }
 
 function showSignIn(message) {
@@ -220,6 +234,7 @@ function init() {
   initEmail(page);
   initSms(page);
   initSuppressions();
+  initAudit();
   route();
 }
 

@@ -66,6 +66,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../web/suppressions.js"),
     ),
     (
+        "audit.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/audit.js"),
+    ),
+    (
         "status.js",
         "text/javascript; charset=utf-8",
         include_str!("../../web/status.js"),

@@ -1110,6 +1110,56 @@ async fn staff_see_the_suppressions_without_anything_to_lift() {
 }
 
 #[tokio::test]
+async fn the_audit_log_shows_who_changed_what_to_owners_and_is_not_offered_to_staff() {
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
+    let app = TestEnv::new().without_background().spawn().await;
+    let owner = app.practice_owner().await;
+    let practice = practice_of(&owner);
+    app.follow_unsubscribe_link(practice, "pat@example.com")
+        .await;
+    let entry: i64 = sqlx::query_scalar("select id from suppressions")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let lifted = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/suppressions/{entry}"),
+            Some(&owner),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lifted.status(), 204);
+    let admin = user(&app, practice, Role::Admin).await;
+    let browser = chromium.open(&app, DESKTOP).await;
+    browser.sign_in(&admin).await;
+    browser.click("#nav-audit").await;
+    let rows = browser
+        .text_containing("#audit-rows", "Lifted a suppression")
+        .await;
+    assert!(rows.contains("email"), "{rows}");
+    assert!(
+        !rows.contains("pat@example.com"),
+        "never the values: {rows}"
+    );
+    browser.click("#sign-out").await;
+
+    let staff = user(&app, practice, Role::Staff).await;
+    browser.sign_in(&staff).await;
+    browser.visible("#nav-suppressions").await;
+    assert_eq!(
+        browser
+            .script("return document.getElementById('nav-audit').checkVisibility()")
+            .await,
+        json!(false)
+    );
+    browser.close().await;
+}
+
+#[tokio::test]
 async fn at_360_pixels_wide_no_view_scrolls_sideways() {
     let Some(chromium) = Chromium::installed() else {
         return;
@@ -1195,6 +1245,20 @@ async fn screenshots_of_each_tab_for_the_readme() {
     browser.text_containing("#status-email", "Health").await;
     browser.text_containing("#usage-rows", "Email").await;
     browser.screenshot("status", DESKTOP.0).await;
+    app.follow_unsubscribe_link(practice, "pat@example.com")
+        .await;
+    app.follow_unsubscribe_link(practice, "sam.lee@example.com")
+        .await;
+    browser.click("#nav-suppressions").await;
+    browser
+        .text_containing("#suppressions-rows", "sam.lee@example.com")
+        .await;
+    browser.screenshot("suppressions", DESKTOP.0).await;
+    browser.click("#nav-audit").await;
+    browser
+        .text_containing("#audit-rows", "Changed the email account")
+        .await;
+    browser.screenshot("audit", DESKTOP.0).await;
     browser.close().await;
 }
 
