@@ -41,6 +41,12 @@ pub struct OutreachLog {
     pub category: String,
     /// SMS segments the body takes (absent for email).
     pub segments: Option<i32>,
+    /// What the provider charged, a decimal string, when it reports it (Twilio's status
+    /// callbacks do).
+    #[schema(example = "0.0079")]
+    pub price: Option<String>,
+    /// The currency of `price`, such as `USD`.
+    pub price_unit: Option<String>,
 }
 
 /// Selected by every query returning an [`OutreachLog`].
@@ -48,7 +54,7 @@ macro_rules! log_select {
     () => {
         "select id, message_type as channel, status, messaging_provider, fallback_reason, provider_message_id,
                 error, created_at, updated_at, patient_id, recipient, subject,
-                category, segments
+                category, segments, price::text as price, price_unit
          from outreach_logs "
     };
 }

@@ -41,6 +41,8 @@ fn is_absent(category: &Option<Category>) -> bool {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct QueuedMessage {
     pub id: Uuid,
+    /// `queued`, or `suppressed` when a compliance rule withheld it: the log's `error` names
+    /// the rule.
     pub status: OutreachStatus,
 }
 
@@ -163,7 +165,7 @@ pub async fn send(
         ),
     })?;
 
-    let id = queue::enqueue(
+    let enqueued = queue::enqueue(
         &mut tx,
         &NewMessage {
             practice_id,
@@ -179,8 +181,8 @@ pub async fn send(
     )
     .await?;
     let answer = QueuedMessage {
-        id,
-        status: OutreachStatus::Queued,
+        id: enqueued.id,
+        status: enqueued.status(),
     };
     if let (Some(key), Some(hash)) = (idempotency_key, request_hash) {
         sqlx::query(

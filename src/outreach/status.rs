@@ -10,9 +10,12 @@
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::messaging::{
-    ProviderKind,
-    delivery::{Delivery, DeliveryResult},
+use crate::{
+    compliance::rules::Rule,
+    messaging::{
+        ProviderKind,
+        delivery::{Delivery, DeliveryResult},
+    },
 };
 
 /// Every value of `outreach_logs.status`, in the order a message moves through them; the last
@@ -102,10 +105,12 @@ impl DeliveryOutcome {
             DeliveryResult::Sent {
                 provider_message_id,
             } => (OutreachStatus::Sent, provider_message_id.clone(), None),
-            DeliveryResult::Suppressed { reason } => (
+            // The ledger of the account about to send: the `opted_out` rule, whatever put the
+            // address there (the delivery logs the ledger's own reason).
+            DeliveryResult::Suppressed { .. } => (
                 OutreachStatus::Suppressed,
                 None,
-                Some(format!("not sent: the recipient is suppressed ({reason})")),
+                Some(Rule::OptedOut.as_str().to_string()),
             ),
             DeliveryResult::Failed { error, .. } => {
                 (OutreachStatus::Failed, None, Some(error.to_string()))
@@ -117,6 +122,17 @@ impl DeliveryOutcome {
             provider_message_id,
             fallback_reason: delivery.fallback_reason.clone(),
             error,
+        }
+    }
+
+    /// A compliance rule withholds the message before any provider is asked.
+    pub fn withheld(rule: Rule) -> Self {
+        Self {
+            status: OutreachStatus::Suppressed,
+            provider: None,
+            provider_message_id: None,
+            fallback_reason: None,
+            error: Some(rule.as_str().to_string()),
         }
     }
 
@@ -164,9 +180,68 @@ pub async fn advance(db: &mut PgConnection, changes: &[StatusChange]) -> Result<
     Ok(result.rows_affected())
 }
 
+/// What a provider reports it charged for a message, as it reports it: Twilio gives a charge as
+/// a negative amount (`Price=-0.00790`) with its currency (`PriceUnit=USD`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedPrice {
+    /// The amount charged, positive, as a decimal string.
+    pub amount: String,
+    pub unit: Option<String>,
+}
+
+impl ReportedPrice {
+    /// `None` for an empty or malformed amount: a price is a detail, never a reason to refuse
+    /// (and so to have redelivered) the status it came with.
+    pub fn parse(amount: &str, unit: Option<&str>) -> Option<Self> {
+        let amount = amount.trim();
+        let magnitude = amount.strip_prefix('-').unwrap_or(amount);
+        let price = crate::compliance::segments::Price::parse(magnitude).ok()?;
+        Some(Self {
+            amount: price.to_string(),
+            unit: unit
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_uppercase),
+        })
+    }
+}
+
+/// Keeps the latest price a provider reported for a log.
+pub async fn record_price(
+    db: &mut PgConnection,
+    log_id: Uuid,
+    price: &ReportedPrice,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("update outreach_logs set price = $2::numeric, price_unit = $3 where id = $1")
+        .bind(log_id)
+        .bind(&price.amount)
+        .bind(&price.unit)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reported_charge_is_kept_positive_and_a_malformed_one_is_ignored() {
+        assert_eq!(
+            ReportedPrice::parse("-0.00790", Some("usd")),
+            Some(ReportedPrice {
+                amount: "0.00790".into(),
+                unit: Some("USD".into())
+            })
+        );
+        assert_eq!(
+            ReportedPrice::parse("0.0079", None).map(|p| p.amount),
+            Some("0.0079".into())
+        );
+        for bad in ["", "-", "1e3", "abc", "0.123456789"] {
+            assert_eq!(ReportedPrice::parse(bad, Some("USD")), None, "{bad}");
+        }
+    }
 
     #[test]
     fn every_status_parses_back_from_its_stored_name() {

@@ -22,6 +22,10 @@ use super::{
     unsubscribe::UnsubscribeLinks,
 };
 use crate::{
+    compliance::{
+        Category,
+        rules::{self, Rule, Verdict},
+    },
     config::QueueSettings,
     messaging::{
         Channel, MessagingServiceFactory, OutgoingMessage, ProviderKind,
@@ -55,6 +59,11 @@ impl Outcome {
         Self::new(job, DeliveryOutcome::failed_unsent(error))
     }
 
+    /// A compliance rule withholds the message: no provider is asked.
+    fn withheld(job: &ClaimedJob, rule: Rule) -> Self {
+        Self::new(job, DeliveryOutcome::withheld(rule))
+    }
+
     fn new(job: &ClaimedJob, log: DeliveryOutcome) -> Self {
         Self {
             job_id: job.job_id,
@@ -71,8 +80,10 @@ struct ClaimedJob {
     first_queued_at: chrono::DateTime<chrono::Utc>,
     outreach_log_id: Uuid,
     practice_id: Uuid,
+    patient_id: Option<Uuid>,
     status: OutreachStatus,
     message_type: String,
+    category: Category,
     recipient: String,
     subject: Option<String>,
     /// Null once retention purged it; retention never purges a message still to be sent, but a
@@ -230,7 +241,7 @@ impl Workers {
                  from claimed where l.id = claimed.outreach_log_id and l.status = 'queued'
              )
              select c.id as job_id, c.attempts, c.created_at as first_queued_at, l.id as outreach_log_id,
-                    l.practice_id, l.status, l.message_type, l.recipient, l.subject, l.body
+                    l.practice_id, l.patient_id, l.status, l.message_type, l.category, l.recipient, l.subject, l.body
              from claimed c join outreach_logs l on l.id = c.outreach_log_id",
         )
         .bind(practice_id)
@@ -270,6 +281,10 @@ impl Workers {
                 format!("the SMS with its placeholders filled in {why}; nothing was sent"),
             )));
         }
+        let postal_address = match self.compliance(&job, channel).await? {
+            Verdict::Send { postal_address } => postal_address,
+            Verdict::Withhold(rule) => return Ok(Some(Outcome::withheld(&job, rule))),
+        };
         let route = match self.messaging.route(job.practice_id, channel).await {
             Ok(route) => route,
             // Retrying cannot help until the practice re-enters the credential: say so on the
@@ -296,7 +311,7 @@ impl Workers {
             self.postpone(&job, wait).await?;
             return Ok(None);
         }
-        let message = self.message(&job, channel, body);
+        let message = self.message(&job, channel, body, postal_address.as_deref());
         let final_attempt = job.attempts >= self.settings.max_attempts
             || chrono::Utc::now() - job.first_queued_at
                 >= chrono::Duration::from_std(self.settings.retry_horizon).unwrap_or_default();
@@ -348,10 +363,41 @@ impl Workers {
         super::rate_limit::rate_for(&self.settings, kind)
     }
 
-    fn message(&self, job: &ClaimedJob, channel: Channel, body: String) -> OutgoingMessage {
+    /// The compliance rules, again at hand-over: consent may have been withdrawn, a cap reached
+    /// or the postal address removed since the message was queued.
+    async fn compliance(&self, job: &ClaimedJob, channel: Channel) -> Result<Verdict, sqlx::Error> {
+        let mut db = self.pool.acquire().await?;
+        rules::decide(
+            &mut db,
+            &rules::Message {
+                practice_id: job.practice_id,
+                patient_id: job.patient_id,
+                channel,
+                address: &job.recipient,
+                category: job.category,
+                outreach_log_id: Some(job.outreach_log_id),
+            },
+            false,
+            chrono::Utc::now(),
+        )
+        .await
+    }
+
+    /// The message as handed over; a marketing email ends with its CAN-SPAM footer.
+    fn message(
+        &self,
+        job: &ClaimedJob,
+        channel: Channel,
+        body: String,
+        postal_address: Option<&str>,
+    ) -> OutgoingMessage {
+        let mut body = body;
         let headers = match channel {
             Channel::Email => {
                 let url = self.unsubscribe.url(job.practice_id, &job.recipient);
+                if let Some(address) = postal_address {
+                    body = rules::with_can_spam_footer(&body, address, &url);
+                }
                 BTreeMap::from([
                     ("List-Unsubscribe".to_string(), format!("<{url}>")),
                     (
@@ -381,6 +427,7 @@ impl Workers {
              update outreach_logs l set
                  status = case when l.status in ('queued', 'sending') then o.status else l.status end,
                  messaging_provider = o.provider, provider_message_id = coalesce(o.message_id, l.provider_message_id),
+                 handed_over_at = case when o.status = 'sent' then now() else l.handed_over_at end,
                  fallback_reason = o.fallback_reason, error = o.error, updated_at = now()
              from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
                  as o(id, status, provider, message_id, fallback_reason, error)

@@ -18,6 +18,7 @@ mod pg_proxy;
 mod pooler;
 mod process;
 mod queue;
+mod rules;
 mod settings;
 mod slow_clients;
 mod suppressions;

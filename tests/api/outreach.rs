@@ -422,7 +422,7 @@ async fn deleting_a_patient_keeps_their_outreach_history() {
         sequence_step: None,
         category: dentite::compliance::Category::Care,
     };
-    let log = queue::enqueue(&mut db, &message).await.unwrap();
+    let log = queue::enqueue(&mut db, &message).await.unwrap().id;
     drop(db);
 
     let deleted = app

@@ -24,10 +24,11 @@ use crate::webhooks::{
 };
 use crate::{
     AppState,
+    compliance::inbound,
     config::Settings,
     crypto::CredentialField,
     messaging::{
-        Channel,
+        Channel, ProviderKind,
         settings::PracticeMessagingConfig,
         suppression::{self, Suppression, SuppressionReason, SuppressionSource},
     },
@@ -142,6 +143,12 @@ async fn apply_to_log(
         "Processing Twilio {reported} for practice {} (provider: {provider})",
         log.practice_id
     );
+    if let Some(price) = params
+        .get("Price")
+        .and_then(|price| status::ReportedPrice::parse(price, params.get("PriceUnit")))
+    {
+        status::record_price(db, log.id, &price).await?;
+    }
     let Some(status) = reported_status(reported) else {
         return Ok(());
     };
@@ -317,13 +324,16 @@ async fn receive_message(
     // A redelivered STOP must not undo a START that came after it, so only new messages act.
     if stored {
         // Compliance: the consent ledger and opt-out phrases.
-        crate::compliance::consent::on_inbound_sms(
+        let intent = crate::compliance::consent::on_inbound_sms(
             &mut tx,
             tenant.scope(),
             from,
             opt_out_type.unwrap_or(params.get("Body").unwrap_or_default()),
         )
         .await?;
+        if keyword == Keyword::Other {
+            keep_reply(&mut tx, tenant, &params, sid, from, intent).await?;
+        }
         tracing::info!(route = ?tenant, ?keyword, "Processing Twilio inbound message");
         match keyword {
             Keyword::OptOut => {
@@ -351,6 +361,35 @@ async fn receive_message(
             stored: usize::from(stored),
         },
     ))
+}
+
+/// A reply that is no keyword is kept for the practices it belongs to.
+async fn keep_reply(
+    db: &mut PgConnection,
+    tenant: Tenant,
+    params: &Params,
+    sid: &str,
+    from: &str,
+    intent: crate::compliance::optout::Intent,
+) -> Result<(), sqlx::Error> {
+    let provider = match tenant {
+        Tenant::System => ProviderKind::SystemTwilio,
+        Tenant::Practice(_) => ProviderKind::CustomTwilio,
+    };
+    inbound::record(
+        db,
+        &inbound::Received {
+            scope: tenant.scope(),
+            provider: provider.as_str(),
+            provider_message_id: sid,
+            from,
+            to: params.get("To").unwrap_or_default(),
+            body: params.get("Body").unwrap_or_default(),
+            opt_out_matched: intent == crate::compliance::optout::Intent::OptOutPhrase,
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 async fn append_once(
