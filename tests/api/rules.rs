@@ -140,6 +140,95 @@ async fn marketing_sms_without_a_recorded_grant_is_suppressed_when_queued_and_se
 }
 
 #[tokio::test]
+async fn a_marketing_sequence_step_is_held_to_the_marketing_rules_and_a_care_step_is_not() {
+    let app = app_with_manual_workers().await;
+    twilio_accepts(&app, 1).await;
+    let owner = app.practice_owner().await;
+    let patient = app
+        .create_patient(owner.practice_id.unwrap(), "pat@example.com", PHONE)
+        .await;
+    let steps = json!([
+        {"channel": "sms", "delayMinutes": 0, "body": "Your benefits renew soon", "category": "marketing"},
+        {"channel": "sms", "delayMinutes": 0, "body": "Your cleaning is due"}
+    ]);
+    let created = app
+        .send_json(
+            Method::POST,
+            "/api/sequences",
+            &owner,
+            &json!({"name": "Benefits", "steps": steps}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let sequence: Value = created.json().await.unwrap();
+    let categories: Vec<&str> = sequence["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step["category"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        categories,
+        ["marketing", "care"],
+        "a step without one is care"
+    );
+    let refused = app
+        .send_json(
+            Method::POST,
+            "/api/sequences",
+            &owner,
+            &json!({"name": "Bad", "steps": [{"channel": "sms", "delayMinutes": 0, "body": "x", "category": "promo"}]}),
+        )
+        .await;
+    assert_eq!(refused.status(), 422);
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["error"]["fields"]["steps[0].category"].is_string(),
+        "{body}"
+    );
+
+    let enrolled = app
+        .send_json(
+            Method::POST,
+            &format!(
+                "/api/sequences/{}/enrollments",
+                sequence["id"].as_str().unwrap()
+            ),
+            &owner,
+            &json!({"patientIds": [patient]}),
+        )
+        .await;
+    assert!(enrolled.status().is_success(), "{}", enrolled.status());
+    for _ in 0..2 {
+        dentite::outreach::scheduler::enqueue_due_steps(&app.pool, 10)
+            .await
+            .unwrap();
+        sqlx::query("update sequence_enrollments set next_run_at = now()")
+            .execute(&app.pool)
+            .await
+            .unwrap();
+    }
+    app.drain_queue().await;
+    let logs: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("select category, status, error from outreach_logs order by sequence_step")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        logs,
+        [
+            (
+                "marketing".to_string(),
+                "suppressed".to_string(),
+                Some("no_marketing_consent".to_string())
+            ),
+            ("care".to_string(), "sent".to_string(), None),
+        ]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn marketing_consent_withdrawn_after_queuing_withholds_the_sms_at_hand_over() {
     let app = app_with_manual_workers().await;
     twilio_accepts(&app, 0).await;
