@@ -13,9 +13,9 @@ pub mod error;
 pub mod history;
 pub mod messaging;
 pub mod outreach;
+pub mod page;
 pub mod practices;
 pub mod providers;
-pub mod server;
 pub mod telemetry;
 pub mod types;
 pub mod webhooks;
@@ -82,6 +82,11 @@ pub struct Application {
 impl Application {
     /// Creates the database when missing, migrates (unless told not to) and binds `BIND_ADDR`.
     pub async fn build(settings: Settings, options: ServeOptions) -> anyhow::Result<Self> {
+        // Checked before anything starts: a key that cannot verify would refuse every event.
+        if let Some(key) = &settings.sendgrid_webhook_verify_key {
+            providers::sendgrid::signature::SendGridVerifier::from_base64_der(key)
+                .map_err(|e| anyhow::anyhow!("SENDGRID_WEBHOOK_VERIFY_KEY: {e}"))?;
+        }
         let endpoints = settings.database_endpoints()?;
         if options.migrate {
             endpoints.create_and_migrate().await?;
@@ -169,7 +174,7 @@ impl Application {
         }
         let app = api::app(self.state.clone());
         tracing::info!(%addr, "serving");
-        server::serve(self.listener, app, self.state.settings.http, async move {
+        api::server::serve(self.listener, app, self.state.settings.http, async move {
             shutdown.await;
             tracing::info!("shutting down: finishing in-flight requests");
         })

@@ -3,6 +3,8 @@
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::providers::ProviderKind;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PracticeError {
     #[error("a practice name must be 1 to 200 characters")]
@@ -31,8 +33,8 @@ pub async fn create(pool: &PgPool, name: &str) -> Result<Uuid, PracticeError> {
 pub struct MessagingSummary {
     pub id: Uuid,
     pub name: String,
-    pub email_provider: String,
-    pub sms_provider: String,
+    pub email_provider: ProviderKind,
+    pub sms_provider: ProviderKind,
     pub email_domain_verified: bool,
     pub email_last_tested_at: Option<chrono::DateTime<chrono::Utc>>,
     pub sms_last_tested_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -48,13 +50,14 @@ pub async fn messaging_summaries(
     sqlx::query_as(
         "select id, name, email_provider, sms_provider, email_domain_verified, email_last_tested_at, sms_last_tested_at
          from practices
-         where not $1 or email_provider = 'custom_sendgrid' or sms_provider = 'custom_twilio'
+         where not $1 or email_provider = any($4) or sms_provider = any($4)
          order by name, id
          limit $2 offset $3",
     )
     .bind(custom_only)
     .bind(limit)
     .bind(offset)
+    .bind(ProviderKind::custom_names())
     .fetch_all(pool)
     .await
 }

@@ -252,6 +252,28 @@ impl FieldErrors {
     }
 }
 
+/// The longest `search` a list accepts: longer is no search anyone types.
+pub const SEARCH_MAX_CHARS: usize = 100;
+
+/// A list's `search` parameter, trimmed (empty when absent); a longer one is recorded in `errors`.
+pub fn search_text<'a>(errors: &mut FieldErrors, search: Option<&'a str>) -> &'a str {
+    let search = search.map(str::trim).unwrap_or_default();
+    if search.chars().count() > SEARCH_MAX_CHARS {
+        errors.add(
+            "search",
+            format!("must be at most {SEARCH_MAX_CHARS} characters"),
+        );
+    }
+    search
+}
+
+/// A search word taken literally by `like`/`ilike`: its own `%`, `_` and `\` are not wildcards.
+pub fn escape_like(word: &str) -> String {
+    word.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,5 +401,10 @@ mod tests {
         assert!(twilio_account_sid(&format!("SK{}", "a1".repeat(16))).is_err());
         assert!(twilio_auth_token(&"f0".repeat(16)).is_ok());
         assert!(twilio_auth_token("short").is_err());
+    }
+
+    #[test]
+    fn like_wildcards_in_search_words_are_literal() {
+        assert_eq!(escape_like(r"50%_off\"), r"50\%\_off\\");
     }
 }

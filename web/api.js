@@ -123,4 +123,18 @@ export const settingsApi = {
   verifyDomain: () => request('POST', `${SETTINGS}/email/domain/verify`),
   removeDomain: () => request('DELETE', `${SETTINGS}/email/domain`),
   usage: (days) => request('GET', `/api/analytics/messaging?days=${encodeURIComponent(days)}`),
+  daily: (days) => request('GET', `/api/analytics/messaging/daily?days=${encodeURIComponent(days)}`),
+  audit: (cursor) => request('GET', `${SETTINGS}/audit${cursor == null ? '' : `?cursor=${encodeURIComponent(cursor)}`}`),
+};
+
+/** The practice's suppression list: one page, and lifting an entry. */
+export const suppressionsApi = {
+  page: ({ channel, search, cursor }) => {
+    const query = new URLSearchParams();
+    if (channel) query.set('channel', channel);
+    if (search) query.set('search', search);
+    if (cursor) query.set('cursor', cursor);
+    return request('GET', `/api/suppressions?${query}`);
+  },
+  lift: (id) => request('DELETE', `/api/suppressions/${encodeURIComponent(id)}`),
 };

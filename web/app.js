@@ -1,13 +1,15 @@
-// The settings page: sign-in, the hash routes (#/settings/email, #/settings/sms, #/analytics)
-// and the tabs. Each channel's behaviour lives in its own module.
+// The page: sign-in, the hash routes (#/settings/email, #/settings/sms, #/analytics,
+// #/suppressions, #/audit) and the tabs. Each channel and view has its own module.
 
 import { ApiError, currentSession, mayEdit, onSessionEnded, settingsApi, signIn, signOut } from './api.js';
 import { $, FormErrors, announce, forgetMessages, show } from './dom.js';
 import { initEmail, renderEmail } from './email.js';
 import { initSms, renderSms } from './sms.js';
 import { renderAnalytics } from './status.js';
+import { initSuppressions, renderSuppressions } from './suppressions.js';
+import { initAudit, renderAudit } from './audit.js';
 
-const VIEWS = ['view-sign-in', 'view-settings', 'view-analytics'];
+const VIEWS = ['view-sign-in', 'view-settings', 'view-analytics', 'view-suppressions', 'view-audit'];
 const TABS = { email: 'tab-email', sms: 'tab-sms' };
 
 /** Where a signed-out visitor wanted to go, so sign-in takes them there. */
@@ -43,7 +45,13 @@ function showView(id, { focusHeading = true } = {}) {
   const signedIn = id !== 'view-sign-in';
   show($('main-nav'), signedIn);
   show($('account'), signedIn);
-  for (const [link, view] of [['nav-settings', 'view-settings'], ['nav-analytics', 'view-analytics']]) {
+  const links = [
+    ['nav-settings', 'view-settings'],
+    ['nav-analytics', 'view-analytics'],
+    ['nav-suppressions', 'view-suppressions'],
+    ['nav-audit', 'view-audit'],
+  ];
+  for (const [link, view] of links) {
     if (view === id) $(link).setAttribute('aria-current', 'page');
     else $(link).removeAttribute('aria-current');
   }
@@ -58,6 +66,8 @@ function showView(id, { focusHeading = true } = {}) {
 function parseRoute() {
   const [, section, tab] = window.location.hash.split('/');
   if (section === 'analytics') return { view: 'analytics' };
+  if (section === 'suppressions') return { view: 'suppressions' };
+  if (section === 'audit') return { view: 'audit' };
   return { view: 'settings', tab: tab === 'sms' ? 'sms' : 'email' };
 }
 
@@ -72,6 +82,16 @@ async function route() {
   if (wanted.view === 'analytics') {
     showView('view-analytics');
     await loadInto($('analytics-error'), () => renderAnalytics());
+    return;
+  }
+  if (wanted.view === 'audit' && mayEdit(session)) {
+    showView('view-audit');
+    await loadInto($('audit-error'), () => renderAudit());
+    return;
+  }
+  if (wanted.view === 'suppressions') {
+    showView('view-suppressions');
+    await loadInto($('suppressions-error'), () => renderSuppressions(session));
     return;
   }
   const alreadyShown = currentView === 'view-settings';
@@ -100,6 +120,8 @@ async function loadInto(summary, load) {
 function renderAccount(session) {
   $('account-email').textContent = session.user.email;
   $('account-role').textContent = session.user.role;
+  // The audit log is for owners and admins; staff are not shown a link that would be refused.
+  show($('nav-audit'), mayEdit(session));
 }
 
 function showSignIn(message) {
@@ -211,6 +233,8 @@ function init() {
   initTabs();
   initEmail(page);
   initSms(page);
+  initSuppressions();
+  initAudit();
   route();
 }
 

@@ -1,7 +1,8 @@
 // The analytics page: the messaging status card (which account sends now, its health, the
-// domain, the last test and the last 30 days) and the messages per account.
+// domain, the last test and the last 30 days), the messages per day and per account.
 
 import { settingsApi } from './api.js';
+import { renderDaily } from './chart.js';
 import { $, el, formatDate, formatNumber, providerLabel, show } from './dom.js';
 
 const HEALTH = {
@@ -11,7 +12,7 @@ const HEALTH = {
 };
 
 export async function renderAnalytics() {
-  const [status, usage] = await Promise.all([settingsApi.status(), settingsApi.usage(30)]);
+  const [status, usage] = await Promise.all([settingsApi.status(), settingsApi.usage(30), renderDaily()]);
   renderChannel($('status-email'), status.email, 'email');
   renderChannel($('status-sms'), status.sms, 'sms');
   renderUsage(usage);

@@ -1,4 +1,5 @@
-//! `/api/practice-settings/messaging/compliance` and the message preview.
+//! `/api/practice-settings/messaging/compliance`, the message preview, consents and the
+//! inbound replies.
 
 use axum::{extract::State, http::StatusCode};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -6,7 +7,7 @@ use uuid::Uuid;
 
 use super::{
     auth::SettingsEditor,
-    json::{Json, Path},
+    json::{Json, Path, Query},
 };
 use crate::{
     AppState,
@@ -14,10 +15,12 @@ use crate::{
     compliance::{
         ComplianceError,
         consent::{self, ConsentHistory, NewConsent},
+        inbound::{self, InboundMessage, InboundQuery},
         preview::{self, Preview, PreviewRequest},
         settings::{self, ComplianceView},
     },
     error::{ApiError, ErrorBody},
+    page::Page,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -25,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_compliance, put_compliance))
         .routes(routes!(preview_message))
         .routes(routes!(record_consent, consent_history))
+        .routes(routes!(list_inbound_messages))
 }
 
 impl From<ComplianceError> for ApiError {
@@ -118,5 +122,20 @@ async fn consent_history(
 ) -> Result<Json<ConsentHistory>, ApiError> {
     Ok(Json(
         consent::history(&state.pool, caller.practice_id, id).await?,
+    ))
+}
+
+/// SMS replies to the practice that are not keywords, newest first, filtered by patient and time.
+/// A reply to the shared system number is listed by every practice with a patient at that phone.
+#[utoipa::path(get, path = "/api/inbound-messages", tag = "compliance", security(("bearer" = [])), params(InboundQuery),
+    responses((status = 200, body = Page<InboundMessage>), (status = 401, body = ErrorBody),
+        (status = 422, description = "each invalid filter named", body = ErrorBody)))]
+async fn list_inbound_messages(
+    State(state): State<AppState>,
+    caller: PracticeCaller,
+    Query(query): Query<InboundQuery>,
+) -> Result<Json<Page<InboundMessage>>, ApiError> {
+    Ok(Json(
+        inbound::list(&state.pool, caller.practice_id, &query).await?,
     ))
 }

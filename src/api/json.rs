@@ -28,6 +28,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         let req = Request::from_parts(parts, axum::body::Body::from(bytes.clone()));
         let value = match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => value,
+            Err(JsonRejection::JsonDataError(_)) => return Err(data_error::<T>(&bytes)),
             Err(rejection) => return Err(json_rejection(rejection)),
         };
         // Valid JSON by now; Postgres text and jsonb cannot hold NUL, so it is refused here with
@@ -93,19 +94,22 @@ impl<T: serde::Serialize> IntoResponse for Json<T> {
     }
 }
 
+/// Well-formed JSON of the wrong shape: 422 naming the field by its path (`steps[0].body`), or
+/// `body` when the document itself is wrong.
+fn data_error<T: DeserializeOwned>(bytes: &[u8]) -> ApiError {
+    let mut document = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(&mut document) {
+        Ok(_) => ApiError::validation("body", "does not match the expected shape"),
+        Err(error) => {
+            let path = error.path().to_string();
+            let field = if path == "." { "body" } else { path.as_str() };
+            ApiError::validation(field, error.inner().to_string())
+        }
+    }
+}
+
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
-        JsonRejection::JsonDataError(e) => {
-            // serde_path_to_error gives "field: message"; keep the path as the field name.
-            let text = e.body_text();
-            let detail = text
-                .strip_prefix("Failed to deserialize the JSON body into the target type: ")
-                .unwrap_or(&text);
-            match detail.split_once(": ") {
-                Some((path, message)) if !path.contains(' ') => ApiError::validation(path, message),
-                _ => ApiError::validation("body", detail),
-            }
-        }
         JsonRejection::MissingJsonContentType(_) => {
             ApiError::BadRequest("expected a JSON body with Content-Type: application/json".into())
         }

@@ -12,12 +12,11 @@ use crate::{
     AppState,
     auth::PracticeCaller,
     error::{ApiError, ErrorBody},
-    messaging::{
-        Channel,
-        outbox::{self, OutboxEntry},
-        suppression::{self, Scope, SuppressionReason},
+    messaging::outbox::{self, OutboxEntry},
+    outreach::{
+        messages::{self, MessageError, QueuedMessage, SendMessageRequest},
+        unsubscribe,
     },
-    outreach::messages::{self, MessageError, QueuedMessage, SendMessageRequest},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -103,9 +102,7 @@ async fn unsubscribe_page(
         .unsubscribe
         .verify(&token)
         .ok_or(ApiError::NotFound("unsubscribe link"))?;
-    let name: String = sqlx::query_scalar("select name from practices where id = $1")
-        .bind(request.practice_id)
-        .fetch_optional(&state.pool)
+    let name = unsubscribe::practice_name(&state.pool, &request)
         .await?
         .ok_or(ApiError::NotFound("unsubscribe link"))?;
     Ok(PatientPage(format!(
@@ -129,38 +126,9 @@ async fn unsubscribe(
         .unsubscribe
         .verify(&token)
         .ok_or(ApiError::NotFound("unsubscribe link"))?;
-    let mut tx = state.pool.begin().await?;
-    let exists: bool = sqlx::query_scalar("select exists (select 1 from practices where id = $1)")
-        .bind(request.practice_id)
-        .fetch_one(&mut *tx)
-        .await?;
-    if !exists {
+    if !unsubscribe::unsubscribe(&state.pool, &request).await? {
         return Err(ApiError::NotFound("unsubscribe link"));
     }
-    suppression::add(
-        &mut *tx,
-        Scope::Practice(request.practice_id),
-        Channel::Email,
-        &request.email,
-        SuppressionReason::Unsubscribed,
-    )
-    .await?;
-    crate::compliance::consent::on_email_unsubscribe(
-        &mut tx,
-        request.practice_id,
-        &request.email,
-        "unsubscribe link",
-    )
-    .await?;
-    suppression::stop_enrollments(
-        &mut tx,
-        request.practice_id,
-        Channel::Email,
-        &request.email,
-        "unsubscribed",
-    )
-    .await?;
-    tx.commit().await?;
     Ok(PatientPage(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Unsubscribed</title></head>\
              <body><main><h1>You are unsubscribed</h1><p>You will not receive these emails any more.</p></main></body></html>",

@@ -13,7 +13,9 @@ mod outreach_logs;
 mod page;
 mod patients;
 mod sequences;
+pub mod server;
 mod settings;
+mod suppressions;
 mod webhooks;
 
 use std::time::Duration;
@@ -68,6 +70,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(outreach_logs::router())
         .merge(analytics::router())
         .merge(compliance::router())
+        .merge(suppressions::router())
         .split_for_parts();
     (router, document_common_errors(openapi))
 }

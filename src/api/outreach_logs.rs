@@ -9,10 +9,8 @@ use crate::{
     AppState,
     auth::PracticeCaller,
     error::{ApiError, ErrorBody},
-    outreach::{
-        logs::{self, LogQuery, OutreachLog, OutreachLogDetail},
-        page::Page,
-    },
+    outreach::logs::{self, LogQuery, OutreachLog, OutreachLogDetail},
+    page::Page,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

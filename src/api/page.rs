@@ -61,6 +61,21 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../web/sms.js"),
     ),
     (
+        "suppressions.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/suppressions.js"),
+    ),
+    (
+        "audit.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/audit.js"),
+    ),
+    (
+        "chart.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/chart.js"),
+    ),
+    (
         "status.js",
         "text/javascript; charset=utf-8",
         include_str!("../../web/status.js"),

@@ -9,10 +9,8 @@ use crate::{
     AppState,
     auth::PracticeCaller,
     error::{ApiError, ErrorBody},
-    outreach::{
-        page::Page,
-        patients::{self, Patient, PatientFields, PatientPatch, PatientQuery},
-    },
+    outreach::patients::{self, Patient, PatientFields, PatientPatch, PatientQuery},
+    page::Page,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -9,12 +9,10 @@ use crate::{
     AppState,
     auth::PracticeCaller,
     error::{ApiError, ErrorBody},
-    outreach::{
-        page::Page,
-        sequences::{
-            self, EnrollmentOutcome, EnrollmentRequest, Sequence, SequenceFields, SequenceQuery,
-        },
+    outreach::sequences::{
+        self, EnrollmentOutcome, EnrollmentRequest, Sequence, SequenceFields, SequenceQuery,
     },
+    page::Page,
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

@@ -240,6 +240,32 @@ pub async fn history(
     Ok(ConsentHistory { history, effective })
 }
 
+/// What is in effect for one channel and category of a patient: its newest entry.
+pub async fn effective(
+    db: &mut PgConnection,
+    practice_id: Uuid,
+    patient_id: Uuid,
+    channel: Channel,
+    category: Category,
+) -> Result<Effective, sqlx::Error> {
+    let granted: Option<bool> = sqlx::query_scalar(
+        "select granted from consents
+         where patient_id = $1 and practice_id = $2 and channel = $3 and category = $4
+         order by id desc limit 1",
+    )
+    .bind(patient_id)
+    .bind(practice_id)
+    .bind(channel.as_str())
+    .bind(category_str(category))
+    .fetch_optional(db)
+    .await?;
+    Ok(match granted {
+        Some(true) => Effective::Granted,
+        Some(false) => Effective::Revoked,
+        None => Effective::Unknown,
+    })
+}
+
 /// An entry the service records itself, from a keyword or an unsubscribe.
 #[derive(Clone, Copy)]
 struct Automatic<'a> {
@@ -324,18 +350,18 @@ pub async fn on_inbound_sms(
             )
             .await?;
             if intent == optout::Intent::OptOutPhrase {
-                suppression::add(
-                    &mut *db,
-                    scope,
-                    Channel::Sms,
-                    from,
-                    SuppressionReason::OptedOut,
+                suppression::suppress(
+                    db,
+                    &[suppression::Suppression {
+                        scope,
+                        channel: Channel::Sms,
+                        address: from.to_string(),
+                        reason: SuppressionReason::OptedOut,
+                        unsubscribe_group: None,
+                        source: suppression::SuppressionSource::SmsReply,
+                    }],
                 )
                 .await?;
-                if let Scope::Practice(practice_id) = scope {
-                    suppression::stop_enrollments(db, practice_id, Channel::Sms, from, "opted_out")
-                        .await?;
-                }
             }
         }
         optout::Intent::OptIn => {

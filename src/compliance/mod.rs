@@ -1,12 +1,15 @@
 //! Compliance: the rules that keep a practice's messages lawful — sending windows in the
 //! recipient's local time, consent, frequency caps, CAN-SPAM content — and the SMS segment and
 //! cost arithmetic. The pure rules (`segments`, `window`, `optout`) take `now` and know no
-//! storage; `settings`, `consent`, `inbound` and `enforce` hold the tables this module owns.
+//! storage; `rules` decides from the settings and the ledgers whether a message may go;
+//! `settings`, `consent` and `inbound` hold the tables this module owns.
 
 pub mod consent;
+pub mod inbound;
 pub mod optout;
 pub mod preview;
 pub mod recipient;
+pub mod rules;
 pub mod segments;
 pub mod settings;
 pub mod window;
@@ -36,8 +39,10 @@ pub enum ComplianceError {
     serde::Serialize,
     serde::Deserialize,
     utoipa::ToSchema,
+    sqlx::Type,
 )]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum Category {
     #[default]
     Care,
@@ -49,15 +54,6 @@ impl Category {
         match self {
             Self::Care => "care",
             Self::Marketing => "marketing",
-        }
-    }
-
-    /// Reads `outreach_logs.category`; its check constraint allows only these two.
-    pub fn from_stored(text: &str) -> Self {
-        if text == Self::Marketing.as_str() {
-            Self::Marketing
-        } else {
-            Self::Care
         }
     }
 }

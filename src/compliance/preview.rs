@@ -9,10 +9,11 @@ use uuid::Uuid;
 
 use super::{
     Category, ComplianceError, recipient,
+    rules::{self, Rule, Verdict},
     segments::{self, Encoding},
     settings, window,
 };
-use crate::messaging::{Channel, suppression};
+use crate::messaging::Channel;
 
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -39,9 +40,9 @@ pub struct Preview {
     /// When the message would be handed over, in the recipient's sending window.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheduled_for: Option<DateTime<Utc>>,
-    /// The rule that would withhold the message.
+    /// The rule that would withhold the message from this patient now.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub would_be_suppressed: Option<String>,
+    pub would_be_suppressed: Option<Rule>,
 }
 
 pub async fn preview(
@@ -64,23 +65,38 @@ pub async fn preview(
     };
     let mut would_be_suppressed = None;
     if let Some(patient_id) = request.patient_id {
+        let mut db = pool.acquire().await?;
         let contact: Option<(Option<String>, Option<String>)> =
             sqlx::query_as("select email, phone from patients where id = $1 and practice_id = $2")
                 .bind(patient_id)
                 .bind(practice_id)
-                .fetch_optional(pool)
+                .fetch_optional(&mut *db)
                 .await?;
         let (email, phone) = contact.ok_or(ComplianceError::NotFound("patient"))?;
         let address = match request.channel {
             Channel::Email => email,
             Channel::Sms => phone,
         };
-        if let Some(address) = address
-            && suppression::check(pool, practice_id, request.channel, &address, true)
-                .await?
-                .is_some()
-        {
-            would_be_suppressed = Some("opted_out".to_string());
+        if let Some(address) = address {
+            // The system sender's opt-outs count too: the answer must not promise a send that
+            // the system account, or a fallback to it, would refuse.
+            let verdict = rules::decide(
+                &mut db,
+                &rules::Message {
+                    practice_id,
+                    patient_id: Some(patient_id),
+                    channel: request.channel,
+                    address: &address,
+                    category,
+                    outreach_log_id: None,
+                },
+                true,
+                now,
+            )
+            .await?;
+            if let Verdict::Withhold(rule) = verdict {
+                would_be_suppressed = Some(rule);
+            }
         }
     }
     Ok(Preview {

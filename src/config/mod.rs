@@ -91,7 +91,8 @@ impl fmt::Debug for SystemTwilio {
     }
 }
 
-/// Send-queue tuning; defaults follow PROVIDERS.md (Twilio long codes: one message per second).
+/// Send-queue tuning; defaults follow the vendors' published limits (a Twilio long code
+/// sends one message per second).
 #[derive(Debug, Clone)]
 pub struct QueueSettings {
     pub workers: usize,
@@ -305,10 +306,6 @@ impl Settings {
                 ));
             }
         };
-        if let Some(key) = env.get("SENDGRID_WEBHOOK_VERIFY_KEY") {
-            crate::providers::sendgrid::signature::SendGridVerifier::from_base64_der(&key)
-                .map_err(|e| invalid("SENDGRID_WEBHOOK_VERIFY_KEY", e.to_string()))?;
-        }
 
         let default_webhook_base = format!("http://{bind_addr}");
         let database_url = env

@@ -145,6 +145,7 @@ impl RetentionPolicy {
 }
 
 /// Purges everything past its age, batch by batch, until nothing is left or `stop` flips.
+#[tracing::instrument(skip_all)]
 pub async fn run_once(
     pool: &PgPool,
     policy: &RetentionPolicy,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::{
     Channel, OutgoingMessage, ProviderError, ProviderKind,
     factory::{FactoryError, MessagingServiceFactory, Route, Sender},
-    suppression::{self, Scope, SuppressionReason},
+    suppression::{self, Scope, SuppressionReason, SuppressionSource},
 };
 
 /// What happened to one attempt to deliver a message.
@@ -41,10 +41,21 @@ pub enum DeliveryError {
     Database(#[from] sqlx::Error),
 }
 
-fn provider_label(channel: Channel) -> &'static str {
-    match channel {
-        Channel::Email => "SendGrid",
-        Channel::Sms => "Twilio",
+/// Why a message left the practice's own account for the system one; a bounded metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FallbackCause {
+    CircuitOpen,
+    RateLimited,
+    AccountOrProviderFailure,
+}
+
+impl FallbackCause {
+    fn label(self) -> &'static str {
+        match self {
+            Self::CircuitOpen => "circuit_open",
+            Self::RateLimited => "rate_limited",
+            Self::AccountOrProviderFailure => "account_or_provider_failure",
+        }
     }
 }
 
@@ -61,12 +72,12 @@ impl MessagingServiceFactory {
     ) -> Result<Delivery, DeliveryError> {
         let route = self.route(message.practice_id, message.channel).await?;
         let practice_id = message.practice_id;
-        let label = provider_label(message.channel);
         let Some(custom) = &route.custom else {
             if let Some(blocker) = route.custom_blocker {
                 tracing::info!(
                     reason = blocker,
-                    "Using system {label} for practice {practice_id}"
+                    "Using system {} for practice {practice_id}",
+                    route.system.kind().vendor().display_name()
                 );
             }
             return self.attempt(&route.system, message, None).await;
@@ -77,10 +88,12 @@ impl MessagingServiceFactory {
                 .fall_back(
                     &route,
                     message,
+                    FallbackCause::CircuitOpen,
                     "custom account is failing repeatedly (circuit open)".into(),
                 )
                 .await;
         }
+        let label = custom.kind().vendor().display_name();
         tracing::info!("Using custom {label} for practice {practice_id}");
         let delivery = self.attempt(custom, message, None).await?;
         let DeliveryResult::Failed { error, .. } = &delivery.result else {
@@ -99,19 +112,25 @@ impl MessagingServiceFactory {
         if !route.fallback_enabled || rate_limited_with_retries_left {
             return Ok(delivery);
         }
+        let cause = if matches!(error, ProviderError::RateLimited { .. }) {
+            FallbackCause::RateLimited
+        } else {
+            FallbackCause::AccountOrProviderFailure
+        };
         let reason = format!("custom {label} failed: {error}");
-        self.fall_back(&route, message, reason).await
+        self.fall_back(&route, message, cause, reason).await
     }
 
     async fn fall_back(
         &self,
         route: &Route,
         message: &OutgoingMessage,
+        cause: FallbackCause,
         reason: String,
     ) -> Result<Delivery, DeliveryError> {
-        let label = provider_label(message.channel);
+        let label = route.system.kind().vendor().display_name();
         tracing::warn!(reason = %reason, "Falling back to system {label} for practice {}", route.practice_id);
-        metrics::counter!("messaging_fallbacks_total", "channel" => message.channel.as_str(), "reason" => fallback_category(&reason))
+        metrics::counter!("messaging_fallbacks_total", "channel" => message.channel.as_str(), "reason" => cause.label())
             .increment(1);
         self.attempt(&route.system, message, Some(reason)).await
     }
@@ -166,6 +185,7 @@ impl MessagingServiceFactory {
                         message.channel,
                         &message.to,
                         SuppressionReason::OptedOut,
+                        SuppressionSource::ProviderRefusal,
                     )
                     .await?;
                 }
@@ -196,15 +216,4 @@ impl MessagingServiceFactory {
 fn record(channel: Channel, provider: Option<ProviderKind>, outcome: &'static str) {
     let provider = provider.map_or("none", ProviderKind::as_str);
     metrics::counter!("messages_total", "provider" => provider, "channel" => channel.as_str(), "outcome" => outcome).increment(1);
-}
-
-/// A bounded label for the metric, from the free-text reason.
-fn fallback_category(reason: &str) -> &'static str {
-    if reason.contains("circuit") {
-        "circuit_open"
-    } else if reason.contains("rate limited") {
-        "rate_limited"
-    } else {
-        "account_or_provider_failure"
-    }
 }

@@ -317,13 +317,11 @@ impl MessagingServiceFactory {
             Channel::Sms => config.sms_fallback_enabled,
         };
         let custom_blocker = config.custom_blocker(channel);
-        let custom = match config.chosen(channel).filter(|kind| kind.is_custom()) {
-            Some(kind) if custom_blocker.is_none() => match registry::global().get(kind.vendor()) {
-                Some(provider) => provider
-                    .custom_account(&self.providers, config, self)?
-                    .map(|account| Arc::new(account.into())),
-                None => None,
-            },
+        let chosen = config.chosen(channel);
+        let custom = match registry::global().get(chosen.vendor()) {
+            Some(provider) if chosen.is_custom() && custom_blocker.is_none() => provider
+                .custom_account(&self.providers, config, self)?
+                .map(|account| Arc::new(account.into())),
             _ => None,
         };
         Ok(Arc::new(Route {

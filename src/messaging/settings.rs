@@ -13,7 +13,7 @@ use crate::crypto::CredentialField;
 pub struct PracticeMessagingConfig {
     pub id: Uuid,
     pub name: String,
-    pub email_provider: String,
+    pub email_provider: ProviderKind,
     pub sendgrid_api_key: Option<String>,
     pub sendgrid_from_email: Option<String>,
     pub sendgrid_from_name: Option<String>,
@@ -28,7 +28,7 @@ pub struct PracticeMessagingConfig {
     pub sendgrid_webhook_id: Option<String>,
     pub email_fallback_enabled: bool,
     pub email_last_tested_at: Option<DateTime<Utc>>,
-    pub sms_provider: String,
+    pub sms_provider: ProviderKind,
     pub twilio_account_sid: Option<String>,
     pub twilio_auth_token: Option<String>,
     pub twilio_phone_number: Option<String>,
@@ -72,11 +72,11 @@ impl PracticeMessagingConfig {
     }
 
     pub fn wants_custom_email(&self) -> bool {
-        self.email_provider == "custom_sendgrid"
+        self.email_provider.is_custom()
     }
 
     pub fn wants_custom_sms(&self) -> bool {
-        self.sms_provider == "custom_twilio"
+        self.sms_provider.is_custom()
     }
 
     /// The stored envelope of a credential column.
@@ -89,17 +89,20 @@ impl PracticeMessagingConfig {
     }
 
     /// The account kind chosen for a channel, as stored.
-    pub fn chosen(&self, channel: Channel) -> Option<ProviderKind> {
-        ProviderKind::parse(match channel {
-            Channel::Email => &self.email_provider,
-            Channel::Sms => &self.sms_provider,
-        })
+    pub fn chosen(&self, channel: Channel) -> ProviderKind {
+        match channel {
+            Channel::Email => self.email_provider,
+            Channel::Sms => self.sms_provider,
+        }
     }
 
     /// Why the chosen custom account of a channel cannot send yet, if it cannot; `None` when the
     /// system account is chosen.
     pub fn custom_blocker(&self, channel: Channel) -> Option<&'static str> {
-        let kind = self.chosen(channel).filter(|kind| kind.is_custom())?;
+        let kind = self.chosen(channel);
+        if !kind.is_custom() {
+            return None;
+        }
         crate::providers::registry::global()
             .get(kind.vendor())
             .and_then(|provider| provider.custom_blocker(self))

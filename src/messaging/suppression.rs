@@ -1,12 +1,21 @@
 //! The suppression ledger: addresses and numbers a practice must not message, checked before
 //! every send whichever account would send it.
 
-use sqlx::PgExecutor;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgExecutor, PgPool};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::Channel;
+use super::{Channel, ProviderKind};
+use crate::{
+    page::{Page, PageRequest},
+    types::FieldErrors,
+};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum SuppressionReason {
     Unsubscribed,
     Bounced,
@@ -25,6 +34,23 @@ impl SuppressionReason {
             Self::OptedOut => "opted_out",
         }
     }
+}
+
+/// Where an entry came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
+pub enum SuppressionSource {
+    /// A provider's webhook event: a bounce, a drop, a spam report, an unsubscribe.
+    ProviderEvent,
+    /// A provider refused to send because the recipient had opted out with it.
+    ProviderRefusal,
+    /// STOP or another opt-out keyword.
+    SmsKeyword,
+    /// A reply that means "stop" in other words.
+    SmsReply,
+    /// The unsubscribe link of one of the practice's emails.
+    UnsubscribeLink,
 }
 
 /// Whose ledger an entry belongs to.
@@ -63,6 +89,7 @@ pub struct Suppression {
     /// entry is kept apart from the address's other entries, so the group's resubscribe lifts
     /// it and nothing else.
     pub unsubscribe_group: Option<i64>,
+    pub source: SuppressionSource,
 }
 
 pub async fn add(
@@ -71,6 +98,7 @@ pub async fn add(
     channel: Channel,
     address: &str,
     reason: SuppressionReason,
+    source: SuppressionSource,
 ) -> Result<(), sqlx::Error> {
     add_all(
         db,
@@ -80,6 +108,7 @@ pub async fn add(
             address: address.to_string(),
             reason,
             unsubscribe_group: None,
+            source,
         }],
     )
     .await
@@ -90,8 +119,8 @@ pub async fn add(
 pub async fn add_all(db: impl PgExecutor<'_>, entries: &[Suppression]) -> Result<(), sqlx::Error> {
     bind_entries(
         sqlx::query(
-            "insert into suppressions (practice_id, channel, address, reason, unsubscribe_group)
-             select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[])
+            "insert into suppressions (practice_id, channel, address, reason, unsubscribe_group, source)
+             select * from unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
              on conflict (practice_id, channel, address, unsubscribe_group) do nothing",
         ),
         entries,
@@ -102,6 +131,7 @@ pub async fn add_all(db: impl PgExecutor<'_>, entries: &[Suppression]) -> Result
             .map(|e| e.unsubscribe_group)
             .collect::<Vec<_>>(),
     )
+    .bind(entries.iter().map(|e| e.source).collect::<Vec<_>>())
     .execute(db)
     .await?;
     Ok(())
@@ -145,7 +175,7 @@ pub async fn lift_group_unsubscribes(
 
 /// Binds `entries` as four parallel arrays, normalised as the ledger stores them:
 /// practice id (`uuid[]`, null for the system sender), channel, address and reason (`text[]`).
-pub fn bind_entries<'q>(
+fn bind_entries<'q>(
     query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     entries: &[Suppression],
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
@@ -217,29 +247,181 @@ pub async fn check(
     .await
 }
 
-/// Stops the practice's active sequence enrolments of patients at this address: a patient who
-/// unsubscribes, opts out or bounces receives no further steps.
-pub async fn stop_enrollments(
-    db: &mut sqlx::PgConnection,
-    practice_id: Uuid,
-    channel: Channel,
-    address: &str,
-    reason: &str,
-) -> Result<u64, sqlx::Error> {
-    let column_matches = match channel {
-        Channel::Email => "lower(p.email) = $2",
-        Channel::Sms => "p.phone = $2",
-    };
-    let statement = format!(
-        "update sequence_enrollments e set status = 'stopped', stop_reason = $3, updated_at = now()
-         from patients p
-         where e.patient_id = p.id and e.practice_id = $1 and e.status = 'active' and {column_matches}"
+/// Puts every entry on its ledger and stops the active sequence enrolments of patients at that
+/// address, who must receive no further steps: in the entry's practice, or, for the shared
+/// system sender, in every practice that sends that channel from the system account.
+pub async fn suppress(db: &mut PgConnection, entries: &[Suppression]) -> Result<(), sqlx::Error> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    add_all(&mut *db, entries).await?;
+    let stop = sqlx::query(
+        "update sequence_enrollments e
+         set status = 'stopped', stop_reason = s.reason, updated_at = now()
+         from unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) as s(practice_id, channel, address, reason),
+              patients p, practices pr
+         where e.status = 'active' and p.id = e.patient_id and pr.id = e.practice_id
+           and (e.practice_id = s.practice_id
+                or (s.practice_id is null and case s.channel
+                        when 'email' then pr.email_provider <> all($5)
+                        else pr.sms_provider <> all($5) end))
+           and case s.channel when 'email' then lower(p.email) = s.address else p.phone = s.address end",
     );
-    let result = sqlx::query(sqlx::AssertSqlSafe(statement))
-        .bind(practice_id)
-        .bind(normalize(channel, address))
-        .bind(reason)
+    bind_entries(stop, entries)
+        .bind(ProviderKind::custom_names())
         .execute(db)
         .await?;
-    Ok(result.rows_affected())
+    Ok(())
+}
+/// What the practice's suppression list and lifting refuse.
+#[derive(Debug, thiserror::Error)]
+pub enum SuppressionError {
+    #[error("invalid input: {0:?}")]
+    Invalid(FieldErrors),
+    #[error("suppression not found")]
+    NotFound,
+    /// An opt-out from the platform's shared number binds every practice sending from it; only
+    /// the recipient can lift it, by replying START.
+    #[error(
+        "this opt-out was sent to the shared system number; only the recipient can lift it, by replying START"
+    )]
+    Shared,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// One entry of a practice's suppression list.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct SuppressionEntry {
+    pub id: i64,
+    pub channel: Channel,
+    pub address: String,
+    pub reason: SuppressionReason,
+    /// Absent for entries recorded before sources were kept.
+    pub source: Option<SuppressionSource>,
+    /// An opt-out sent to the platform's shared number (shown because the number is one of the
+    /// practice's patients'); it cannot be lifted here.
+    pub shared: bool,
+    /// The provider's unsubscribe group it is limited to, if any.
+    pub unsubscribe_group: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SuppressionQuery {
+    /// `email` or `sms`.
+    pub channel: Option<String>,
+    /// Part of the address, case-insensitively.
+    pub search: Option<String>,
+    /// Page size, 1 to 100 (default 50).
+    #[param(value_type = Option<i64>)]
+    pub limit: Option<String>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Newest first: creation time, then id.
+type SortKey = (DateTime<Utc>, i64);
+
+/// The practice's own entries and the shared number's opt-outs of its patients, newest first.
+pub async fn list(
+    pool: &PgPool,
+    practice_id: Uuid,
+    query: &SuppressionQuery,
+) -> Result<Page<SuppressionEntry>, SuppressionError> {
+    let mut errors = FieldErrors::new();
+    let channel = query
+        .channel
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .and_then(|c| errors.check("channel", Channel::parse(c).ok_or("must be email or sms")));
+    let search = crate::types::search_text(&mut errors, query.search.as_deref());
+    let page =
+        PageRequest::<SortKey>::parse(errors, query.limit.as_deref(), query.cursor.as_deref())
+            .map_err(SuppressionError::Invalid)?;
+    let pattern = (!search.is_empty())
+        .then(|| format!("%{}%", crate::types::escape_like(&search.to_lowercase())));
+    let after = page.after.as_ref();
+    let rows: Vec<SuppressionEntry> = sqlx::query_as(
+        "select s.id, s.channel, s.address, s.reason, s.source, s.practice_id is null as shared,
+                s.unsubscribe_group, s.created_at
+         from suppressions s
+         where (s.practice_id = $1
+                or (s.practice_id is null and exists (
+                        select 1 from patients p
+                        where p.practice_id = $1
+                          and case s.channel when 'email' then lower(p.email) = s.address
+                                             else p.phone = s.address end)))
+           and ($2::text is null or s.channel = $2)
+           and ($3::text is null or s.address like $3)
+           and ($4::timestamptz is null or (s.created_at, s.id) < ($4, $5))
+         order by s.created_at desc, s.id desc
+         limit $6",
+    )
+    .bind(practice_id)
+    .bind(channel)
+    .bind(pattern)
+    .bind(after.map(|key| key.0))
+    .bind(after.map(|key| key.1))
+    .bind(page.fetch_limit())
+    .fetch_all(pool)
+    .await?;
+    Ok(page.page(rows, |entry| (entry.created_at, entry.id)))
+}
+
+/// Lifts one of the practice's own entries, audited as `suppression.lift` (without the address);
+/// the address may be messaged again. A consent the entry's event revoked stays revoked.
+pub async fn lift(
+    pool: &PgPool,
+    practice_id: Uuid,
+    user_id: Uuid,
+    id: i64,
+) -> Result<(), SuppressionError> {
+    let mut tx = pool.begin().await?;
+    let lifted: Option<Channel> = sqlx::query_scalar(
+        "delete from suppressions where id = $1 and practice_id = $2 returning channel",
+    )
+    .bind(id)
+    .bind(practice_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(channel) = lifted else {
+        let visible_shared = list_contains_shared(&mut tx, practice_id, id).await?;
+        return Err(if visible_shared {
+            SuppressionError::Shared
+        } else {
+            SuppressionError::NotFound
+        });
+    };
+    crate::audit::record(
+        &mut *tx,
+        practice_id,
+        Some(user_id),
+        "suppression.lift",
+        &[channel.as_str()],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Whether `id` is a shared-number entry the practice's list shows.
+async fn list_contains_shared(
+    db: &mut PgConnection,
+    practice_id: Uuid,
+    id: i64,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "select exists (
+             select 1 from suppressions s join patients p on p.practice_id = $2
+             where s.id = $1 and s.practice_id is null
+               and case s.channel when 'email' then lower(p.email) = s.address else p.phone = s.address end)",
+    )
+    .bind(id)
+    .bind(practice_id)
+    .fetch_one(db)
+    .await
 }

@@ -8,29 +8,13 @@ use uuid::Uuid;
 
 use super::{
     OutreachError,
-    page::{NewestFirst, Page, PageRequest},
+    status::{DeliveryOutcome, OutreachStatus},
 };
 use crate::{
-    messaging::{Channel, ProviderKind},
+    messaging::{Channel, OutgoingMessage, ProviderKind},
+    page::{NewestFirst, Page, PageRequest},
     types::FieldErrors,
 };
-
-/// Every value of `outreach_logs.status`, in the order a message moves through them; the last
-/// six are final.
-pub const STATUSES: [&str; 12] = [
-    "queued",
-    "sending",
-    "sent",
-    "delivered",
-    "opened",
-    "clicked",
-    "failed",
-    "undelivered",
-    "bounced",
-    "dropped",
-    "spam_reported",
-    "suppressed",
-];
 
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
@@ -38,9 +22,7 @@ pub struct OutreachLog {
     pub id: Uuid,
     #[schema(value_type = Channel)]
     pub channel: String,
-    /// queued, sending, sent, delivered, opened, clicked; final: failed, undelivered, bounced,
-    /// dropped, spam_reported, suppressed.
-    pub status: String,
+    pub status: OutreachStatus,
     /// The account that sent; absent until one did (and for suppressed messages).
     #[schema(value_type = Option<ProviderKind>)]
     pub messaging_provider: Option<String>,
@@ -59,6 +41,12 @@ pub struct OutreachLog {
     pub category: String,
     /// SMS segments the body takes (absent for email).
     pub segments: Option<i32>,
+    /// What the provider charged, a decimal string, when it reports it (Twilio's status
+    /// callbacks do).
+    #[schema(example = "0.0079")]
+    pub price: Option<String>,
+    /// The currency of `price`, such as `USD`.
+    pub price_unit: Option<String>,
     /// When a message held back by the recipient's sending window is (or was) to be handed
     /// over; kept after it is sent, as the record of why it waited.
     pub scheduled_for: Option<DateTime<Utc>>,
@@ -72,7 +60,7 @@ macro_rules! log_select {
     () => {
         "select id, message_type as channel, status, messaging_provider, fallback_reason, provider_message_id,
                 error, created_at, updated_at, patient_id, recipient, subject,
-                category, segments, scheduled_for, defer_reason
+                category, segments, price::text as price, price_unit, scheduled_for, defer_reason
          from outreach_logs "
     };
 }
@@ -171,7 +159,12 @@ impl LogQuery {
         });
         LogFilter {
             channel,
-            status: one_of(errors, "status", self.status.as_deref(), STATUSES),
+            status: one_of(
+                errors,
+                "status",
+                self.status.as_deref(),
+                OutreachStatus::ALL.map(OutreachStatus::as_str),
+            ),
             provider,
             since,
             until,
@@ -279,6 +272,47 @@ pub async fn get(
     .fetch_all(pool)
     .await?;
     Ok(OutreachLogDetail { log, events })
+}
+
+/// A test send's log, written `sending` before the provider is asked: test sends skip the
+/// queue, but appear in the history like every other message.
+pub async fn record_test_send(pool: &PgPool, message: &OutgoingMessage) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "insert into outreach_logs (id, practice_id, message_type, status, recipient, subject, body)
+         values ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(message.outreach_log_id)
+    .bind(message.practice_id)
+    .bind(message.channel.as_str())
+    .bind(OutreachStatus::Sending)
+    .bind(&message.to)
+    .bind(&message.subject)
+    .bind(&message.body)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Records what a test send's delivery came to.
+pub async fn record_outcome(
+    pool: &PgPool,
+    log_id: Uuid,
+    outcome: &DeliveryOutcome,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update outreach_logs
+         set status = $2, messaging_provider = $3, provider_message_id = $4, fallback_reason = $5, error = $6, updated_at = now()
+         where id = $1",
+    )
+    .bind(log_id)
+    .bind(outcome.status)
+    .bind(outcome.provider.map(ProviderKind::as_str))
+    .bind(outcome.provider_message_id.as_deref())
+    .bind(outcome.fallback_reason.as_deref())
+    .bind(outcome.error.as_deref())
+    .execute(pool)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::{
     SUBJECT_MAX_CHARS,
     queue::{self, NewMessage},
+    status::OutreachStatus,
 };
 use crate::{
     compliance::{Category, segments},
@@ -40,7 +41,9 @@ fn is_absent(category: &Option<Category>) -> bool {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct QueuedMessage {
     pub id: Uuid,
-    pub status: String,
+    /// `queued`, or `suppressed` when a compliance rule withheld it: the log's `error` names
+    /// the rule.
+    pub status: OutreachStatus,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -162,7 +165,7 @@ pub async fn send(
         ),
     })?;
 
-    let id = queue::enqueue(
+    let enqueued = queue::enqueue(
         &mut tx,
         &NewMessage {
             practice_id,
@@ -178,8 +181,8 @@ pub async fn send(
     )
     .await?;
     let answer = QueuedMessage {
-        id,
-        status: "queued".into(),
+        id: enqueued.id,
+        status: enqueued.status(),
     };
     if let (Some(key), Some(hash)) = (idempotency_key, request_hash) {
         sqlx::query(

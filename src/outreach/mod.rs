@@ -7,12 +7,12 @@
 pub mod analytics;
 pub mod logs;
 pub mod messages;
-pub mod page;
 pub mod patients;
 pub mod queue;
 pub mod rate_limit;
 pub mod scheduler;
 pub mod sequences;
+pub mod status;
 pub mod template;
 pub mod unsubscribe;
 pub mod worker;

@@ -13,18 +13,14 @@ use sqlx::PgPool;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{
-    OutreachError, delete_one,
-    page::{Page, PageRequest},
-    required_line,
-};
+use super::{OutreachError, delete_one, required_line};
 use crate::{
+    page::{Page, PageRequest},
     types::FieldErrors,
     types::{EmailAddress, PhoneE164},
 };
 
 const NAME_MAX_CHARS: usize = 100;
-const SEARCH_MAX_CHARS: usize = 100;
 
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
 #[serde(rename_all = "camelCase")]
@@ -244,19 +240,13 @@ pub async fn list(
     query: &PatientQuery,
 ) -> Result<Page<Patient>, OutreachError> {
     let mut errors = FieldErrors::new();
-    let search = query.search.as_deref().map(str::trim).unwrap_or_default();
-    if search.chars().count() > SEARCH_MAX_CHARS {
-        errors.add(
-            "search",
-            format!("must be at most {SEARCH_MAX_CHARS} characters"),
-        );
-    }
+    let search = crate::types::search_text(&mut errors, query.search.as_deref());
     let page =
         PageRequest::<SortKey>::parse(errors, query.limit.as_deref(), query.cursor.as_deref())
             .map_err(OutreachError::Invalid)?;
     let patterns: Vec<String> = search
         .split_whitespace()
-        .map(|word| format!("%{}%", escape_like(word)))
+        .map(|word| format!("%{}%", crate::types::escape_like(word)))
         .collect();
     let after = page.after.as_ref();
     let rows: Vec<Patient> = sqlx::query_as(concat!(
@@ -279,13 +269,6 @@ pub async fn list(
     .fetch_all(pool)
     .await?;
     Ok(page.page(rows, |p| (p.sort_last.clone(), p.sort_first.clone(), p.id)))
-}
-
-/// A search word taken literally by `ilike`: its own `%`, `_` and `\` are not wildcards.
-fn escape_like(word: &str) -> String {
-    word.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
 }
 
 /// Applies `patch` under a row lock, so two concurrent changes to different fields both stick.
@@ -398,10 +381,5 @@ mod tests {
             patient.validate().unwrap().timezone,
             Some(chrono_tz::Asia::Tokyo)
         );
-    }
-
-    #[test]
-    fn like_wildcards_in_search_words_are_literal() {
-        assert_eq!(escape_like(r"50%_off\"), r"50\%\_off\\");
     }
 }

@@ -178,7 +178,7 @@ async fn advance(
             body,
             sequence_enrollment_id: Some(enrollment.id),
             sequence_step: Some(enrollment.next_step),
-            category: crate::compliance::Category::Care,
+            category: step.category,
         },
     )
     .await?;

@@ -20,11 +20,14 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    OutreachError, SUBJECT_MAX_CHARS, delete_one, finish,
-    page::{NewestFirst, Page, PageRequest},
-    required_line, required_text, template,
+    OutreachError, SUBJECT_MAX_CHARS, delete_one, finish, required_line, required_text, template,
 };
-use crate::{messaging::Channel, types::FieldErrors};
+use crate::{
+    compliance::Category,
+    messaging::Channel,
+    page::{NewestFirst, Page, PageRequest},
+    types::FieldErrors,
+};
 
 const NAME_MAX_CHARS: usize = 200;
 const MAX_STEPS: usize = 50;
@@ -80,6 +83,9 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     pub body: String,
+    /// `care` or `marketing`; steps stored before categories existed are care.
+    #[serde(default)]
+    pub category: Category,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
@@ -146,6 +152,9 @@ pub struct StepFields {
     /// May use `{{firstName}}`, `{{lastName}}` and `{{practiceName}}`.
     #[schema(value_type = String, required = true)]
     pub body: Option<String>,
+    /// `care` (appointment and recall reminders; the default) or `marketing` (benefit
+    /// reminders, promotions, reactivation), which the consent and CAN-SPAM rules apply to.
+    pub category: Option<Category>,
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -288,6 +297,7 @@ impl StepFields {
             delay_minutes: delay_minutes?,
             subject: subject?,
             body: body?,
+            category: self.category.unwrap_or_default(),
         })
     }
 }
@@ -523,6 +533,7 @@ mod tests {
             delay_minutes: Some(delay),
             subject: subject.map(Into::into),
             body: Some(body.into()),
+            category: None,
         }
     }
 
@@ -560,7 +571,8 @@ mod tests {
                 channel: Channel::Sms,
                 delay_minutes: 1440,
                 subject: None,
-                body: "{{ lastName }}".into()
+                body: "{{ lastName }}".into(),
+                category: Category::Care,
             }
         );
     }
@@ -614,6 +626,7 @@ mod tests {
                 delay_minutes: 5,
                 subject: None,
                 body: "Hi".into(),
+                category: Category::Care,
             }],
             enrollments: EnrollmentCounts {
                 active: 0,

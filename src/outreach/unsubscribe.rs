@@ -5,7 +5,13 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
+use sqlx::PgPool;
 use uuid::Uuid;
+
+use crate::messaging::{
+    Channel,
+    suppression::{self, Scope, Suppression, SuppressionReason, SuppressionSource},
+};
 
 pub struct UnsubscribeLinks {
     key: [u8; 32],
@@ -70,6 +76,52 @@ impl UnsubscribeLinks {
         mac.update(payload);
         mac
     }
+}
+
+/// The name of the practice a genuine link names; `None` once the practice is gone.
+pub async fn practice_name(
+    pool: &PgPool,
+    request: &Unsubscribe,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("select name from practices where id = $1")
+        .bind(request.practice_id)
+        .fetch_optional(pool)
+        .await
+}
+
+/// Carries out a genuine link's unsubscribe: the address goes on the practice's ledger, its
+/// patients' email sequences stop and their email marketing consent is revoked, all or nothing.
+/// `false` when the practice is gone.
+pub async fn unsubscribe(pool: &PgPool, request: &Unsubscribe) -> Result<bool, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let exists: bool = sqlx::query_scalar("select exists (select 1 from practices where id = $1)")
+        .bind(request.practice_id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if !exists {
+        return Ok(false);
+    }
+    suppression::suppress(
+        &mut tx,
+        &[Suppression {
+            scope: Scope::Practice(request.practice_id),
+            channel: Channel::Email,
+            address: request.email.clone(),
+            reason: SuppressionReason::Unsubscribed,
+            unsubscribe_group: None,
+            source: SuppressionSource::UnsubscribeLink,
+        }],
+    )
+    .await?;
+    crate::compliance::consent::on_email_unsubscribe(
+        &mut tx,
+        request.practice_id,
+        &request.email,
+        "unsubscribe link",
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -15,8 +15,17 @@ use sqlx::PgPool;
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
 
-use super::{queue::QUEUE_CHANNEL, rate_limit, unsubscribe::UnsubscribeLinks};
+use super::{
+    queue::QUEUE_CHANNEL,
+    rate_limit,
+    status::{DeliveryOutcome, OutreachStatus},
+    unsubscribe::UnsubscribeLinks,
+};
 use crate::{
+    compliance::{
+        Category,
+        rules::{self, Rule, Verdict},
+    },
     config::QueueSettings,
     messaging::{
         Channel, MessagingServiceFactory, OutgoingMessage, ProviderKind,
@@ -42,47 +51,24 @@ pub struct Workers {
 struct Outcome {
     job_id: i64,
     outreach_log_id: Uuid,
-    status: &'static str,
-    provider: Option<&'static str>,
-    provider_message_id: Option<String>,
-    fallback_reason: Option<String>,
-    error: Option<String>,
+    log: DeliveryOutcome,
 }
 
 impl Outcome {
-    /// The message ends `failed` before any provider is asked, for `error`.
     fn failed_unsent(job: &ClaimedJob, error: String) -> Self {
-        Self {
-            job_id: job.job_id,
-            outreach_log_id: job.outreach_log_id,
-            status: "failed",
-            provider: None,
-            provider_message_id: None,
-            fallback_reason: None,
-            error: Some(error),
-        }
+        Self::new(job, DeliveryOutcome::failed_unsent(error))
     }
 
-    fn new(job: &ClaimedJob, delivery: &Delivery) -> Self {
-        let (status, provider_message_id, error) = match &delivery.result {
-            DeliveryResult::Sent {
-                provider_message_id,
-            } => ("sent", provider_message_id.clone(), None),
-            DeliveryResult::Suppressed { reason } => (
-                "suppressed",
-                None,
-                Some(format!("recipient is suppressed: {reason}")),
-            ),
-            DeliveryResult::Failed { error, .. } => ("failed", None, Some(error.to_string())),
-        };
+    /// A compliance rule withholds the message: no provider is asked.
+    fn withheld(job: &ClaimedJob, rule: Rule) -> Self {
+        Self::new(job, DeliveryOutcome::withheld(rule))
+    }
+
+    fn new(job: &ClaimedJob, log: DeliveryOutcome) -> Self {
         Self {
             job_id: job.job_id,
             outreach_log_id: job.outreach_log_id,
-            status,
-            provider: delivery.provider.map(ProviderKind::as_str),
-            provider_message_id,
-            fallback_reason: delivery.fallback_reason.clone(),
-            error,
+            log,
         }
     }
 }
@@ -95,9 +81,9 @@ struct ClaimedJob {
     outreach_log_id: Uuid,
     practice_id: Uuid,
     patient_id: Option<Uuid>,
-    category: String,
-    status: String,
+    status: OutreachStatus,
     message_type: String,
+    category: Category,
     recipient: String,
     subject: Option<String>,
     /// Null once retention purged it; retention never purges a message still to be sent, but a
@@ -255,7 +241,7 @@ impl Workers {
                  from claimed where l.id = claimed.outreach_log_id and l.status = 'queued'
              )
              select c.id as job_id, c.attempts, c.created_at as first_queued_at, l.id as outreach_log_id,
-                    l.practice_id, l.patient_id, l.category, l.status, l.message_type, l.recipient, l.subject, l.body
+                    l.practice_id, l.patient_id, l.status, l.message_type, l.category, l.recipient, l.subject, l.body
              from claimed c join outreach_logs l on l.id = c.outreach_log_id",
         )
         .bind(practice_id)
@@ -270,7 +256,7 @@ impl Workers {
     /// Sends one job's message; returns its final outcome, or `None` when the job was
     /// rescheduled or had nothing to send.
     async fn process(&self, job: ClaimedJob) -> Result<Option<Outcome>, sqlx::Error> {
-        if !matches!(job.status.as_str(), "queued" | "sending") {
+        if !matches!(job.status, OutreachStatus::Queued | OutreachStatus::Sending) {
             // The message already has an outcome (a job re-run after a crash): nothing to send.
             sqlx::query("delete from send_jobs where id = $1")
                 .bind(job.job_id)
@@ -298,6 +284,10 @@ impl Workers {
                 format!("the SMS with its placeholders filled in {why}; nothing was sent"),
             )));
         }
+        let postal_address = match self.compliance(&job, channel).await? {
+            Verdict::Send { postal_address } => postal_address,
+            Verdict::Withhold(rule) => return Ok(Some(Outcome::withheld(&job, rule))),
+        };
         let route = match self.messaging.route(job.practice_id, channel).await {
             Ok(route) => route,
             // Retrying cannot help until the practice re-enters the credential: say so on the
@@ -324,7 +314,7 @@ impl Workers {
             self.postpone(&job, wait).await?;
             return Ok(None);
         }
-        let message = self.message(&job, channel, body);
+        let message = self.message(&job, channel, body, postal_address.as_deref());
         let final_attempt = job.attempts >= self.settings.max_attempts
             || chrono::Utc::now() - job.first_queued_at
                 >= chrono::Duration::from_std(self.settings.retry_horizon).unwrap_or_default();
@@ -349,7 +339,7 @@ impl Workers {
                 self.retry_later(&job, &error.to_string(), advised).await?;
                 Ok(None)
             }
-            _ => Ok(Some(Outcome::new(&job, &delivery))),
+            _ => Ok(Some(Outcome::new(&job, DeliveryOutcome::of(&delivery)))),
         }
     }
 
@@ -376,10 +366,41 @@ impl Workers {
         super::rate_limit::rate_for(&self.settings, kind)
     }
 
-    fn message(&self, job: &ClaimedJob, channel: Channel, body: String) -> OutgoingMessage {
+    /// The compliance rules, again at hand-over: consent may have been withdrawn, a cap reached
+    /// or the postal address removed since the message was queued.
+    async fn compliance(&self, job: &ClaimedJob, channel: Channel) -> Result<Verdict, sqlx::Error> {
+        let mut db = self.pool.acquire().await?;
+        rules::decide(
+            &mut db,
+            &rules::Message {
+                practice_id: job.practice_id,
+                patient_id: job.patient_id,
+                channel,
+                address: &job.recipient,
+                category: job.category,
+                outreach_log_id: Some(job.outreach_log_id),
+            },
+            false,
+            chrono::Utc::now(),
+        )
+        .await
+    }
+
+    /// The message as handed over; a marketing email ends with its CAN-SPAM footer.
+    fn message(
+        &self,
+        job: &ClaimedJob,
+        channel: Channel,
+        body: String,
+        postal_address: Option<&str>,
+    ) -> OutgoingMessage {
+        let mut body = body;
         let headers = match channel {
             Channel::Email => {
                 let url = self.unsubscribe.url(job.practice_id, &job.recipient);
+                if let Some(address) = postal_address {
+                    body = rules::with_can_spam_footer(&body, address, &url);
+                }
                 BTreeMap::from([
                     ("List-Unsubscribe".to_string(), format!("<{url}>")),
                     (
@@ -409,6 +430,7 @@ impl Workers {
              update outreach_logs l set
                  status = case when l.status in ('queued', 'sending') then o.status else l.status end,
                  messaging_provider = o.provider, provider_message_id = coalesce(o.message_id, l.provider_message_id),
+                 handed_over_at = case when o.status = 'sent' then now() else l.handed_over_at end,
                  fallback_reason = o.fallback_reason, error = o.error, updated_at = now()
              from unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
                  as o(id, status, provider, message_id, fallback_reason, error)
@@ -416,11 +438,16 @@ impl Workers {
         )
         .bind(outcomes.iter().map(|o| o.job_id).collect::<Vec<_>>())
         .bind(outcomes.iter().map(|o| o.outreach_log_id).collect::<Vec<_>>())
-        .bind(outcomes.iter().map(|o| o.status).collect::<Vec<_>>())
-        .bind(outcomes.iter().map(|o| o.provider).collect::<Vec<_>>())
-        .bind(outcomes.iter().map(|o| o.provider_message_id.as_deref()).collect::<Vec<_>>())
-        .bind(outcomes.iter().map(|o| o.fallback_reason.as_deref()).collect::<Vec<_>>())
-        .bind(outcomes.iter().map(|o| o.error.as_deref()).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|o| o.log.status.as_str()).collect::<Vec<_>>())
+        .bind(
+            outcomes
+                .iter()
+                .map(|o| o.log.provider.map(ProviderKind::as_str))
+                .collect::<Vec<_>>(),
+        )
+        .bind(outcomes.iter().map(|o| o.log.provider_message_id.as_deref()).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|o| o.log.fallback_reason.as_deref()).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|o| o.log.error.as_deref()).collect::<Vec<_>>())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -487,11 +514,10 @@ impl Workers {
         channel: Channel,
     ) -> Result<bool, sqlx::Error> {
         let mut db = self.pool.acquire().await?;
-        let category = crate::compliance::Category::from_stored(&job.category);
         let Some(until) =
             crate::compliance::recipient::window_for(&mut db, job.practice_id, job.patient_id)
                 .await?
-                .defer_until(channel, category, chrono::Utc::now())
+                .defer_until(channel, job.category, chrono::Utc::now())
         else {
             return Ok(false);
         };

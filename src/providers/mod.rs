@@ -23,8 +23,9 @@ use crate::{
     messaging::{factory::FactoryError, settings::PracticeMessagingConfig},
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Channel {
     Email,
     Sms,
@@ -47,9 +48,11 @@ impl Channel {
     }
 }
 
-/// What `outreach_logs.messaging_provider` records: the account that actually sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+/// An account kind: what `practices.email_provider`/`sms_provider` choose and what
+/// `outreach_logs.messaging_provider` records (the account that actually sent).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 pub enum ProviderKind {
     SystemSendgrid,
     CustomSendgrid,
@@ -69,16 +72,25 @@ impl ProviderKind {
         }
     }
 
+    pub const ALL: [Self; 5] = [
+        Self::SystemSendgrid,
+        Self::CustomSendgrid,
+        Self::SystemTwilio,
+        Self::CustomTwilio,
+        Self::Outbox,
+    ];
+
     pub fn parse(value: &str) -> Option<Self> {
-        [
-            Self::SystemSendgrid,
-            Self::CustomSendgrid,
-            Self::SystemTwilio,
-            Self::CustomTwilio,
-            Self::Outbox,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == value)
+        Self::ALL.into_iter().find(|k| k.as_str() == value)
+    }
+
+    /// The stored names of the practices' own account kinds, for SQL that selects by them.
+    pub fn custom_names() -> Vec<&'static str> {
+        Self::ALL
+            .into_iter()
+            .filter(|kind| kind.is_custom())
+            .map(Self::as_str)
+            .collect()
     }
 
     pub fn is_custom(self) -> bool {
@@ -112,6 +124,17 @@ pub enum Vendor {
     Sendgrid,
     Twilio,
     Outbox,
+}
+
+impl Vendor {
+    /// The vendor's name as a practice manager knows it, for logs and reasons.
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Self::Sendgrid => "SendGrid",
+            Self::Twilio => "Twilio",
+            Self::Outbox => "outbox",
+        }
+    }
 }
 
 impl ProviderKind {

@@ -9,7 +9,6 @@
 
 pub mod events;
 pub mod ledger;
-pub mod status;
 
 use serde::Serialize;
 use utoipa::ToSchema;

@@ -256,6 +256,15 @@ impl Browser {
         input.send_keys(text).await.unwrap();
     }
 
+    /// Chooses the option of the `<select>` at `css` whose value is `value`.
+    async fn select_value(&self, css: &str, value: &str) {
+        self.visible(css)
+            .await
+            .select_by_value(value)
+            .await
+            .unwrap();
+    }
+
     async fn attr(&self, css: &str, name: &str) -> Option<String> {
         self.client
             .find(Locator::Css(css))
@@ -973,8 +982,209 @@ async fn the_status_card_shows_the_provider_in_effect_health_domain_and_30_day_c
         .text_containing("#usage-rows", "custom_sendgrid")
         .await;
 
+    let bars = "return document.querySelectorAll('#daily-svg rect.chart-sent').length";
+    assert!(
+        browser.script(bars).await.as_u64().unwrap() > 0,
+        "email bars are drawn"
+    );
+    let table_rows = "return document.querySelectorAll('#daily-rows tr').length";
+    assert_eq!(browser.script(table_rows).await, json!(30));
+    browser.select_value("#daily-days", "90").await;
+    browser
+        .eventually("a row per day of 90", async |b: &Browser| {
+            match b.script(table_rows).await {
+                rows if rows == json!(90) => Ok(()),
+                rows => Err(rows.to_string()),
+            }
+        })
+        .await;
+    browser.click(".chart-table summary").await;
+    let forty_days_ago = (chrono::Utc::now() - chrono::Duration::days(40))
+        .date_naive()
+        .to_string();
+    let cells = browser
+        .script(&format!(
+            "return [...[...document.querySelectorAll('#daily-rows tr')]
+                .find((row) => row.querySelector('th').textContent === '{forty_days_ago}')
+                .querySelectorAll('td')].map((cell) => cell.textContent)"
+        ))
+        .await;
+    assert_eq!(cells, json!(["1", "1", "0"]), "sent, delivered, failed");
+
     browser.click("#status-settings-link").await;
     browser.visible("#panel-email").await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn an_owner_lifts_a_mistaken_suppression_after_confirming_and_a_vanished_one_is_explained() {
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
+    let app = TestEnv::new().without_background().spawn().await;
+    let owner = app.practice_owner().await;
+    let practice = practice_of(&owner);
+    for (first, email, phone) in [
+        ("Pat", "pat@example.com", "+15551230001"),
+        ("Sam", "sam@example.com", "+15551230002"),
+    ] {
+        let patient =
+            json!({"firstName": first, "lastName": "Lee", "email": email, "phone": phone});
+        let response = app
+            .send_json(reqwest::Method::POST, "/api/patients", &owner, &patient)
+            .await;
+        assert_eq!(response.status(), 201);
+    }
+    app.follow_unsubscribe_link(practice, "pat@example.com")
+        .await;
+    app.follow_unsubscribe_link(practice, "sam@example.com")
+        .await;
+    app.shared_number_opt_out("+15551230001").await;
+    let email = user(&app, practice, Role::Owner).await;
+    let browser = chromium.open(&app, DESKTOP).await;
+    browser.sign_in(&email).await;
+
+    browser.click("#nav-suppressions").await;
+    let rows = browser
+        .text_containing("#suppressions-rows", "pat@example.com")
+        .await;
+    for expected in [
+        "Unsubscribe link",
+        "Replied STOP",
+        "only the patient can undo it",
+    ] {
+        assert!(rows.contains(expected), "{expected} in {rows}");
+    }
+    browser
+        .click("button[aria-label='Lift the suppression of pat@example.com']")
+        .await;
+    browser.visible("#confirm-dialog").await;
+    assert_eq!(browser.focused_id().await, "confirm-cancel");
+    browser.click("#confirm-accept").await;
+    browser
+        .eventually("pat's row to go", async |b: &Browser| {
+            let text = b.text("#suppressions-rows").await?;
+            if text.contains("pat@example.com") {
+                Err(text)
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+
+    // Someone else lifts Sam's entry meanwhile: the page says so instead of failing silently.
+    let sam: i64 =
+        sqlx::query_scalar("select id from suppressions where address = 'sam@example.com'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    let lifted = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/suppressions/{sam}"),
+            Some(&owner),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lifted.status(), 204);
+    browser
+        .click("button[aria-label='Lift the suppression of sam@example.com']")
+        .await;
+    browser.click("#confirm-accept").await;
+    browser
+        .text_containing("#suppressions-error", "not found")
+        .await;
+    assert_eq!(browser.focused_id().await, "suppressions-error");
+
+    browser.select_value("#suppressions-channel", "sms").await;
+    browser.click("#suppressions-apply").await;
+    browser
+        .eventually("only the SMS entry", async |b: &Browser| {
+            let text = b.text("#suppressions-rows").await?;
+            if text.contains("sam@example.com") {
+                Err(text)
+            } else {
+                Ok(())
+            }
+        })
+        .await;
+    browser
+        .text_containing("#suppressions-rows", "+15551230001")
+        .await;
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn staff_see_the_suppressions_without_anything_to_lift() {
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
+    let app = TestEnv::new().without_background().spawn().await;
+    let practice = app.create_practice("Smile Dental").await;
+    app.follow_unsubscribe_link(practice, "pat@example.com")
+        .await;
+    let email = user(&app, practice, Role::Staff).await;
+    let browser = chromium.open(&app, DESKTOP).await;
+    browser.sign_in(&email).await;
+    browser.click("#nav-suppressions").await;
+    browser
+        .text_containing("#suppressions-rows", "pat@example.com")
+        .await;
+    let buttons = browser
+        .script("return document.querySelectorAll('#suppressions-rows button').length")
+        .await;
+    assert_eq!(buttons, json!(0));
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn the_audit_log_shows_who_changed_what_to_owners_and_is_not_offered_to_staff() {
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
+    let app = TestEnv::new().without_background().spawn().await;
+    let owner = app.practice_owner().await;
+    let practice = practice_of(&owner);
+    app.follow_unsubscribe_link(practice, "pat@example.com")
+        .await;
+    let entry: i64 = sqlx::query_scalar("select id from suppressions")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let lifted = app
+        .request(
+            reqwest::Method::DELETE,
+            &format!("/api/suppressions/{entry}"),
+            Some(&owner),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lifted.status(), 204);
+    let admin = user(&app, practice, Role::Admin).await;
+    let browser = chromium.open(&app, DESKTOP).await;
+    browser.sign_in(&admin).await;
+    browser.click("#nav-audit").await;
+    let rows = browser
+        .text_containing("#audit-rows", "Lifted a suppression")
+        .await;
+    assert!(rows.contains("email"), "{rows}");
+    assert!(
+        !rows.contains("pat@example.com"),
+        "never the values: {rows}"
+    );
+    browser.click("#sign-out").await;
+
+    let staff = user(&app, practice, Role::Staff).await;
+    browser.sign_in(&staff).await;
+    browser.visible("#nav-suppressions").await;
+    assert_eq!(
+        browser
+            .script("return document.getElementById('nav-audit').checkVisibility()")
+            .await,
+        json!(false)
+    );
     browser.close().await;
 }
 
@@ -1006,6 +1216,13 @@ async fn at_360_pixels_wide_no_view_scrolls_sideways() {
     browser.click("#nav-analytics").await;
     browser.text_containing("#status-email", "Health").await;
     assert_eq!(browser.script(overflow).await, json!(0), "analytics");
+    app.follow_unsubscribe_link(practice, "a.very.long.address.of.a.patient@example.com")
+        .await;
+    browser.click("#nav-suppressions").await;
+    browser
+        .text_containing("#suppressions-rows", "a.very.long.address")
+        .await;
+    assert_eq!(browser.script(overflow).await, json!(0), "suppressions");
     browser.close().await;
 }
 
@@ -1057,6 +1274,20 @@ async fn screenshots_of_each_tab_for_the_readme() {
     browser.text_containing("#status-email", "Health").await;
     browser.text_containing("#usage-rows", "Email").await;
     browser.screenshot("status", DESKTOP.0).await;
+    app.follow_unsubscribe_link(practice, "pat@example.com")
+        .await;
+    app.follow_unsubscribe_link(practice, "sam.lee@example.com")
+        .await;
+    browser.click("#nav-suppressions").await;
+    browser
+        .text_containing("#suppressions-rows", "sam.lee@example.com")
+        .await;
+    browser.screenshot("suppressions", DESKTOP.0).await;
+    browser.click("#nav-audit").await;
+    browser
+        .text_containing("#audit-rows", "Changed the email account")
+        .await;
+    browser.screenshot("audit", DESKTOP.0).await;
     browser.close().await;
 }
 

@@ -181,6 +181,7 @@ async fn preview_says_an_opted_out_number_would_be_suppressed() {
         dentite::messaging::Channel::Sms,
         "+15557654321",
         dentite::messaging::suppression::SuppressionReason::OptedOut,
+        dentite::messaging::suppression::SuppressionSource::SmsKeyword,
     )
     .await
     .unwrap();

@@ -88,6 +88,29 @@ impl TestEnv {
             .var("TWILIO_PHONE_NUMBER", SYSTEM_TWILIO_NUMBER)
     }
 
+    /// Why the application refuses to build with these variables; panics if it builds.
+    pub async fn build_error(self) -> String {
+        dentite::install_crypto_provider();
+        let mut url = url::Url::parse(&server_url()).unwrap();
+        url.set_path(&format!("/{}", self.database_name));
+        let mut vars = self.vars;
+        vars.insert("DATABASE_URL".to_string(), url.to_string());
+        let settings = Settings::load(&vars, std::path::Path::new("/nonexistent/dev-keys"))
+            .expect("test settings load");
+        match Application::build(
+            settings,
+            ServeOptions {
+                migrate: false,
+                background: false,
+            },
+        )
+        .await
+        {
+            Ok(_) => panic!("the application built"),
+            Err(error) => format!("{error:#}"),
+        }
+    }
+
     pub async fn spawn(self) -> TestApp {
         dentite::install_crypto_provider();
         // TEST_LOG=1 shows the application's logs, as zero2prod's harness does.
@@ -265,6 +288,32 @@ impl TestApp {
             user_id,
             practice_id: practice,
         }
+    }
+
+    /// Posts a genuine unsubscribe link of the practice's email to `email`, as the patient would.
+    pub async fn follow_unsubscribe_link(&self, practice: Uuid, email: &str) {
+        let token = self.state.unsubscribe.token(practice, email);
+        let response = self
+            .http
+            .post(self.url(&format!("/api/unsubscribe/{token}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+
+    /// `phone` opted out of the platform's shared number (STOP to the system number).
+    pub async fn shared_number_opt_out(&self, phone: &str) {
+        dentite::messaging::suppression::add(
+            &self.pool,
+            dentite::messaging::suppression::Scope::SystemSender,
+            dentite::messaging::Channel::Sms,
+            phone,
+            dentite::messaging::suppression::SuppressionReason::OptedOut,
+            dentite::messaging::suppression::SuppressionSource::SmsKeyword,
+        )
+        .await
+        .unwrap();
     }
 
     /// A new practice with an owner logged in.

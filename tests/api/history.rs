@@ -4,7 +4,7 @@
 use chrono::{Duration, Utc};
 use dentite::{
     history::{counts, retention},
-    webhooks::status::{OutreachStatus, StatusChange, advance},
+    outreach::status::{OutreachStatus, StatusChange, advance},
 };
 use serde_json::{Value, json};
 use sqlx::PgPool;

@@ -389,6 +389,7 @@ async fn a_suppressed_address_is_not_sent_through_either_account() {
         Channel::Email,
         "Pat@Example.com",
         SuppressionReason::Bounced,
+        dentite::messaging::suppression::SuppressionSource::ProviderEvent,
     )
     .await
     .unwrap();

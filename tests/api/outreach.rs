@@ -266,6 +266,30 @@ async fn another_practices_patient_is_not_found_and_not_listed() {
     );
 }
 
+#[tokio::test]
+async fn a_wrongly_typed_field_deep_in_a_body_is_a_422_naming_its_path() {
+    let app = spawn_app().await;
+    let owner = app.practice_owner().await;
+    let steps = json!([
+        {"channel": "email", "delayMinutes": 0, "subject": "Hi", "body": "One"},
+        {"channel": "sms", "delayMinutes": "tomorrow", "body": "Two"}
+    ]);
+    let sequence = app
+        .send_json(
+            Method::POST,
+            "/api/sequences",
+            &owner,
+            &json!({"name": "Recall", "steps": steps}),
+        )
+        .await;
+    assert_eq!(invalid_fields(sequence).await, ["steps[1].delayMinutes"]);
+    let message = json!({"patientId": 7, "channel": "email", "body": "Hi"});
+    let queued = app
+        .send_json(Method::POST, "/api/outreach/messages", &owner, &message)
+        .await;
+    assert_eq!(invalid_fields(queued).await, ["patientId"]);
+}
+
 /// Found by the hostile-input drill: a NUL in a search or a message body reached Postgres, whose
 /// text cannot hold it, and failed the request with a 500.
 #[tokio::test]
@@ -398,7 +422,7 @@ async fn deleting_a_patient_keeps_their_outreach_history() {
         sequence_step: None,
         category: dentite::compliance::Category::Care,
     };
-    let log = queue::enqueue(&mut db, &message).await.unwrap();
+    let log = queue::enqueue(&mut db, &message).await.unwrap().id;
     drop(db);
 
     let deleted = app
@@ -704,6 +728,7 @@ async fn a_suppressed_or_unreachable_patients_enrolment_stops_without_queuing() 
         Channel::Sms,
         "+15551230001",
         SuppressionReason::OptedOut,
+        dentite::messaging::suppression::SuppressionSource::SmsKeyword,
     )
     .await
     .unwrap();
@@ -713,6 +738,7 @@ async fn a_suppressed_or_unreachable_patients_enrolment_stops_without_queuing() 
         Channel::Sms,
         "+15551230002",
         SuppressionReason::OptedOut,
+        dentite::messaging::suppression::SuppressionSource::SmsKeyword,
     )
     .await
     .unwrap();

@@ -491,14 +491,15 @@ async fn the_rate_limit_holds_across_two_instances() {
         .mount(&first.twilio)
         .await;
     let owner = first.practice_owner().await;
-    let patient = first
-        .create_patient(
-            owner.practice_id.unwrap(),
-            "pat@example.com",
-            "+15557654321",
-        )
-        .await;
-    for _ in 0..10 {
+    // Ten patients: the care-SMS cap lets one patient receive one a day.
+    for i in 0..10 {
+        let patient = first
+            .create_patient(
+                owner.practice_id.unwrap(),
+                &format!("pat{i}@example.com"),
+                &format!("+1555765432{i}"),
+            )
+            .await;
         first.queue_message(&owner, patient, "sms").await;
     }
     let (a, b) = (first.state.workers(), second.state.workers());

@@ -1213,3 +1213,12 @@ async fn a_shared_key_signature_is_accepted_only_when_the_key_is_configured() {
         "no shared key configured"
     );
 }
+
+#[tokio::test]
+async fn the_service_refuses_to_start_with_a_sendgrid_verify_key_that_is_not_a_p256_public_key() {
+    let error = TestEnv::new()
+        .var("SENDGRID_WEBHOOK_VERIFY_KEY", "bm90IGEga2V5")
+        .build_error()
+        .await;
+    assert!(error.starts_with("SENDGRID_WEBHOOK_VERIFY_KEY:"), "{error}");
+}

@@ -200,6 +200,7 @@ pub struct SettingsUpdate {
     pub notes: Vec<String>,
 }
 
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn view(state: &AppState, practice_id: Uuid) -> Result<MessagingSettings, SettingsError> {
     let config = state.messaging.config(practice_id).await?;
     MessagingSettings::new(state, &config)
@@ -235,7 +236,7 @@ impl MessagingSettings {
             .or_else(|| config.custom_sms_blocker().map(str::to_string));
         Ok(Self {
             email: EmailSettings {
-                provider: stored_provider(&config.email_provider)?,
+                provider: config.email_provider,
                 sendgrid_api_key_configured: api_key.configured,
                 sendgrid_api_key_last4: api_key.last4,
                 from_email: config.sendgrid_from_email.clone(),
@@ -251,7 +252,7 @@ impl MessagingSettings {
                     .or_else(|| config.custom_email_blocker().map(str::to_string)),
             },
             sms: SmsSettings {
-                provider: stored_provider(&config.sms_provider)?,
+                provider: config.sms_provider,
                 twilio_account_sid_configured: sid.configured,
                 twilio_account_sid_last4: sid.last4,
                 twilio_auth_token_configured: token.configured,
@@ -290,11 +291,6 @@ pub(crate) async fn load(
     PracticeMessagingConfig::load(pool, practice_id)
         .await?
         .ok_or(SettingsError::UnknownPractice)
-}
-
-pub(crate) fn stored_provider(value: &str) -> anyhow::Result<ProviderKind> {
-    ProviderKind::parse(value)
-        .ok_or_else(|| anyhow::anyhow!("practices holds unknown provider {value:?}"))
 }
 
 /// The last four characters of a stored secret: enough to recognise it, too few to use it.

@@ -8,16 +8,15 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{SettingsError, invalid, required, stored_provider};
+use super::{SettingsError, invalid, required};
 use crate::{
     AppState,
     auth::PracticeCaller,
     messaging::{
-        Channel, OutgoingMessage, ProviderKind,
-        circuit::Health,
-        delivery::{DeliveryError, DeliveryResult},
+        Channel, OutgoingMessage, ProviderKind, circuit::Health, delivery::DeliveryError,
         settings::PracticeMessagingConfig,
     },
+    outreach::status::{DeliveryOutcome, OutreachStatus},
     providers::sendgrid::domain::DomainState,
     types::{EmailAddress, PhoneE164},
 };
@@ -70,6 +69,7 @@ impl From<DeliveryError> for SettingsError {
     }
 }
 
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn status(state: &AppState, practice_id: Uuid) -> Result<MessagingStatus, SettingsError> {
     let config = state.messaging.config(practice_id).await?;
     let mut usage = usage_last_30_days(state, practice_id).await?;
@@ -109,14 +109,14 @@ async fn channel_status(
     };
     let (configured, last_tested_at, domain) = match channel {
         Channel::Email => (
-            &config.email_provider,
+            config.email_provider,
             config.email_last_tested_at,
             DomainState::from_config(config),
         ),
-        Channel::Sms => (&config.sms_provider, config.sms_last_tested_at, None),
+        Channel::Sms => (config.sms_provider, config.sms_last_tested_at, None),
     };
     Ok(ChannelStatus {
-        configured_provider: stored_provider(configured)?,
+        configured_provider: configured,
         provider_in_effect,
         reason,
         health,
@@ -171,6 +171,7 @@ pub struct TestSendResult {
 /// Sends a test message exactly as outreach would (same account choice, fallback, suppression
 /// ledger and health circuit), recorded as an outreach log. `lastTestedAt` is set only when the
 /// configured account itself delivered: a test that needed the fallback shows it does not work.
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id, channel = channel.as_str()))]
 pub async fn send_test(
     state: &AppState,
     caller: &PracticeCaller,
@@ -211,58 +212,24 @@ pub async fn send_test(
         body,
         headers: BTreeMap::new(),
     };
-    sqlx::query(
-        "insert into outreach_logs (id, practice_id, message_type, status, recipient, subject, body)
-         values ($1, $2, $3, 'sending', $4, $5, $6)",
-    )
-    .bind(message.outreach_log_id)
-    .bind(message.practice_id)
-    .bind(channel.as_str())
-    .bind(&message.to)
-    .bind(&message.subject)
-    .bind(&message.body)
-    .execute(&state.pool)
-    .await?;
+    crate::outreach::logs::record_test_send(&state.pool, &message).await?;
 
     let delivery = match state.messaging.deliver(&message, true).await {
         Ok(delivery) => delivery,
         Err(error) => {
             // Leave no log stuck in `sending`.
-            record_outcome(
-                state,
+            crate::outreach::logs::record_outcome(
+                &state.pool,
                 message.outreach_log_id,
-                "failed",
-                None,
-                None,
-                None,
-                Some("the service could not attempt delivery"),
+                &DeliveryOutcome::failed_unsent("the service could not attempt delivery".into()),
             )
             .await?;
             return Err(error.into());
         }
     };
-    let (status, provider_message_id, error) = match delivery.result {
-        DeliveryResult::Sent {
-            provider_message_id,
-        } => ("sent", provider_message_id, None),
-        DeliveryResult::Suppressed { reason } => (
-            "suppressed",
-            None,
-            Some(format!("not sent: the recipient is suppressed ({reason})")),
-        ),
-        DeliveryResult::Failed { error, .. } => ("failed", None, Some(error.to_string())),
-    };
-    record_outcome(
-        state,
-        message.outreach_log_id,
-        status,
-        delivery.provider,
-        provider_message_id.as_deref(),
-        delivery.fallback_reason.as_deref(),
-        error.as_deref(),
-    )
-    .await?;
-    let delivered = status == "sent";
+    let outcome = DeliveryOutcome::of(&delivery);
+    crate::outreach::logs::record_outcome(&state.pool, message.outreach_log_id, &outcome).await?;
+    let delivered = outcome.status == OutreachStatus::Sent;
     if delivered && !delivery.fell_back {
         let touch = match channel {
             Channel::Email => "update practices set email_last_tested_at = now() where id = $1",
@@ -280,8 +247,8 @@ pub async fn send_test(
         provider: delivery.provider,
         fell_back: delivery.fell_back,
         fallback_reason: delivery.fallback_reason,
-        provider_message_id,
-        error,
+        provider_message_id: outcome.provider_message_id,
+        error: outcome.error,
         outreach_log_id: message.outreach_log_id,
     })
 }
@@ -340,30 +307,5 @@ async fn reserve_test_send(
         .execute(&state.pool)
         .await?;
     }
-    Ok(())
-}
-
-async fn record_outcome(
-    state: &AppState,
-    log_id: Uuid,
-    status: &str,
-    provider: Option<ProviderKind>,
-    provider_message_id: Option<&str>,
-    fallback_reason: Option<&str>,
-    error: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "update outreach_logs
-         set status = $2, messaging_provider = $3, provider_message_id = $4, fallback_reason = $5, error = $6, updated_at = now()
-         where id = $1",
-    )
-    .bind(log_id)
-    .bind(status)
-    .bind(provider.map(ProviderKind::as_str))
-    .bind(provider_message_id)
-    .bind(fallback_reason)
-    .bind(error)
-    .execute(&state.pool)
-    .await?;
     Ok(())
 }

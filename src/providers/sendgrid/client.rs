@@ -1,5 +1,6 @@
 //! SendGrid v3 client: mail send, key scopes, domain authentication and the signed Event Webhook.
-//! Wire shapes follow PROVIDERS.md §1-§3 and twilio/sendgrid-oai `spec/json/tsg_*_v3.json`.
+//! Wire shapes follow SendGrid's v3 API reference and its published OpenAPI description
+//! (the `tsg_*_v3` documents of SendGrid's open API repository).
 
 use std::collections::BTreeMap;
 use std::fmt;

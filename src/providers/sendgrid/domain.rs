@@ -1,4 +1,4 @@
-//! SendGrid domain authentication in a practice's own SendGrid account (PROVIDERS.md §2): set it
+//! SendGrid domain authentication in a practice's own SendGrid account (SendGrid's v3 whitelabel domains API): set it
 //! up (or adopt the one the account already has), show the three CNAME records the practice must
 //! publish, validate them on request and in the background, and remove it.
 //!
@@ -223,6 +223,7 @@ fn refused(
 
 /// Creates the authentication with automatic security in the practice's SendGrid account, or
 /// adopts the one already there for the same domain, and stores it with its DNS records.
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn set_up(
     state: &AppState,
     caller: &PracticeCaller,
@@ -310,6 +311,7 @@ pub async fn view(state: &AppState, practice_id: Uuid) -> Result<DomainView, Dom
 
 /// Asks SendGrid to validate the records now and stores each record's result. `user_id` is the
 /// caller, or `None` for the background re-check.
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn verify(
     state: &AppState,
     practice_id: Uuid,
@@ -374,6 +376,7 @@ pub struct DomainDeletion {
 
 /// Removes the authentication at SendGrid, then here. A domain SendGrid no longer has is
 /// removed here all the same: the goal state is reached.
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn delete(
     state: &AppState,
     caller: &PracticeCaller,

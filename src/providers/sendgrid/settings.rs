@@ -27,7 +27,8 @@ use crate::{
 const API_KEY: &str = "sendgridApiKey";
 const WEBHOOK_VERIFY_KEY: &str = "webhookVerifyKey";
 const MAIL_SEND: &str = "mail.send";
-/// Creating a webhook, then switching its signing on (PROVIDERS.md §3).
+/// Creating a webhook, then switching its signing on: the two scopes SendGrid's
+/// Event Webhook settings API asks for.
 const WEBHOOK_SCOPES: [&str; 2] = [
     "user.webhooks.event.settings.create",
     "user.webhooks.event.settings.update",
@@ -184,6 +185,7 @@ fn webhook_verify_key(value: &str) -> Result<String, String> {
 /// Saves the email settings. A new key is checked with SendGrid first, and when it may manage
 /// event webhooks (and no verification key is stored or given) the practice's signed webhook is
 /// created before the one transaction that saves everything.
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn update_email(
     state: &AppState,
     caller: &PracticeCaller,
@@ -228,10 +230,7 @@ pub async fn update_email(
         ),
     };
     let fields = changed(&[
-        (
-            "provider",
-            current.email_provider != change.provider.as_str(),
-        ),
+        ("provider", current.email_provider != change.provider),
         (API_KEY, change.new_api_key.is_some()),
         (
             "fromEmail",
@@ -257,7 +256,7 @@ pub async fn update_email(
              where id = $1",
         )
         .bind(practice_id)
-        .bind(change.provider.as_str())
+        .bind(change.provider)
         .bind(api_key)
         .bind(change.from_email.as_str())
         .bind(&change.from_name)
@@ -364,6 +363,7 @@ pub struct EmailValidation {
 
 /// Checks a key with SendGrid without saving anything. A refusal is an answer (`valid: false`);
 /// only an unreachable SendGrid is an error.
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn validate_email(
     state: &AppState,
     caller: &PracticeCaller,
@@ -406,6 +406,7 @@ pub async fn validate_email(
 /// Back to the system account: the key, the event webhook's key and id and the domain
 /// authentication are forgotten here. They stay in the practice's SendGrid account, which we
 /// do not touch without being asked (DELETE /email/domain removes the domain there).
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn delete_email(
     state: &AppState,
     caller: &PracticeCaller,

@@ -1,4 +1,5 @@
-//! SendGrid Event Webhook: a signed JSON array of events (PROVIDERS.md §3).
+//! SendGrid Event Webhook: a JSON array of events signed with ECDSA P-256 over the timestamp
+//! header and the raw body.
 //!
 //! A batch is verified once over its raw bytes, then written in one transaction of a handful of
 //! statements whatever its size: find the logs, append the events, advance the statuses, update
@@ -20,15 +21,17 @@ use crate::webhooks::{
     Receipt, Route, Tenant, WebhookError,
     events::{self, NewEvent},
     ledger,
-    status::{self, OutreachStatus, StatusChange},
 };
 use crate::{
     AppState,
     messaging::{
         Channel,
         settings::PracticeMessagingConfig,
-        suppression::{self, GroupResubscribe, Scope, Suppression, SuppressionReason},
+        suppression::{
+            self, GroupResubscribe, Scope, Suppression, SuppressionReason, SuppressionSource,
+        },
     },
+    outreach::status::{self, OutreachStatus, StatusChange},
     providers::sendgrid::signature::SendGridVerifier,
 };
 
@@ -41,6 +44,7 @@ pub struct SignedBatch<'a> {
 }
 
 /// Verifies the batch with the route's key and ingests it.
+#[tracing::instrument(skip_all)]
 pub async fn receive(
     state: &AppState,
     route: Route<'_>,
@@ -225,7 +229,7 @@ impl Event {
     /// The status this event reports for its log, with SendGrid's reason for a bounce or drop;
     /// a bounce's reason says first whether it was hard or a temporary block.
     fn status_change(&self, log: &LogRow) -> Option<StatusChange> {
-        let status = OutreachStatus::from_sendgrid_event(&self.kind)?;
+        let status = reported_status(&self.kind)?;
         let error = match status {
             OutreachStatus::Bounced => Some(match &self.reason {
                 Some(reason) => format!("{}: {reason}", self.bounce_type.label()),
@@ -271,6 +275,7 @@ impl Event {
             address: self.email.clone()?,
             reason,
             unsubscribe_group,
+            source: SuppressionSource::ProviderEvent,
         })
     }
 
@@ -465,6 +470,21 @@ async fn ingest(
         received: events.len(),
         stored,
     })
+}
+
+/// The status a SendGrid event type reports. `deferred` (still retrying), unsubscribes
+/// (a ledger matter, not a delivery state) and unknown types change nothing.
+fn reported_status(event: &str) -> Option<OutreachStatus> {
+    match event {
+        "processed" => Some(OutreachStatus::Sent),
+        "delivered" => Some(OutreachStatus::Delivered),
+        "open" => Some(OutreachStatus::Opened),
+        "click" => Some(OutreachStatus::Clicked),
+        "bounce" => Some(OutreachStatus::Bounced),
+        "dropped" => Some(OutreachStatus::Dropped),
+        "spamreport" => Some(OutreachStatus::SpamReported),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -737,5 +757,25 @@ mod tests {
         assert!(!check(now - hours(25), day), "too old");
         assert!(!check(now + hours(25), day), "too far ahead");
         assert!(check(now - hours(24 * 365), None), "0 turns the check off");
+    }
+
+    #[test]
+    fn sendgrid_events_map_to_statuses_and_the_rest_change_nothing() {
+        let cases = [
+            ("processed", Some(OutreachStatus::Sent)),
+            ("delivered", Some(OutreachStatus::Delivered)),
+            ("open", Some(OutreachStatus::Opened)),
+            ("click", Some(OutreachStatus::Clicked)),
+            ("bounce", Some(OutreachStatus::Bounced)),
+            ("dropped", Some(OutreachStatus::Dropped)),
+            ("spamreport", Some(OutreachStatus::SpamReported)),
+            ("deferred", None),
+            ("unsubscribe", None),
+            ("group_unsubscribe", None),
+            ("account_status_change", None),
+        ];
+        for (event, status) in cases {
+            assert_eq!(reported_status(event), status, "{event}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Twilio 2010-04-01 API client: send an SMS, check the credentials, check number ownership.
-//! Wire shapes follow PROVIDERS.md §4 and twilio/twilio-oai `twilio_api_v2010.json`.
+//! Wire shapes follow Twilio's 2010-04-01 REST reference and its published OpenAPI description
+//! (`twilio_api_v2010`).
 
 use std::fmt;
 

@@ -221,6 +221,7 @@ fn field<T>(
 }
 
 /// Saves the SMS settings; new credentials or a new number are checked with Twilio first.
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn update_sms(
     state: &AppState,
     caller: &PracticeCaller,
@@ -282,7 +283,7 @@ pub async fn update_sms(
     };
     let account = change.account.as_ref();
     let fields = changed(&[
-        ("provider", current.sms_provider != change.provider.as_str()),
+        ("provider", current.sms_provider != change.provider),
         (ACCOUNT_SID, account.is_some_and(|a| a.sid_changed)),
         (AUTH_TOKEN, account.is_some_and(|a| a.token_changed)),
         (PHONE_NUMBER, account.is_some_and(|a| a.phone_changed)),
@@ -302,7 +303,7 @@ pub async fn update_sms(
              where id = $1",
         )
         .bind(practice_id)
-        .bind(change.provider.as_str())
+        .bind(change.provider)
         .bind(sid)
         .bind(token)
         .bind(phone)
@@ -420,6 +421,7 @@ pub struct SmsValidation {
 
 /// Checks an account with Twilio without saving anything. A refusal is an answer
 /// (`valid: false`); only an unreachable Twilio is an error.
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn validate_sms(
     state: &AppState,
     caller: &PracticeCaller,
@@ -511,6 +513,7 @@ fn given_or_stored<T>(
 }
 
 /// Back to the system account; the custom account's credentials and number are erased.
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn delete_sms(
     state: &AppState,
     caller: &PracticeCaller,

@@ -1,4 +1,4 @@
-//! Twilio status callbacks and inbound SMS (PROVIDERS.md §5 and §6).
+//! Twilio status callbacks and inbound SMS.
 //!
 //! Both are form posts signed with `X-Twilio-Signature` over the URL we handed Twilio, rebuilt
 //! from `WEBHOOK_BASE_URL` (never from `Host`), and the posted parameters. The key is the auth
@@ -21,17 +21,18 @@ use crate::webhooks::{
     Receipt, Route, Tenant, WebhookError,
     events::{self, NewEvent},
     ledger,
-    status::{self, OutreachStatus, StatusChange},
 };
 use crate::{
     AppState,
+    compliance::inbound,
     config::Settings,
     crypto::CredentialField,
     messaging::{
-        Channel,
+        Channel, ProviderKind,
         settings::PracticeMessagingConfig,
-        suppression::{self, Suppression, SuppressionReason},
+        suppression::{self, Suppression, SuppressionReason, SuppressionSource},
     },
+    outreach::status::{self, OutreachStatus, StatusChange},
     providers::twilio::signature::{TwilioAlgorithm, parse_signature_settings, verify_twilio},
 };
 
@@ -117,7 +118,11 @@ async fn apply_status(
         if params.get("ErrorCode") == Some(OPTED_OUT_ERROR)
             && let Some(to) = params.get("To")
         {
-            ledger::suppress(&mut tx, &[opt_out(tenant, to)]).await?;
+            ledger::suppress(
+                &mut tx,
+                &[opt_out(tenant, to, SuppressionSource::ProviderRefusal)],
+            )
+            .await?;
         }
     }
     tx.commit().await?;
@@ -138,7 +143,13 @@ async fn apply_to_log(
         "Processing Twilio {reported} for practice {} (provider: {provider})",
         log.practice_id
     );
-    let Some(status) = OutreachStatus::from_twilio_status(reported) else {
+    if let Some(price) = params
+        .get("Price")
+        .and_then(|price| status::ReportedPrice::parse(price, params.get("PriceUnit")))
+    {
+        status::record_price(db, log.id, &price).await?;
+    }
+    let Some(status) = reported_status(reported) else {
         return Ok(());
     };
     let twilio_error = params
@@ -169,13 +180,14 @@ async fn apply_to_log(
 }
 
 /// `number` opted out of messages from the route's sender.
-fn opt_out(tenant: Tenant, number: &str) -> Suppression {
+fn opt_out(tenant: Tenant, number: &str, source: SuppressionSource) -> Suppression {
     Suppression {
         scope: tenant.scope(),
         channel: Channel::Sms,
         address: number.to_string(),
         reason: SuppressionReason::OptedOut,
         unsubscribe_group: None,
+        source,
     }
 }
 
@@ -312,16 +324,25 @@ async fn receive_message(
     // A redelivered STOP must not undo a START that came after it, so only new messages act.
     if stored {
         // Compliance: the consent ledger and opt-out phrases.
-        crate::compliance::consent::on_inbound_sms(
+        let intent = crate::compliance::consent::on_inbound_sms(
             &mut tx,
             tenant.scope(),
             from,
             opt_out_type.unwrap_or(params.get("Body").unwrap_or_default()),
         )
         .await?;
+        if keyword == Keyword::Other {
+            keep_reply(&mut tx, tenant, &params, sid, from, intent).await?;
+        }
         tracing::info!(route = ?tenant, ?keyword, "Processing Twilio inbound message");
         match keyword {
-            Keyword::OptOut => ledger::suppress(&mut tx, &[opt_out(tenant, from)]).await?,
+            Keyword::OptOut => {
+                ledger::suppress(
+                    &mut tx,
+                    &[opt_out(tenant, from, SuppressionSource::SmsKeyword)],
+                )
+                .await?
+            }
             Keyword::OptIn => {
                 suppression::remove(&mut *tx, tenant.scope(), Channel::Sms, from).await?;
             }
@@ -340,6 +361,35 @@ async fn receive_message(
             stored: usize::from(stored),
         },
     ))
+}
+
+/// A reply that is no keyword is kept for the practices it belongs to.
+async fn keep_reply(
+    db: &mut PgConnection,
+    tenant: Tenant,
+    params: &Params,
+    sid: &str,
+    from: &str,
+    intent: crate::compliance::optout::Intent,
+) -> Result<(), sqlx::Error> {
+    let provider = match tenant {
+        Tenant::System => ProviderKind::SystemTwilio,
+        Tenant::Practice(_) => ProviderKind::CustomTwilio,
+    };
+    inbound::record(
+        db,
+        &inbound::Received {
+            scope: tenant.scope(),
+            provider: provider.as_str(),
+            provider_message_id: sid,
+            from,
+            to: params.get("To").unwrap_or_default(),
+            body: params.get("Body").unwrap_or_default(),
+            opt_out_matched: intent == crate::compliance::optout::Intent::OptOutPhrase,
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 async fn append_once(
@@ -545,6 +595,22 @@ fn signing_key<'a>(
     Ok((key.expose_secret().as_bytes(), algorithm))
 }
 
+/// The status a Twilio `MessageStatus` reports. `read` (WhatsApp/RCS) implies delivery, and a
+/// `canceled` scheduled send never went out. `partially_delivered` (the carrier confirmed
+/// some parts of the message but not all) counts as delivered, since something reached the
+/// handset and nothing will be retried; the caller records that it was partial.
+fn reported_status(status: &str) -> Option<OutreachStatus> {
+    match status {
+        "queued" | "accepted" | "scheduled" => Some(OutreachStatus::Queued),
+        "sending" => Some(OutreachStatus::Sending),
+        "sent" => Some(OutreachStatus::Sent),
+        "delivered" | "read" | "partially_delivered" => Some(OutreachStatus::Delivered),
+        "undelivered" => Some(OutreachStatus::Undelivered),
+        "failed" | "canceled" => Some(OutreachStatus::Failed),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -617,5 +683,23 @@ mod tests {
             Params::parse(b"Body=\xff"),
             Err(WebhookError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn twilio_statuses_map_onto_the_sms_ladder() {
+        let cases = [
+            ("accepted", Some(OutreachStatus::Queued)),
+            ("scheduled", Some(OutreachStatus::Queued)),
+            ("sending", Some(OutreachStatus::Sending)),
+            ("sent", Some(OutreachStatus::Sent)),
+            ("read", Some(OutreachStatus::Delivered)),
+            ("undelivered", Some(OutreachStatus::Undelivered)),
+            ("canceled", Some(OutreachStatus::Failed)),
+            ("receiving", None),
+            ("partially_delivered", Some(OutreachStatus::Delivered)),
+        ];
+        for (status, expected) in cases {
+            assert_eq!(reported_status(status), expected, "{status}");
+        }
     }
 }
