@@ -42,7 +42,8 @@ async fn system_app() -> TestApp {
 /// The practice's compliance settings with `timezone`, everything else at its default.
 async fn practice_zone(app: &TestApp, owner: &Login, timezone: &str) {
     let settings = json!({"timezone": timezone, "sendingWindow": {"start": "08:00", "end": "21:00"},
-                          "smsCareDailyCap": 1, "smsCareWeeklyCap": 3});
+                          "smsCareDailyCap": 1, "smsCareWeeklyCap": 3,
+                          "postalAddress": "1 Main St, Springfield, IL 62701"});
     let response = app
         .send_json(Method::PUT, COMPLIANCE, owner, &settings)
         .await;
@@ -221,6 +222,8 @@ async fn at_night_care_email_goes_out_but_marketing_email_and_care_sms_wait_with
         .mount(&app.sendgrid)
         .await;
     let owner = app.practice_owner().await;
+    // Marketing email needs the practice's postal address (CAN-SPAM) to be sent at all.
+    practice_zone(&app, &owner, "America/New_York").await;
     let night = zone_at_local_hour(3);
     let patient = patient_in(&app, &owner, Some(&night)).await;
     let email = |category: &str| {
