@@ -112,13 +112,12 @@ pub async fn decide(
         && message.category == Category::Care
         && let Some(patient_id) = message.patient_id
     {
-        let handed_over = care_sms_handed_over(db, message, patient_id, now).await?;
-        if cap_reached(
-            &handed_over,
-            now,
-            recipient_timezone(&compliance),
-            &compliance,
-        ) {
+        let handed_over = care_sms_handed_over(&mut *db, message, patient_id, now).await?;
+        // "A day" is the patient's local calendar day: their own zone, else the practice's.
+        let zone = super::recipient::window_for(&mut *db, message.practice_id, Some(patient_id))
+            .await?
+            .zone;
+        if cap_reached(&handed_over, now, zone, &compliance) {
             return Ok(Verdict::Withhold(Rule::FrequencyCap));
         }
     }
@@ -149,11 +148,6 @@ fn content_rule(
             .is_none()
             .then_some(Rule::NoPostalAddress),
     }
-}
-
-/// The zone whose calendar day the daily cap counts in. The practice's, for every patient.
-fn recipient_timezone(compliance: &Compliance) -> Tz {
-    compliance.timezone
 }
 
 /// When the patient's care SMS of the last 7 days were handed over; one claimed before this one
@@ -230,7 +224,7 @@ mod tests {
     #[test]
     fn the_daily_cap_counts_the_recipients_local_day_not_the_utc_one() {
         let rules = compliance(1, 3, None);
-        let zone = recipient_timezone(&rules);
+        let zone = rules.timezone;
         // 23:30 in Chicago on 1 December is 05:30 UTC on 2 December.
         let late_evening = [utc(2026, 12, 2, 5, 30)];
         // 00:10 the next local day: a new day, though the same UTC date.
@@ -255,7 +249,7 @@ mod tests {
     #[test]
     fn the_weekly_cap_counts_the_last_seven_days_and_a_zero_cap_allows_none() {
         let rules = compliance(1, 3, None);
-        let zone = recipient_timezone(&rules);
+        let zone = rules.timezone;
         let now = utc(2026, 12, 10, 18, 0);
         let three = [
             utc(2026, 12, 4, 18, 0),

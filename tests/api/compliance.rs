@@ -32,7 +32,8 @@ async fn fields(response: reqwest::Response) -> Vec<String> {
 #[tokio::test]
 async fn compliance_settings_default_to_new_york_eight_to_nine_and_the_legal_caps() {
     let app = spawn_app().await;
-    let owner = app.practice_owner().await;
+    let practice = app.create_practice_in_default_zone("Smile Dental").await;
+    let owner = app.login_as(Some(practice), Role::Owner).await;
     let response = app.get(COMPLIANCE, &owner).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
@@ -66,7 +67,8 @@ async fn owners_change_compliance_settings_and_staff_only_read_them() {
 async fn compliance_settings_refuse_a_fake_zone_a_bad_window_raised_caps_and_a_bad_price_by_field()
 {
     let app = spawn_app().await;
-    let owner = app.practice_owner().await;
+    let practice = app.create_practice_in_default_zone("Smile Dental").await;
+    let owner = app.login_as(Some(practice), Role::Owner).await;
     let mut bad = settings("Mars/Olympus_Mons", "8am", "07:00", 2, 4);
     bad["smsSegmentPrice"] = json!("0,5");
     let response = app.send_json(Method::PUT, COMPLIANCE, &owner, &bad).await;

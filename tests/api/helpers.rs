@@ -255,7 +255,21 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A practice whose office is mid-afternoon now, so its patients without a zone of their
+    /// own are inside the sending window whenever the suite runs (the default zone, New York,
+    /// is asleep for part of the day). [`Self::create_practice_in_default_zone`] keeps New York.
     pub async fn create_practice(&self, name: &str) -> Uuid {
+        let practice = self.create_practice_in_default_zone(name).await;
+        sqlx::query("insert into practice_compliance (practice_id, timezone) values ($1, $2)")
+            .bind(practice)
+            .bind(zone_at_local_hour(14))
+            .execute(&self.pool)
+            .await
+            .unwrap();
+        practice
+    }
+
+    pub async fn create_practice_in_default_zone(&self, name: &str) -> Uuid {
         dentite::practices::create(&self.pool, name).await.unwrap()
     }
 

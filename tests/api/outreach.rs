@@ -497,7 +497,7 @@ async fn a_sequence_is_created_listed_changed_and_deleted() {
     );
     assert_eq!(
         sequence["steps"],
-        json!([{"channel": "email", "delayMinutes": 0, "subject": "Hi", "body": "Hello"}])
+        json!([{"channel": "email", "delayMinutes": 0, "subject": "Hi", "body": "Hello", "category": "care"}])
     );
 
     let renamed = app
