@@ -1078,16 +1078,7 @@ async fn an_owner_lifts_a_mistaken_suppression_after_confirming_and_a_vanished_o
             .fetch_one(&app.pool)
             .await
             .unwrap();
-    let lifted = app
-        .request(
-            reqwest::Method::DELETE,
-            &format!("/api/suppressions/{sam}"),
-            Some(&owner),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(lifted.status(), 204);
+    assert_eq!(app.lift_suppression(&owner, sam).await.status(), 204);
     browser
         .click("button[aria-label='Lift the suppression of sam@example.com']")
         .await;
@@ -1152,16 +1143,7 @@ async fn the_audit_log_shows_who_changed_what_to_owners_and_is_not_offered_to_st
         .fetch_one(&app.pool)
         .await
         .unwrap();
-    let lifted = app
-        .request(
-            reqwest::Method::DELETE,
-            &format!("/api/suppressions/{entry}"),
-            Some(&owner),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(lifted.status(), 204);
+    assert_eq!(app.lift_suppression(&owner, entry).await.status(), 204);
     let admin = user(&app, practice, Role::Admin).await;
     let browser = chromium.open(&app, DESKTOP).await;
     browser.sign_in(&admin).await;

@@ -330,6 +330,18 @@ impl TestApp {
         .unwrap();
     }
 
+    /// `DELETE /api/suppressions/{id}`.
+    pub async fn lift_suppression(&self, login: &Login, id: i64) -> Response {
+        self.request(
+            Method::DELETE,
+            &format!("/api/suppressions/{id}"),
+            Some(login),
+        )
+        .send()
+        .await
+        .unwrap()
+    }
+
     /// A new practice with an owner logged in.
     pub async fn practice_owner(&self) -> Login {
         let practice = self.create_practice("Smile Dental").await;

@@ -18,17 +18,6 @@ impl TestApp {
     async fn suppressions(&self, login: &Login, query: &str) -> Response {
         self.get(&format!("/api/suppressions{query}"), login).await
     }
-
-    async fn lift_suppression(&self, login: &Login, id: i64) -> Response {
-        self.request(
-            Method::DELETE,
-            &format!("/api/suppressions/{id}"),
-            Some(login),
-        )
-        .send()
-        .await
-        .unwrap()
-    }
 }
 
 async fn items(response: Response) -> Vec<Value> {
