@@ -27,6 +27,8 @@ use uuid::Uuid;
 
 #[path = "runner/capacity.rs"]
 mod capacity;
+#[path = "runner/vendors.rs"]
+mod vendors;
 
 const MESSAGES: i64 = 20_000;
 const PRACTICES: i64 = 10_000;
@@ -277,22 +279,35 @@ async fn raw_fake_rate(sendgrid: &str, requests: u64) -> f64 {
     requests as f64 / started.elapsed().as_secs_f64()
 }
 
-async fn send_pipeline(service: &Service, accepted: &AtomicU64) -> f64 {
+/// Queues `MESSAGES` messages of `channel` for one practice, releases them at once and waits
+/// until the queue is empty: messages per second, end to end. `accepted` counts what the fake
+/// vendor took, and must have taken each message exactly once.
+async fn send_pipeline(service: &Service, channel: &str, accepted: &AtomicU64) -> f64 {
     let practice = Uuid::new_v4();
     sqlx::query("insert into practices (id, name) values ($1, 'Bench Dental')")
         .bind(practice)
         .execute(&service.pool)
         .await
         .unwrap();
+    // A zone where it is mid-afternoon, so SMS are inside the sending window whenever this runs.
+    sqlx::query("insert into practice_compliance (practice_id, timezone) values ($1, $2)")
+        .bind(practice)
+        .bind(afternoon_zone())
+        .execute(&service.pool)
+        .await
+        .unwrap();
     sqlx::query(
         "with logs as (
              insert into outreach_logs (id, practice_id, message_type, recipient, subject, body)
-             select gen_random_uuid(), $1, 'email', 'p' || n || '@example.com', 'Recall', 'Time for a check-up'
+             select gen_random_uuid(), $1, $3,
+                    case $3 when 'sms' then '+1555' || lpad(n::text, 7, '0') else 'p' || n || '@example.com' end,
+                    'Recall', 'Time for a check-up'
              from generate_series(1, $2) n returning id)
          insert into send_jobs (outreach_log_id, practice_id, run_at) select id, $1, now() + interval '1 hour' from logs",
     )
     .bind(practice)
     .bind(MESSAGES)
+    .bind(channel)
     .execute(&service.pool)
     .await
     .unwrap();
@@ -330,6 +345,17 @@ async fn send_pipeline(service: &Service, accepted: &AtomicU64) -> f64 {
         "every message reached the fake once"
     );
     MESSAGES as f64 / elapsed
+}
+
+/// A zone of the tz database where it is 14:00 to 15:00 now (`Etc/GMT-N` is N hours ahead).
+fn afternoon_zone() -> String {
+    use chrono::Timelike;
+    let offset = (14 - i64::from(chrono::Utc::now().hour()) + 12).rem_euclid(24) - 12;
+    match offset {
+        0 => "Etc/GMT".to_string(),
+        east if east > 0 => format!("Etc/GMT-{east}"),
+        west => format!("Etc/GMT+{}", -west),
+    }
 }
 
 struct Load {
@@ -810,6 +836,9 @@ async fn main() {
     if scenario_wanted("history") {
         history_reads(&sendgrid, &webhook_public_key, &mut rows).await;
     }
+    if scenario_wanted("vendors") {
+        vendors::send_pipelines(&webhook_public_key, &mut rows).await;
+    }
     print_table(&rows);
 }
 
@@ -834,7 +863,7 @@ async fn core(
     });
 
     let raw = raw_fake_rate(sendgrid, MESSAGES as u64).await;
-    let pipeline = send_pipeline(&service, accepted).await;
+    let pipeline = send_pipeline(&service, "email", accepted).await;
     rows.push(Row {
         name: "send pipeline, 20,000 queued emails",
         value: pipeline,

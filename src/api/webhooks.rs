@@ -16,7 +16,10 @@ use crate::{
     AppState,
     error::{ApiError, ErrorBody},
     providers::{
+        mailgun::webhook as mailgun,
+        postmark::webhook as postmark,
         sendgrid::webhook::{self as sendgrid, SignedBatch},
+        telnyx::webhook::{self as telnyx, SignedDelivery},
         twilio::webhook::{self as twilio, Reply, SignedForm},
     },
     webhooks::{Receipt, Route},
@@ -34,6 +37,12 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(twilio_status_practice))
         .routes(routes!(twilio_inbound_system))
         .routes(routes!(twilio_inbound_practice))
+        .routes(routes!(postmark_system))
+        .routes(routes!(postmark_practice))
+        .routes(routes!(mailgun_system))
+        .routes(routes!(mailgun_practice))
+        .routes(routes!(telnyx_system))
+        .routes(routes!(telnyx_practice))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
 
@@ -240,4 +249,164 @@ async fn twilio_inbound_practice(
     request: TwilioRequest,
 ) -> Result<TwiMl, ApiError> {
     request.inbound(&state, Route::Practice(&practice)).await
+}
+
+/// A Postmark webhook post: its basic-auth credentials and its untouched body.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+struct PostmarkRequest {
+    /// `Basic` with user `postmark` and the route's password
+    #[param(rename = "Authorization")]
+    authorization: String,
+    #[param(ignore)]
+    body: Bytes,
+}
+
+impl FromRequest<AppState> for PostmarkRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let headers = request.headers().clone();
+        let RawBody(body) = RawBody::from_request(request, state).await?;
+        Ok(Self {
+            authorization: header(&headers, "authorization").unwrap_or_default(),
+            body,
+        })
+    }
+}
+
+impl PostmarkRequest {
+    async fn receive(&self, state: &AppState, route: Route<'_>) -> Result<Json<Receipt>, ApiError> {
+        Ok(Json(
+            postmark::receive(state, route, &self.authorization, &self.body).await?,
+        ))
+    }
+}
+
+/// Postmark events (delivery, bounce, spam complaint, open, click, subscription change) of the
+/// platform's server.
+#[utoipa::path(post, path = "/api/webhooks/postmark", tag = "webhooks", params(PostmarkRequest),
+    request_body(content = Object, description = "one Postmark webhook event, by RecordType"),
+    responses((status = 200, body = Receipt), (status = "4XX", body = ErrorBody,
+        description = "400 malformed JSON, 401 wrong or missing credentials, 413 body over 5 MiB"),
+        (status = 503, body = ErrorBody)))]
+async fn postmark_system(
+    State(state): State<AppState>,
+    request: PostmarkRequest,
+) -> Result<Json<Receipt>, ApiError> {
+    request.receive(&state, Route::System).await
+}
+
+/// Postmark events of a practice's own server. No practice has its own Postmark account yet,
+/// so every request is refused with 401.
+#[utoipa::path(post, path = "/api/webhooks/postmark/{practiceId}", tag = "webhooks", params(("practiceId" = String, Path, description = "the practice whose password authenticates the request"), PostmarkRequest),
+    request_body(content = Object, description = "one Postmark webhook event, by RecordType"),
+    responses((status = 200, body = Receipt), (status = "4XX", body = ErrorBody,
+        description = "400 malformed JSON, 401 wrong credentials or no Postmark account of the practice, 413 body over 5 MiB"),
+        (status = 503, body = ErrorBody)))]
+async fn postmark_practice(
+    State(state): State<AppState>,
+    Path(practice): Path<String>,
+    request: PostmarkRequest,
+) -> Result<Json<Receipt>, ApiError> {
+    request.receive(&state, Route::Practice(&practice)).await
+}
+
+/// Mailgun events of the platform's domain: the signature object in the body, HMAC-SHA256 with
+/// `MAILGUN_WEBHOOK_SIGNING_KEY` over its timestamp and token; each token is accepted once.
+#[utoipa::path(post, path = "/api/webhooks/mailgun", tag = "webhooks",
+    request_body(content = Object, description = "{signature: {timestamp, token, signature}, event-data: {…}}"),
+    responses((status = 200, body = Receipt), (status = "4XX", body = ErrorBody,
+        description = "400 malformed JSON, 401 bad signature, reused token or stale timestamp, 413 body over 5 MiB"),
+        (status = 503, body = ErrorBody)))]
+async fn mailgun_system(
+    State(state): State<AppState>,
+    RawBody(body): RawBody,
+) -> Result<Json<Receipt>, ApiError> {
+    Ok(Json(mailgun::receive(&state, Route::System, &body).await?))
+}
+
+/// Mailgun events of a practice's own domain. No practice has its own Mailgun account yet, so
+/// every request is refused with 401.
+#[utoipa::path(post, path = "/api/webhooks/mailgun/{practiceId}", tag = "webhooks", params(("practiceId" = String, Path, description = "the practice whose signing key signs the request")),
+    request_body(content = Object, description = "{signature: {timestamp, token, signature}, event-data: {…}}"),
+    responses((status = 200, body = Receipt), (status = "4XX", body = ErrorBody,
+        description = "400 malformed JSON, 401 bad signature or no Mailgun account of the practice, 413 body over 5 MiB"),
+        (status = 503, body = ErrorBody)))]
+async fn mailgun_practice(
+    State(state): State<AppState>,
+    Path(practice): Path<String>,
+    RawBody(body): RawBody,
+) -> Result<Json<Receipt>, ApiError> {
+    Ok(Json(
+        mailgun::receive(&state, Route::Practice(&practice), &body).await?,
+    ))
+}
+
+/// A Telnyx webhook post: its Ed25519 signature headers and its untouched body.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+struct TelnyxRequest {
+    /// base64 Ed25519 signature over `telnyx-timestamp|body`
+    #[param(rename = "telnyx-signature-ed25519")]
+    signature: String,
+    /// unix seconds; refused when more than 300 s from now
+    #[param(rename = "telnyx-timestamp")]
+    timestamp: String,
+    #[param(ignore)]
+    body: Bytes,
+}
+
+impl FromRequest<AppState> for TelnyxRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let headers = request.headers().clone();
+        let RawBody(body) = RawBody::from_request(request, state).await?;
+        Ok(Self {
+            signature: header(&headers, "telnyx-signature-ed25519").unwrap_or_default(),
+            timestamp: header(&headers, "telnyx-timestamp").unwrap_or_default(),
+            body,
+        })
+    }
+}
+
+impl TelnyxRequest {
+    async fn receive(&self, state: &AppState, route: Route<'_>) -> Result<Json<Receipt>, ApiError> {
+        let delivery = SignedDelivery {
+            signature: &self.signature,
+            timestamp: &self.timestamp,
+            body: &self.body,
+        };
+        Ok(Json(telnyx::receive(state, route, delivery).await?))
+    }
+}
+
+/// Telnyx delivery updates and inbound messages of the platform's number, signed with
+/// `TELNYX_PUBLIC_KEY`'s account: STOP and START bind every practice sending from it.
+#[utoipa::path(post, path = "/api/webhooks/telnyx", tag = "webhooks", params(TelnyxRequest),
+    request_body(content = Object, description = "a Telnyx message event (message.sent, message.finalized, message.received)"),
+    responses((status = 200, body = Receipt), (status = "4XX", body = ErrorBody,
+        description = "400 malformed JSON, 401 bad signature or timestamp more than 300 s away, 413 body over 5 MiB"),
+        (status = 503, body = ErrorBody)))]
+async fn telnyx_system(
+    State(state): State<AppState>,
+    request: TelnyxRequest,
+) -> Result<Json<Receipt>, ApiError> {
+    request.receive(&state, Route::System).await
+}
+
+/// Telnyx events of a practice's own number. No practice has its own Telnyx account yet, so
+/// every request is refused with 401.
+#[utoipa::path(post, path = "/api/webhooks/telnyx/{practiceId}", tag = "webhooks", params(("practiceId" = String, Path, description = "the practice whose key signs the request"), TelnyxRequest),
+    request_body(content = Object, description = "a Telnyx message event"),
+    responses((status = 200, body = Receipt), (status = "4XX", body = ErrorBody,
+        description = "400 malformed JSON, 401 bad signature or no Telnyx account of the practice, 413 body over 5 MiB"),
+        (status = 503, body = ErrorBody)))]
+async fn telnyx_practice(
+    State(state): State<AppState>,
+    Path(practice): Path<String>,
+    request: TelnyxRequest,
+) -> Result<Json<Receipt>, ApiError> {
+    request.receive(&state, Route::Practice(&practice)).await
 }

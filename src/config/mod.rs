@@ -16,6 +16,9 @@ use url::Url;
 
 use crate::crypto::KeyMaterial;
 
+mod vendors;
+pub use vendors::{MoreVendors, SystemMailgun, SystemPostmark, SystemSender, SystemTelnyx};
+
 /// Where development keys live between runs; listed in `.gitignore`.
 pub const DEV_KEYS_FILE: &str = ".dentite-dev-keys";
 
@@ -102,8 +105,8 @@ pub struct QueueSettings {
     pub lease: Duration,
     pub poll_interval: Duration,
     /// Requests per second per provider account; `None` turns rate limiting off (benchmarks).
-    pub sendgrid_rate_per_sec: Option<f64>,
-    pub twilio_rate_per_sec: Option<f64>,
+    pub email_rate_per_sec: Option<f64>,
+    pub sms_rate_per_sec: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -122,6 +125,8 @@ pub struct Settings {
     pub system_sendgrid: Option<SystemSendGrid>,
     pub sendgrid_webhook_verify_key: Option<String>,
     pub system_twilio: Option<SystemTwilio>,
+    /// Mailgun, Postmark and Telnyx as platform accounts, and the failover orders.
+    pub vendors: MoreVendors,
     pub sendgrid_api_base_url: Url,
     pub twilio_api_base_url: Url,
     pub webhook_base_url: Url,
@@ -311,6 +316,7 @@ impl Settings {
         let database_url = env
             .get("DATABASE_URL")
             .unwrap_or_else(|| "postgres://postgres@localhost:5432/dentite".into());
+        let vendors = MoreVendors::load(env, system_sendgrid.is_some(), system_twilio.is_some())?;
         Ok(Settings {
             database_listen_url: env
                 .get("DATABASE_LISTEN_URL")
@@ -323,6 +329,7 @@ impl Settings {
             auth_signing_key,
             system_sendgrid,
             sendgrid_webhook_verify_key: env.get("SENDGRID_WEBHOOK_VERIFY_KEY"),
+            vendors,
             system_twilio,
             sendgrid_api_base_url: parse_url(
                 env,
@@ -365,8 +372,8 @@ impl Settings {
                 )?),
                 lease: Duration::from_secs(parse_or(env, "SEND_LEASE_SECS", "60")?),
                 poll_interval: Duration::from_millis(parse_or(env, "SEND_POLL_MS", "1000")?),
-                sendgrid_rate_per_sec: parse_rate(env, "SENDGRID_RATE_PER_SEC", "100")?,
-                twilio_rate_per_sec: parse_rate(env, "TWILIO_RATE_PER_SEC", "1")?,
+                email_rate_per_sec: parse_rate(env, "SENDGRID_RATE_PER_SEC", "100")?,
+                sms_rate_per_sec: parse_rate(env, "TWILIO_RATE_PER_SEC", "1")?,
             },
             retention: crate::history::retention::RetentionPolicy {
                 body_days: parse_or(env, "RETENTION_BODY_DAYS", "90")?,
@@ -410,8 +417,10 @@ impl Settings {
         })
     }
 
+    /// Whether a channel has no platform vendor, so its system account is the outbox.
     pub fn uses_outbox(&self) -> bool {
-        self.system_sendgrid.is_none() || self.system_twilio.is_none()
+        self.vendors.email_system_providers.is_empty()
+            || self.vendors.sms_system_providers.is_empty()
     }
 }
 

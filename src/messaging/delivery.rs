@@ -1,11 +1,13 @@
-//! The sending rules: which account tries first, when a failure may fall back to the system
-//! account, and the suppression ledger checked before any account is called.
+//! The sending rules: which account tries first, when a failure moves a message on to the next
+//! account (the practice's own, then each of the platform's in order), and the suppression ledger
+//! checked before any account is called.
 
 use std::sync::Arc;
 
 use super::{
     Channel, OutgoingMessage, ProviderError, ProviderKind,
-    factory::{FactoryError, MessagingServiceFactory, Route, Sender},
+    circuit::CircuitKey,
+    factory::{FactoryError, MessagingServiceFactory, Sender},
     suppression::{self, Scope, SuppressionReason, SuppressionSource},
 };
 
@@ -41,7 +43,57 @@ pub enum DeliveryError {
     Database(#[from] sqlx::Error),
 }
 
-/// Why a message left the practice's own account for the system one; a bounded metric label.
+/// The reasons a message moved on from each account it left, in order.
+#[derive(Debug, Default)]
+struct Hops(Vec<String>);
+
+impl Hops {
+    fn add(&mut self, channel: Channel, cause: FallbackCause, reason: String) {
+        metrics::counter!("messaging_fallbacks_total", "channel" => channel.as_str(), "reason" => cause.label())
+            .increment(1);
+        self.0.push(reason);
+    }
+
+    fn reason(&self) -> Option<String> {
+        (!self.0.is_empty()).then(|| self.0.join("; then "))
+    }
+}
+
+/// What one account's attempt means for the rest of the chain.
+enum Next {
+    /// Sent, suppressed, or refused for the recipient's sake: no other account may try.
+    Done { succeeded: bool },
+    /// The account failed, but the message stays with it: the queue retries it (rate limited
+    /// with retries left) or the practice allows no fallback.
+    Stop,
+    /// The account failed: the next one tries.
+    Move(FallbackCause, ProviderError),
+}
+
+impl Next {
+    fn after(delivery: &Delivery, final_attempt: bool, no_fallback: bool) -> Self {
+        let DeliveryResult::Failed { error, .. } = &delivery.result else {
+            return Self::Done {
+                succeeded: matches!(delivery.result, DeliveryResult::Sent { .. }),
+            };
+        };
+        if !error.is_account_failure() {
+            return Self::Done { succeeded: false };
+        }
+        let rate_limited = matches!(error, ProviderError::RateLimited { .. });
+        if no_fallback || (rate_limited && !final_attempt) {
+            return Self::Stop;
+        }
+        let cause = if rate_limited {
+            FallbackCause::RateLimited
+        } else {
+            FallbackCause::AccountOrProviderFailure
+        };
+        Self::Move(cause, error.clone())
+    }
+}
+
+/// Why a message left an account for the next one; a bounded metric label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FallbackCause {
     CircuitOpen,
@@ -60,10 +112,13 @@ impl FallbackCause {
 }
 
 impl MessagingServiceFactory {
-    /// Delivers through the practice's custom account when usable, else the system account,
-    /// falling back from custom to system only for failures of the account or provider, and
-    /// only when the practice allows it. A rate-limited custom account is retried (by the queue)
-    /// before falling back: `final_attempt` says whether this is the last chance.
+    /// Delivers through the practice's own account when usable, then through each of the
+    /// platform's accounts in their configured order. Only a failure of the account or its
+    /// provider moves the message on (a refused recipient would be refused everywhere, or an
+    /// opt-out broken), from the custom account only when the practice allows it; every hop's
+    /// reason goes into `fallback_reason`. An account whose circuit is open is passed over,
+    /// except the last one, which always gets its try. A rate-limited account is retried (by the
+    /// queue) before the message moves on: `final_attempt` says whether this is the last chance.
     #[tracing::instrument(skip_all, fields(practice_id = %message.practice_id, channel = message.channel.as_str()))]
     pub async fn deliver(
         &self,
@@ -72,67 +127,110 @@ impl MessagingServiceFactory {
     ) -> Result<Delivery, DeliveryError> {
         let route = self.route(message.practice_id, message.channel).await?;
         let practice_id = message.practice_id;
-        let Some(custom) = &route.custom else {
-            if let Some(blocker) = route.custom_blocker {
-                tracing::info!(
-                    reason = blocker,
-                    "Using system {} for practice {practice_id}",
-                    route.system.kind().vendor().display_name()
-                );
-            }
-            return self.attempt(&route.system, message, None).await;
-        };
-
-        if route.fallback_enabled && self.circuits.should_skip(practice_id, message.channel) {
-            return self
-                .fall_back(
-                    &route,
-                    message,
+        let mut hops = Hops::default();
+        if let Some(custom) = &route.custom {
+            let label = custom.kind().vendor().display_name();
+            let circuit = CircuitKey::Practice(practice_id, message.channel);
+            if route.fallback_enabled && self.circuits.should_skip(circuit) {
+                hops.add(
+                    message.channel,
                     FallbackCause::CircuitOpen,
-                    "custom account is failing repeatedly (circuit open)".into(),
-                )
-                .await;
-        }
-        let label = custom.kind().vendor().display_name();
-        tracing::info!("Using custom {label} for practice {practice_id}");
-        let delivery = self.attempt(custom, message, None).await?;
-        let DeliveryResult::Failed { error, .. } = &delivery.result else {
-            if matches!(delivery.result, DeliveryResult::Sent { .. }) {
-                self.circuits.record_success(practice_id, message.channel);
+                    format!("custom {label} is failing repeatedly (circuit open)"),
+                );
+            } else {
+                tracing::info!("Using custom {label} for practice {practice_id}");
+                let delivery = self.attempt(custom, message, None).await?;
+                match Next::after(&delivery, final_attempt, !route.fallback_enabled) {
+                    Next::Done { succeeded } => {
+                        if succeeded {
+                            self.circuits.record_success(circuit);
+                        }
+                        return Ok(delivery);
+                    }
+                    Next::Stop => {
+                        self.circuits.record_failure(circuit);
+                        return Ok(delivery);
+                    }
+                    Next::Move(cause, error) => {
+                        self.circuits.record_failure(circuit);
+                        hops.add(
+                            message.channel,
+                            cause,
+                            format!("custom {label} failed: {error}"),
+                        );
+                    }
+                }
             }
-            return Ok(delivery);
-        };
-        if !error.is_account_failure() {
-            // The recipient was refused: the system account would repeat it, or break an opt-out.
-            return Ok(delivery);
+        } else if let Some(blocker) = route.custom_blocker {
+            tracing::info!(
+                reason = blocker,
+                "Using the system accounts for practice {practice_id}"
+            );
         }
-        self.circuits.record_failure(practice_id, message.channel);
-        let rate_limited_with_retries_left =
-            matches!(error, ProviderError::RateLimited { .. }) && !final_attempt;
-        if !route.fallback_enabled || rate_limited_with_retries_left {
-            return Ok(delivery);
+
+        let (last, before_last) = route
+            .system
+            .split_last()
+            .expect("a route always has a system account");
+        for sender in before_last {
+            let label = sender.kind().vendor().display_name();
+            let circuit = CircuitKey::System(sender.kind().vendor());
+            if self.circuits.should_skip(circuit) {
+                hops.add(
+                    message.channel,
+                    FallbackCause::CircuitOpen,
+                    format!("system {label} is failing repeatedly (circuit open)"),
+                );
+                continue;
+            }
+            let delivery = self.attempt_system(sender, message, &hops).await?;
+            match Next::after(&delivery, final_attempt, false) {
+                Next::Done { succeeded } => {
+                    if succeeded {
+                        self.circuits.record_success(circuit);
+                    }
+                    return Ok(delivery);
+                }
+                Next::Stop => {
+                    self.circuits.record_failure(circuit);
+                    return Ok(delivery);
+                }
+                Next::Move(cause, error) => {
+                    self.circuits.record_failure(circuit);
+                    hops.add(
+                        message.channel,
+                        cause,
+                        format!("system {label} failed: {error}"),
+                    );
+                }
+            }
         }
-        let cause = if matches!(error, ProviderError::RateLimited { .. }) {
-            FallbackCause::RateLimited
-        } else {
-            FallbackCause::AccountOrProviderFailure
-        };
-        let reason = format!("custom {label} failed: {error}");
-        self.fall_back(&route, message, cause, reason).await
+        let delivery = self.attempt_system(last, message, &hops).await?;
+        if last.account_key().is_some() {
+            let circuit = CircuitKey::System(last.kind().vendor());
+            match &delivery.result {
+                DeliveryResult::Sent { .. } => self.circuits.record_success(circuit),
+                DeliveryResult::Failed { error, .. } if error.is_account_failure() => {
+                    self.circuits.record_failure(circuit)
+                }
+                _ => {}
+            }
+        }
+        Ok(delivery)
     }
 
-    async fn fall_back(
+    async fn attempt_system(
         &self,
-        route: &Route,
+        sender: &Arc<Sender>,
         message: &OutgoingMessage,
-        cause: FallbackCause,
-        reason: String,
+        hops: &Hops,
     ) -> Result<Delivery, DeliveryError> {
-        let label = route.system.kind().vendor().display_name();
-        tracing::warn!(reason = %reason, "Falling back to system {label} for practice {}", route.practice_id);
-        metrics::counter!("messaging_fallbacks_total", "channel" => message.channel.as_str(), "reason" => cause.label())
-            .increment(1);
-        self.attempt(&route.system, message, Some(reason)).await
+        let reason = hops.reason();
+        if let Some(reason) = &reason {
+            let label = sender.kind().vendor().display_name();
+            tracing::warn!(reason = %reason, "Falling back to system {label} for practice {}", message.practice_id);
+        }
+        self.attempt(sender, message, reason).await
     }
 
     /// One account, one try: the ledger first, then the provider.

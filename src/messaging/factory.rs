@@ -72,16 +72,24 @@ pub struct Route {
     pub channel: Channel,
     /// The practice's own account, when chosen and complete.
     pub custom: Option<Arc<Sender>>,
-    pub system: Arc<Sender>,
+    /// The platform's accounts, in failover order; never empty (the outbox when the platform
+    /// has no vendor for the channel).
+    pub system: Arc<[Arc<Sender>]>,
     pub fallback_enabled: bool,
     /// Why a chosen custom account is not used (incomplete, unverified).
     pub custom_blocker: Option<&'static str>,
 }
 
 impl Route {
-    /// The sender that will be tried first (ignoring the health circuit).
+    /// The sender that will be tried first (ignoring the health circuits).
     pub fn primary(&self) -> &Arc<Sender> {
-        self.custom.as_ref().unwrap_or(&self.system)
+        self.custom.as_ref().unwrap_or(&self.system[0])
+    }
+
+    /// The platform's first account: the one a practice on the system accounts sends through
+    /// while it is healthy.
+    pub fn first_system(&self) -> &Arc<Sender> {
+        &self.system[0]
     }
 }
 
@@ -167,8 +175,8 @@ pub struct MessagingServiceFactory {
     pool: PgPool,
     keyring: Arc<Keyring>,
     providers: ProviderContext,
-    system_email: Arc<Sender>,
-    system_sms: Arc<Sender>,
+    system_email: Arc<[Arc<Sender>]>,
+    system_sms: Arc<[Arc<Sender>]>,
     cache: Cache<Uuid, Arc<PracticeEntry>>,
     invalidations: Invalidations,
     builds: AtomicU64,
@@ -187,8 +195,14 @@ impl MessagingServiceFactory {
             urls: OurUrls::new(settings.webhook_base_url.clone()),
         };
         let registry = registry::global();
-        let system_email = Arc::new(registry.system_account(&providers, Channel::Email).into());
-        let system_sms = Arc::new(registry.system_account(&providers, Channel::Sms).into());
+        let system = |channel| -> Arc<[Arc<Sender>]> {
+            registry
+                .system_accounts(&providers, channel)
+                .into_iter()
+                .map(|account| Arc::new(account.into()))
+                .collect()
+        };
+        let (system_email, system_sms) = (system(Channel::Email), system(Channel::Sms));
         Ok(Self {
             cache: Cache::builder()
                 .max_capacity(CACHE_CAPACITY)
@@ -258,7 +272,8 @@ impl MessagingServiceFactory {
         self.builds.load(Ordering::Relaxed)
     }
 
-    pub fn system_sender(&self, channel: Channel) -> &Arc<Sender> {
+    /// The platform's accounts of a channel, in failover order.
+    pub fn system_senders(&self, channel: Channel) -> &Arc<[Arc<Sender>]> {
         match channel {
             Channel::Email => &self.system_email,
             Channel::Sms => &self.system_sms,
@@ -318,7 +333,7 @@ impl MessagingServiceFactory {
         };
         let custom_blocker = config.custom_blocker(channel);
         let chosen = config.chosen(channel);
-        let custom = match registry::global().get(chosen.vendor()) {
+        let custom = match registry::global().practice_accounts(chosen.vendor()) {
             Some(provider) if chosen.is_custom() && custom_blocker.is_none() => provider
                 .custom_account(&self.providers, config, self)?
                 .map(|account| Arc::new(account.into())),
@@ -328,7 +343,7 @@ impl MessagingServiceFactory {
             practice_id: config.id,
             channel,
             custom,
-            system: self.system_sender(channel).clone(),
+            system: self.system_senders(channel).clone(),
             fallback_enabled,
             custom_blocker,
         }))

@@ -104,7 +104,7 @@ impl PracticeMessagingConfig {
             return None;
         }
         crate::providers::registry::global()
-            .get(kind.vendor())
+            .practice_accounts(kind.vendor())
             .and_then(|provider| provider.custom_blocker(self))
     }
 

@@ -4,14 +4,18 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 
-use crate::{config::QueueSettings, messaging::ProviderKind};
+use crate::{
+    config::QueueSettings,
+    messaging::{Channel, ProviderKind},
+};
 
-/// The send rate of the kind of account `kind` is, per account; `None` when unlimited.
+/// The send rate of the kind of account `kind` is, per account; `None` when unlimited. Every
+/// email vendor's account gets `SENDGRID_RATE_PER_SEC`, every SMS vendor's `TWILIO_RATE_PER_SEC`
+/// (a long code's one message a second holds for Telnyx too).
 pub fn rate_for(queue: &QueueSettings, kind: ProviderKind) -> Option<f64> {
-    match kind {
-        ProviderKind::SystemSendgrid | ProviderKind::CustomSendgrid => queue.sendgrid_rate_per_sec,
-        ProviderKind::SystemTwilio | ProviderKind::CustomTwilio => queue.twilio_rate_per_sec,
-        ProviderKind::Outbox => None,
+    match kind.vendor().channel()? {
+        Channel::Email => queue.email_rate_per_sec,
+        Channel::Sms => queue.sms_rate_per_sec,
     }
 }
 

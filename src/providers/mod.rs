@@ -3,10 +3,13 @@
 //! settings page name no vendor.
 
 pub mod error;
+pub mod mailgun;
 pub mod outbox;
+pub mod postmark;
 pub mod registry;
 pub mod sendgrid;
 pub mod signature;
+pub mod telnyx;
 pub mod twilio;
 pub mod urls;
 
@@ -56,8 +59,14 @@ impl Channel {
 pub enum ProviderKind {
     SystemSendgrid,
     CustomSendgrid,
+    SystemMailgun,
+    CustomMailgun,
+    SystemPostmark,
+    CustomPostmark,
     SystemTwilio,
     CustomTwilio,
+    SystemTelnyx,
+    CustomTelnyx,
     Outbox,
 }
 
@@ -66,17 +75,29 @@ impl ProviderKind {
         match self {
             Self::SystemSendgrid => "system_sendgrid",
             Self::CustomSendgrid => "custom_sendgrid",
+            Self::SystemMailgun => "system_mailgun",
+            Self::CustomMailgun => "custom_mailgun",
+            Self::SystemPostmark => "system_postmark",
+            Self::CustomPostmark => "custom_postmark",
             Self::SystemTwilio => "system_twilio",
             Self::CustomTwilio => "custom_twilio",
+            Self::SystemTelnyx => "system_telnyx",
+            Self::CustomTelnyx => "custom_telnyx",
             Self::Outbox => "outbox",
         }
     }
 
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 11] = [
         Self::SystemSendgrid,
         Self::CustomSendgrid,
+        Self::SystemMailgun,
+        Self::CustomMailgun,
+        Self::SystemPostmark,
+        Self::CustomPostmark,
         Self::SystemTwilio,
         Self::CustomTwilio,
+        Self::SystemTelnyx,
+        Self::CustomTelnyx,
         Self::Outbox,
     ];
 
@@ -94,7 +115,35 @@ impl ProviderKind {
     }
 
     pub fn is_custom(self) -> bool {
-        matches!(self, Self::CustomSendgrid | Self::CustomTwilio)
+        matches!(
+            self,
+            Self::CustomSendgrid
+                | Self::CustomMailgun
+                | Self::CustomPostmark
+                | Self::CustomTwilio
+                | Self::CustomTelnyx
+        )
+    }
+
+    /// The vendor behind this account.
+    pub fn vendor(self) -> Vendor {
+        match self {
+            Self::SystemSendgrid | Self::CustomSendgrid => Vendor::Sendgrid,
+            Self::SystemMailgun | Self::CustomMailgun => Vendor::Mailgun,
+            Self::SystemPostmark | Self::CustomPostmark => Vendor::Postmark,
+            Self::SystemTwilio | Self::CustomTwilio => Vendor::Twilio,
+            Self::SystemTelnyx | Self::CustomTelnyx => Vendor::Telnyx,
+            Self::Outbox => Vendor::Outbox,
+        }
+    }
+
+    /// What a practice stores to mean "the platform's accounts" for a channel: the platform's
+    /// vendors are then tried in their configured order, whichever this names.
+    pub fn platform_choice(channel: Channel) -> Self {
+        match channel {
+            Channel::Email => Self::SystemSendgrid,
+            Channel::Sms => Self::SystemTwilio,
+        }
     }
 }
 
@@ -111,6 +160,31 @@ pub struct OutgoingMessage {
     pub headers: BTreeMap<String, String>,
 }
 
+impl OutgoingMessage {
+    /// Our ids, attached to the message as the vendor's custom data (SendGrid custom args,
+    /// Postmark metadata, Mailgun variables), which its events carry back to us.
+    pub fn tracking_ids(&self) -> BTreeMap<String, String> {
+        [
+            (
+                "outreach_log_id".to_string(),
+                self.outreach_log_id.to_string(),
+            ),
+            ("practice_id".to_string(), self.practice_id.to_string()),
+        ]
+        .into()
+    }
+}
+
+/// An RFC 5322 mailbox, `"Name" <address>`, the name quoted so that commas and other specials in
+/// a practice's name cannot split it into several addresses.
+pub fn mailbox(name: &str, address: &str) -> String {
+    if name.is_empty() {
+        return address.to_string();
+    }
+    let quoted = name.replace('\\', "\\\\").replace('"', "\\\"");
+    format!("\"{quoted}\" <{address}>")
+}
+
 /// The provider accepted the message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
@@ -119,31 +193,89 @@ pub struct Accepted {
 
 /// A vendor we can send through. Each has its own folder under `providers/`, registered once in
 /// [`registry::Registry::new`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, sqlx::Type,
+)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
 pub enum Vendor {
     Sendgrid,
+    Mailgun,
+    Postmark,
     Twilio,
+    Telnyx,
     Outbox,
 }
 
 impl Vendor {
+    /// Every vendor a platform account can be configured for, in the default failover order of
+    /// each channel.
+    pub const SYSTEM: [Self; 5] = [
+        Self::Sendgrid,
+        Self::Postmark,
+        Self::Mailgun,
+        Self::Twilio,
+        Self::Telnyx,
+    ];
+
     /// The vendor's name as a practice manager knows it, for logs and reasons.
     pub fn display_name(self) -> &'static str {
         match self {
             Self::Sendgrid => "SendGrid",
+            Self::Mailgun => "Mailgun",
+            Self::Postmark => "Postmark",
             Self::Twilio => "Twilio",
+            Self::Telnyx => "Telnyx",
             Self::Outbox => "outbox",
         }
     }
-}
 
-impl ProviderKind {
-    /// The vendor behind this account.
-    pub fn vendor(self) -> Vendor {
+    /// The name in configuration (`EMAIL_SYSTEM_PROVIDERS`), webhook routes and
+    /// `provider_events.provider`.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Self::SystemSendgrid | Self::CustomSendgrid => Vendor::Sendgrid,
-            Self::SystemTwilio | Self::CustomTwilio => Vendor::Twilio,
-            Self::Outbox => Vendor::Outbox,
+            Self::Sendgrid => "sendgrid",
+            Self::Mailgun => "mailgun",
+            Self::Postmark => "postmark",
+            Self::Twilio => "twilio",
+            Self::Telnyx => "telnyx",
+            Self::Outbox => "outbox",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::SYSTEM.into_iter().find(|v| v.as_str() == value)
+    }
+
+    pub fn channel(self) -> Option<Channel> {
+        match self {
+            Self::Sendgrid | Self::Mailgun | Self::Postmark => Some(Channel::Email),
+            Self::Twilio | Self::Telnyx => Some(Channel::Sms),
+            Self::Outbox => None,
+        }
+    }
+
+    /// The platform's account of this vendor.
+    pub fn system_kind(self) -> ProviderKind {
+        match self {
+            Self::Sendgrid => ProviderKind::SystemSendgrid,
+            Self::Mailgun => ProviderKind::SystemMailgun,
+            Self::Postmark => ProviderKind::SystemPostmark,
+            Self::Twilio => ProviderKind::SystemTwilio,
+            Self::Telnyx => ProviderKind::SystemTelnyx,
+            Self::Outbox => ProviderKind::Outbox,
+        }
+    }
+
+    /// A practice's own account of this vendor; `None` for the outbox.
+    pub fn custom_kind(self) -> Option<ProviderKind> {
+        match self {
+            Self::Sendgrid => Some(ProviderKind::CustomSendgrid),
+            Self::Mailgun => Some(ProviderKind::CustomMailgun),
+            Self::Postmark => Some(ProviderKind::CustomPostmark),
+            Self::Twilio => Some(ProviderKind::CustomTwilio),
+            Self::Telnyx => Some(ProviderKind::CustomTelnyx),
+            Self::Outbox => None,
         }
     }
 }
@@ -173,13 +305,21 @@ pub struct ProviderContext {
     pub urls: urls::OurUrls,
 }
 
-/// What a vendor does for the factory: build the platform's account from configuration and a
-/// practice's own from its stored settings.
+/// What a vendor does for the factory: build the platform's account from configuration, and,
+/// for a vendor a practice may bring, its own accounts.
 pub trait Provider: Send + Sync {
     fn vendor(&self) -> Vendor;
     fn channel(&self) -> Channel;
     /// The platform's account of this vendor, when configured.
     fn system_account(&self, ctx: &ProviderContext) -> Option<Account>;
+    /// The practices' own accounts of this vendor, for a vendor that takes them.
+    fn practice_accounts(&self) -> Option<&dyn PracticeAccounts> {
+        None
+    }
+}
+
+/// A practice's own account of a vendor, from its stored settings.
+pub trait PracticeAccounts: Send + Sync {
     /// Why the practice's chosen own account of this vendor cannot send yet, if it cannot.
     fn custom_blocker(&self, config: &PracticeMessagingConfig) -> Option<&'static str>;
     /// The practice's own account; `Ok(None)` while it is incomplete. Secrets are decrypted

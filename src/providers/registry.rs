@@ -1,6 +1,6 @@
 //! The providers we know, keyed by vendor. Adding a vendor is one line in [`Registry::new`].
 
-use super::{Account, Channel, Provider, ProviderContext, Vendor};
+use super::{Account, Channel, PracticeAccounts, Provider, ProviderContext, Vendor};
 
 /// The registry every caller shares; its providers hold no state of their own.
 pub fn global() -> &'static Registry {
@@ -9,7 +9,6 @@ pub fn global() -> &'static Registry {
 }
 
 pub struct Registry {
-    /// In registration order, which is also the order a channel's system account is chosen in.
     providers: Vec<Box<dyn Provider>>,
 }
 
@@ -18,7 +17,10 @@ impl Registry {
         Self {
             providers: vec![
                 Box::new(super::sendgrid::SendGrid),
+                Box::new(super::postmark::Postmark),
+                Box::new(super::mailgun::Mailgun),
                 Box::new(super::twilio::Twilio),
+                Box::new(super::telnyx::Telnyx),
             ],
         }
     }
@@ -30,14 +32,31 @@ impl Registry {
             .map(|p| &**p)
     }
 
-    /// The platform's account for a channel: the first configured vendor of that channel, else
-    /// the outbox.
-    pub fn system_account(&self, ctx: &ProviderContext, channel: Channel) -> Account {
-        self.providers
+    /// The practices' own accounts of `vendor`, if it takes them.
+    pub fn practice_accounts(&self, vendor: Vendor) -> Option<&dyn PracticeAccounts> {
+        self.get(vendor)?.practice_accounts()
+    }
+
+    /// The platform's accounts for a channel, in the order failover tries them
+    /// (`EMAIL_SYSTEM_PROVIDERS`, `SMS_SYSTEM_PROVIDERS`); the outbox alone when the platform
+    /// has no vendor for the channel.
+    pub fn system_accounts(&self, ctx: &ProviderContext, channel: Channel) -> Vec<Account> {
+        let order = match channel {
+            Channel::Email => &ctx.settings.vendors.email_system_providers,
+            Channel::Sms => &ctx.settings.vendors.sms_system_providers,
+        };
+        let accounts: Vec<Account> = order
             .iter()
-            .filter(|p| p.channel() == channel)
-            .find_map(|p| p.system_account(ctx))
-            .unwrap_or_else(|| super::outbox::account(ctx, channel))
+            .filter_map(|name| Vendor::parse(name))
+            .filter_map(|vendor| self.get(vendor))
+            .filter(|provider| provider.channel() == channel)
+            .filter_map(|provider| provider.system_account(ctx))
+            .collect();
+        if accounts.is_empty() {
+            vec![super::outbox::account(ctx, channel)]
+        } else {
+            accounts
+        }
     }
 }
 

@@ -7,8 +7,11 @@
 //! the first time changes a status or a suppression ledger, so a provider's retries and
 //! duplicate deliveries change nothing twice.
 
+pub mod email;
 pub mod events;
 pub mod ledger;
+pub mod sms;
+pub mod tokens;
 
 use serde::Serialize;
 use utoipa::ToSchema;

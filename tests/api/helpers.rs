@@ -29,6 +29,8 @@ pub struct TestApp {
     pub state: AppState,
     pub sendgrid: MockServer,
     pub twilio: MockServer,
+    /// Postmark, Mailgun and Telnyx: their API paths do not overlap, so one fake serves all three.
+    pub vendors: MockServer,
     pub http: reqwest::Client,
     database_name: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -88,6 +90,38 @@ impl TestEnv {
             .var("TWILIO_PHONE_NUMBER", SYSTEM_TWILIO_NUMBER)
     }
 
+    /// The platform's Postmark server, sending from `SENDGRID_FROM_EMAIL` unless the test sets
+    /// `SYSTEM_FROM_EMAIL`.
+    pub fn with_system_postmark(self) -> Self {
+        self.var("POSTMARK_SERVER_TOKEN", SYSTEM_POSTMARK_TOKEN)
+            .var(
+                "POSTMARK_WEBHOOK_PASSWORD",
+                SYSTEM_POSTMARK_WEBHOOK_PASSWORD,
+            )
+            .var("SENDGRID_FROM_EMAIL", "noreply@dentite.test")
+    }
+
+    pub fn with_system_mailgun(self) -> Self {
+        self.var("MAILGUN_API_KEY", SYSTEM_MAILGUN_KEY)
+            .var("MAILGUN_DOMAIN", SYSTEM_MAILGUN_DOMAIN)
+            .var("MAILGUN_WEBHOOK_SIGNING_KEY", SYSTEM_MAILGUN_SIGNING_KEY)
+            .var("SENDGRID_FROM_EMAIL", "noreply@dentite.test")
+    }
+
+    pub fn with_system_telnyx(self) -> Self {
+        self.var("TELNYX_API_KEY", SYSTEM_TELNYX_KEY)
+            .var("TELNYX_PHONE_NUMBER", SYSTEM_TELNYX_NUMBER)
+            .var("TELNYX_PUBLIC_KEY", TelnyxSigner::new().public_key())
+    }
+
+    /// Why the settings refuse these variables; panics if they load.
+    pub fn load_error(self) -> String {
+        match Settings::load(&self.vars, std::path::Path::new("/nonexistent/dev-keys")) {
+            Ok(_) => panic!("the settings loaded"),
+            Err(error) => error.to_string(),
+        }
+    }
+
     /// Why the application refuses to build with these variables; panics if it builds.
     pub async fn build_error(self) -> String {
         dentite::install_crypto_provider();
@@ -119,6 +153,7 @@ impl TestEnv {
         }
         let sendgrid = MockServer::start().await;
         let twilio = MockServer::start().await;
+        let vendors = MockServer::start().await;
         let mut url = url::Url::parse(&server_url()).unwrap();
         url.set_path(&format!("/{}", self.database_name));
         let vars = self
@@ -128,6 +163,9 @@ impl TestEnv {
                 ("DATABASE_URL".to_string(), url.to_string()),
                 ("SENDGRID_API_BASE_URL".to_string(), sendgrid.uri()),
                 ("TWILIO_API_BASE_URL".to_string(), twilio.uri()),
+                ("POSTMARK_API_BASE_URL".to_string(), vendors.uri()),
+                ("MAILGUN_API_BASE_URL".to_string(), vendors.uri()),
+                ("TELNYX_API_BASE_URL".to_string(), vendors.uri()),
             ])
             .fold(HashMap::new(), |mut map, (k, v)| {
                 map.entry(k).or_insert(v);
@@ -156,6 +194,7 @@ impl TestEnv {
             state,
             sendgrid,
             twilio,
+            vendors,
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -168,6 +207,56 @@ impl TestEnv {
 }
 
 pub const SYSTEM_SENDGRID_KEY: &str = "SG.system-key.secret-part";
+pub const SYSTEM_POSTMARK_TOKEN: &str = "00000000-1111-2222-3333-444444444444";
+pub const SYSTEM_POSTMARK_WEBHOOK_PASSWORD: &str = "postmark-hook-password";
+pub const SYSTEM_MAILGUN_KEY: &str = "key-system-mailgun";
+pub const SYSTEM_MAILGUN_DOMAIN: &str = "mg.dentite.test";
+pub const SYSTEM_MAILGUN_SIGNING_KEY: &str = "mailgun-signing-key";
+pub const SYSTEM_TELNYX_KEY: &str = "KEY0123456789ABCDEF";
+pub const SYSTEM_TELNYX_NUMBER: &str = "+15550001111";
+
+/// Signs Telnyx webhooks as Telnyx does, with a fixed key (RFC 8032's first test secret), so the
+/// app's `TELNYX_PUBLIC_KEY` can be set before any test signs.
+pub struct TelnyxSigner(ed25519_dalek::SigningKey);
+
+impl TelnyxSigner {
+    pub fn new() -> Self {
+        let secret: [u8; 32] =
+            hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+                .unwrap()
+                .try_into()
+                .unwrap();
+        Self(ed25519_dalek::SigningKey::from_bytes(&secret))
+    }
+
+    pub fn public_key(&self) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(self.0.verifying_key().to_bytes())
+    }
+
+    /// The `telnyx-signature-ed25519` header for `body` at `timestamp`.
+    pub fn sign(&self, timestamp: &str, body: &[u8]) -> String {
+        use base64::Engine as _;
+        use ed25519_dalek::Signer as _;
+        let mut message = format!("{timestamp}|").into_bytes();
+        message.extend_from_slice(body);
+        base64::engine::general_purpose::STANDARD.encode(self.0.sign(&message).to_bytes())
+    }
+}
+
+/// A Mailgun webhook body signed with the platform's signing key, at `timestamp` with `token`.
+pub fn mailgun_webhook(timestamp: i64, token: &str, event_data: Value) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac =
+        hmac::Hmac::<sha2::Sha256>::new_from_slice(SYSTEM_MAILGUN_SIGNING_KEY.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}{token}").as_bytes());
+    let signature = hex::encode(mac.finalize().into_bytes());
+    json!({
+        "signature": {"timestamp": timestamp.to_string(), "token": token, "signature": signature},
+        "event-data": event_data,
+    })
+    .to_string()
+}
 pub const SYSTEM_TWILIO_SID: &str = "AC00000000000000000000000000000000";
 pub const SYSTEM_TWILIO_TOKEN: &str = "00000000000000000000000000000000";
 pub const SYSTEM_TWILIO_NUMBER: &str = "+15550000000";

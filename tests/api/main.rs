@@ -12,6 +12,7 @@ mod history;
 mod hostile;
 mod login_throttle;
 mod messaging;
+mod more_vendors;
 mod outreach;
 mod page;
 mod pg_proxy;

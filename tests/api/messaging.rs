@@ -1,6 +1,10 @@
 use std::time::Duration;
 
-use dentite::messaging::{Channel, OutgoingMessage, delivery::DeliveryResult};
+use dentite::messaging::{
+    Channel, OutgoingMessage,
+    circuit::{CircuitKey, Health},
+    delivery::DeliveryResult,
+};
 use uuid::Uuid;
 use wiremock::{
     Mock, ResponseTemplate,
@@ -454,7 +458,7 @@ async fn repeated_account_failures_open_the_circuit_and_route_straight_to_the_sy
         app.state
             .messaging
             .circuits
-            .health(practice, Channel::Email),
-        dentite::messaging::circuit::Health::Open
+            .health(CircuitKey::Practice(practice, Channel::Email)),
+        Health::Open
     );
 }

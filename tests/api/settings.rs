@@ -1534,10 +1534,12 @@ async fn status_reports_providers_health_domain_last_test_and_30_day_counts() {
         json!({"sent": 0, "delivered": 0, "failed": 2})
     );
     for _ in 0..3 {
-        app.state
-            .messaging
-            .circuits
-            .record_failure(practice, dentite::messaging::Channel::Sms);
+        app.state.messaging.circuits.record_failure(
+            dentite::messaging::circuit::CircuitKey::Practice(
+                practice,
+                dentite::messaging::Channel::Sms,
+            ),
+        );
     }
     let (_, body) = call(&app, Method::GET, "/status", &owner, None).await;
     assert_eq!(

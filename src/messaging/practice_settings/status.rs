@@ -13,7 +13,9 @@ use crate::{
     AppState,
     auth::PracticeCaller,
     messaging::{
-        Channel, OutgoingMessage, ProviderKind, circuit::Health, delivery::DeliveryError,
+        Channel, OutgoingMessage, ProviderKind,
+        circuit::{CircuitKey, Health},
+        delivery::DeliveryError,
         settings::PracticeMessagingConfig,
     },
     outreach::status::{DeliveryOutcome, OutreachStatus},
@@ -98,14 +100,22 @@ async fn channel_status(
 ) -> Result<ChannelStatus, SettingsError> {
     let route = state.messaging.route(config.id, channel).await?;
     // `health`, not `should_skip`: reading the status must not use up the half-open probe.
-    let health = state.messaging.circuits.health(config.id, channel);
+    let circuits = &state.messaging.circuits;
+    let health = circuits.health(CircuitKey::Practice(config.id, channel));
+    // The platform's first account whose circuit is not open, else its last, which always tries.
+    let system = route
+        .system
+        .iter()
+        .find(|sender| circuits.health(CircuitKey::System(sender.kind().vendor())) != Health::Open)
+        .unwrap_or_else(|| &route.system[route.system.len() - 1])
+        .kind();
     let (provider_in_effect, reason) = match &route.custom {
         Some(_) if route.fallback_enabled && health == Health::Open => (
-            route.system.kind(),
+            system,
             Some("the custom account failed repeatedly; the system account sends until a probe or a successful test send shows it works again".to_string()),
         ),
         Some(custom) => (custom.kind(), None),
-        None => (route.system.kind(), route.custom_blocker.map(str::to_string)),
+        None => (system, route.custom_blocker.map(str::to_string)),
     };
     let (configured, last_tested_at, domain) = match channel {
         Channel::Email => (

@@ -14,8 +14,8 @@ use crate::{
     crypto::CredentialField,
     messaging::{factory::FactoryError, settings::PracticeMessagingConfig},
     providers::{
-        Accepted, Account, Channel, MessageSender, OutgoingMessage, Provider, ProviderContext,
-        ProviderError, ProviderKind, Secrets, Vendor,
+        Accepted, Account, Channel, MessageSender, OutgoingMessage, PracticeAccounts, Provider,
+        ProviderContext, ProviderError, ProviderKind, Secrets, Vendor,
     },
 };
 
@@ -52,14 +52,7 @@ impl MessageSender for EmailSender {
                 text_body: message.body.clone(),
                 html_body: None,
                 // Flattened by SendGrid into every event, so the webhook finds its log.
-                custom_args: [
-                    (
-                        "outreach_log_id".to_string(),
-                        message.outreach_log_id.to_string(),
-                    ),
-                    ("practice_id".to_string(), message.practice_id.to_string()),
-                ]
-                .into(),
+                custom_args: message.tracking_ids(),
                 headers: message.headers.clone(),
             };
             self.client.send(&email).await.map(|a| Accepted {
@@ -91,6 +84,12 @@ impl Provider for SendGrid {
         })
     }
 
+    fn practice_accounts(&self) -> Option<&dyn PracticeAccounts> {
+        Some(self)
+    }
+}
+
+impl PracticeAccounts for SendGrid {
     fn custom_blocker(&self, config: &PracticeMessagingConfig) -> Option<&'static str> {
         if config.sendgrid_api_key.is_none() {
             Some("custom SendGrid has no API key")

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::webhooks::{
     Receipt, Route, Tenant, WebhookError,
+    email::{EmailLog, Logs, NamesMessage, Target},
     events::{self, NewEvent},
     ledger,
 };
@@ -228,7 +229,7 @@ impl Event {
 
     /// The status this event reports for its log, with SendGrid's reason for a bounce or drop;
     /// a bounce's reason says first whether it was hard or a temporary block.
-    fn status_change(&self, log: &LogRow) -> Option<StatusChange> {
+    fn status_change(&self, log: &EmailLog) -> Option<StatusChange> {
         let status = reported_status(&self.kind)?;
         let error = match status {
             OutreachStatus::Bounced => Some(match &self.reason {
@@ -308,83 +309,17 @@ impl Event {
 /// A group unsubscribe's ledger entry: practice, normalised address and SendGrid group id.
 type GroupEntry = (Uuid, String, i64);
 
-#[derive(Debug, sqlx::FromRow)]
-struct LogRow {
-    id: Uuid,
-    practice_id: Uuid,
-    messaging_provider: Option<String>,
-    provider_message_id: Option<String>,
-}
-
-/// What an event is about, as far as this route may act on it.
-#[derive(Debug, Clone, Copy)]
-enum Target<'a> {
-    Log(&'a LogRow),
-    /// No log of ours; kept, and its address consequences still apply to the route's practice.
-    Unknown,
-    /// Names another practice than the route's (or than its own log's): kept, changes nothing.
-    Foreign,
-}
-
-impl<'a> Target<'a> {
-    fn log(self) -> Option<&'a LogRow> {
-        match self {
-            Self::Log(log) => Some(log),
-            Self::Unknown | Self::Foreign => None,
-        }
-    }
-}
-
-/// The email logs the batch names, by id and by provider message id, in one query.
-struct Logs {
-    by_id: HashMap<Uuid, LogRow>,
-    by_message_id: HashMap<String, Uuid>,
-}
-
-impl Logs {
-    async fn find(db: &mut PgConnection, events: &[Event]) -> Result<Self, sqlx::Error> {
-        let rows: Vec<LogRow> = sqlx::query_as(
-            "select id, practice_id, messaging_provider, provider_message_id from outreach_logs
-             where message_type = 'email' and (id = any($1) or provider_message_id = any($2))",
-        )
-        .bind(events.iter().filter_map(|e| e.log_id).collect::<Vec<_>>())
-        .bind(
-            events
-                .iter()
-                .filter_map(|e| e.message_id.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .fetch_all(db)
-        .await?;
-        let by_message_id = rows
-            .iter()
-            .filter_map(|row| Some((row.provider_message_id.clone()?, row.id)))
-            .collect();
-        Ok(Self {
-            by_id: rows.into_iter().map(|row| (row.id, row)).collect(),
-            by_message_id,
-        })
+impl NamesMessage for Event {
+    fn log_id(&self) -> Option<Uuid> {
+        self.log_id
     }
 
-    fn target(&self, event: &Event, tenant: Tenant) -> Target<'_> {
-        let log = event.log_id.and_then(|id| self.by_id.get(&id)).or_else(|| {
-            self.by_message_id
-                .get(event.message_id.as_deref()?)
-                .and_then(|id| self.by_id.get(id))
-        });
-        let outside_route =
-            |practice: Uuid| tenant.practice_id().is_some_and(|route| route != practice);
-        match log {
-            _ if event.practice_id.is_some_and(outside_route) => Target::Foreign,
-            Some(log)
-                if outside_route(log.practice_id)
-                    || event.practice_id.is_some_and(|p| p != log.practice_id) =>
-            {
-                Target::Foreign
-            }
-            Some(log) => Target::Log(log),
-            None => Target::Unknown,
-        }
+    fn practice_id(&self) -> Option<Uuid> {
+        self.practice_id
+    }
+
+    fn message_id(&self) -> Option<&str> {
+        self.message_id.as_deref()
     }
 }
 
@@ -603,7 +538,7 @@ mod tests {
 
     #[test]
     fn a_bounce_stores_whether_it_was_hard_or_a_temporary_block() {
-        let log = LogRow {
+        let log = EmailLog {
             id: Uuid::new_v4(),
             practice_id: Uuid::new_v4(),
             messaging_provider: None,
@@ -670,7 +605,7 @@ mod tests {
     #[test]
     fn an_event_is_foreign_when_it_or_its_log_names_a_practice_other_than_the_route() {
         let (ours, theirs) = (Uuid::new_v4(), Uuid::new_v4());
-        let row = |practice_id| LogRow {
+        let row = |practice_id| EmailLog {
             id: Uuid::new_v4(),
             practice_id,
             messaging_provider: None,

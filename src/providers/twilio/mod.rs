@@ -14,8 +14,8 @@ use crate::{
     crypto::CredentialField,
     messaging::{factory::FactoryError, settings::PracticeMessagingConfig},
     providers::{
-        Accepted, Account, Channel, MessageSender, OutgoingMessage, Provider, ProviderContext,
-        ProviderError, ProviderKind, Secrets, Vendor,
+        Accepted, Account, Channel, MessageSender, OutgoingMessage, PracticeAccounts, Provider,
+        ProviderContext, ProviderError, ProviderKind, Secrets, Vendor,
     },
 };
 
@@ -86,6 +86,12 @@ impl Provider for Twilio {
         })
     }
 
+    fn practice_accounts(&self) -> Option<&dyn PracticeAccounts> {
+        Some(self)
+    }
+}
+
+impl PracticeAccounts for Twilio {
     fn custom_blocker(&self, config: &PracticeMessagingConfig) -> Option<&'static str> {
         if config.twilio_account_sid.is_none() || config.twilio_auth_token.is_none() {
             Some("custom Twilio credentials are incomplete")

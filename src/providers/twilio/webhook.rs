@@ -15,25 +15,23 @@ use std::borrow::Cow;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use sqlx::PgConnection;
-use uuid::Uuid;
 
 use crate::webhooks::{
     Receipt, Route, Tenant, WebhookError,
-    events::{self, NewEvent},
+    events::NewEvent,
     ledger,
+    sms::{self, InboundSms, Keyword, SmsLog, opt_out},
 };
 use crate::{
     AppState,
-    compliance::inbound,
     config::Settings,
     crypto::CredentialField,
-    messaging::{
-        Channel, ProviderKind,
-        settings::PracticeMessagingConfig,
-        suppression::{self, Suppression, SuppressionReason, SuppressionSource},
-    },
+    messaging::{ProviderKind, settings::PracticeMessagingConfig, suppression::SuppressionSource},
     outreach::status::{self, OutreachStatus, StatusChange},
-    providers::twilio::signature::{TwilioAlgorithm, parse_signature_settings, verify_twilio},
+    providers::{
+        Vendor,
+        twilio::signature::{TwilioAlgorithm, parse_signature_settings, verify_twilio},
+    },
 };
 
 /// Twilio's error for a send to a number that replied STOP to the sender.
@@ -71,14 +69,6 @@ pub async fn status_callback(
     .await
 }
 
-/// The SMS log a callback reports on, among the route's practice's logs.
-#[derive(Debug, sqlx::FromRow)]
-struct SmsLog {
-    id: Uuid,
-    practice_id: Uuid,
-    messaging_provider: Option<String>,
-}
-
 async fn apply_status(
     state: &AppState,
     route: Route<'_>,
@@ -88,16 +78,7 @@ async fn apply_status(
     let sid = params.require("MessageSid")?;
     let reported = params.require("MessageStatus")?;
     let mut tx = state.pool.begin().await?;
-    let log: Option<SmsLog> = sqlx::query_as(
-        "select id, practice_id, messaging_provider from outreach_logs
-         where message_type = 'sms' and provider_message_id = $1
-           and ($2::uuid is null or practice_id = $2)
-         limit 1",
-    )
-    .bind(sid)
-    .bind(tenant.practice_id())
-    .fetch_optional(&mut *tx)
-    .await?;
+    let log = SmsLog::find(&mut tx, sid, tenant).await?;
     let event = NewEvent {
         practice_id: log
             .as_ref()
@@ -106,7 +87,7 @@ async fn apply_status(
         outreach_log_id: log.as_ref().map(|log| log.id),
         ..params.event(format!("twilio:{sid}:{reported}"), reported, sid)
     };
-    let stored = append_once(&mut tx, tenant, event).await?;
+    let stored = sms::append_once(&mut tx, Vendor::Twilio, tenant, event).await?;
     if stored {
         match &log {
             Some(log) => apply_to_log(&mut tx, log, &params, reported).await?,
@@ -177,51 +158,6 @@ async fn apply_to_log(
     )
     .await?;
     Ok(())
-}
-
-/// `number` opted out of messages from the route's sender.
-fn opt_out(tenant: Tenant, number: &str, source: SuppressionSource) -> Suppression {
-    Suppression {
-        scope: tenant.scope(),
-        channel: Channel::Sms,
-        address: number.to_string(),
-        reason: SuppressionReason::OptedOut,
-        unsubscribe_group: None,
-        source,
-    }
-}
-
-/// What an inbound message asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Keyword {
-    OptOut,
-    OptIn,
-    Help,
-    Other,
-}
-
-impl Keyword {
-    /// Twilio's `OptOutType` (sent when Advanced Opt-Out is on) wins; otherwise the whole trimmed
-    /// body must be one of Twilio's default keywords, in any case ("stop please" is a message).
-    pub fn classify(body: &str, opt_out_type: Option<&str>) -> Self {
-        let word = opt_out_type.unwrap_or(body).trim().to_uppercase();
-        match word.as_str() {
-            "STOP" | "STOPALL" | "UNSUBSCRIBE" | "CANCEL" | "END" | "QUIT" | "REVOKE"
-            | "OPTOUT" => Self::OptOut,
-            "START" | "YES" | "UNSTOP" => Self::OptIn,
-            "HELP" | "INFO" => Self::Help,
-            _ => Self::Other,
-        }
-    }
-
-    fn event_type(self) -> &'static str {
-        match self {
-            Self::OptOut => "inbound_opt_out",
-            Self::OptIn => "inbound_opt_in",
-            Self::Help => "inbound_help",
-            Self::Other => "inbound",
-        }
-    }
 }
 
 /// The TwiML answer to a webhook.
@@ -314,42 +250,25 @@ async fn receive_message(
     let sid = params.require("MessageSid")?;
     let from = params.require("From")?;
     let opt_out_type = params.get("OptOutType").filter(|t| !t.is_empty());
-    let keyword = Keyword::classify(params.get("Body").unwrap_or_default(), opt_out_type);
-    let mut tx = state.pool.begin().await?;
-    let event = NewEvent {
-        practice_id: tenant.practice_id(),
-        ..params.event(format!("twilio-inbound:{sid}"), keyword.event_type(), sid)
+    let body = params.get("Body").unwrap_or_default();
+    let keyword = Keyword::classify(body, opt_out_type);
+    let provider = match tenant {
+        Tenant::System => ProviderKind::SystemTwilio,
+        Tenant::Practice(_) => ProviderKind::CustomTwilio,
     };
-    let stored = append_once(&mut tx, tenant, event).await?;
-    // A redelivered STOP must not undo a START that came after it, so only new messages act.
-    if stored {
-        // Compliance: the consent ledger and opt-out phrases.
-        let intent = crate::compliance::consent::on_inbound_sms(
-            &mut tx,
-            tenant.scope(),
-            from,
-            opt_out_type.unwrap_or(params.get("Body").unwrap_or_default()),
-        )
-        .await?;
-        if keyword == Keyword::Other {
-            keep_reply(&mut tx, tenant, &params, sid, from, intent).await?;
-        }
-        tracing::info!(route = ?tenant, ?keyword, "Processing Twilio inbound message");
-        match keyword {
-            Keyword::OptOut => {
-                ledger::suppress(
-                    &mut tx,
-                    &[opt_out(tenant, from, SuppressionSource::SmsKeyword)],
-                )
-                .await?
-            }
-            Keyword::OptIn => {
-                suppression::remove(&mut *tx, tenant.scope(), Channel::Sms, from).await?;
-            }
-            Keyword::Help | Keyword::Other => {}
-        }
-    }
-    tx.commit().await?;
+    let message = InboundSms {
+        provider,
+        message_id: sid,
+        from,
+        to: params.get("To").unwrap_or_default(),
+        body,
+        opt_out_type,
+        event: NewEvent {
+            practice_id: tenant.practice_id(),
+            ..params.event(format!("twilio-inbound:{sid}"), keyword.event_type(), sid)
+        },
+    };
+    let stored = sms::receive_inbound(&state.pool, tenant, message).await?;
     let reply = match (keyword, help_reply) {
         (Keyword::Help, Some(help)) => Reply::Help(help),
         _ => Reply::Empty,
@@ -361,45 +280,6 @@ async fn receive_message(
             stored: usize::from(stored),
         },
     ))
-}
-
-/// A reply that is no keyword is kept for the practices it belongs to.
-async fn keep_reply(
-    db: &mut PgConnection,
-    tenant: Tenant,
-    params: &Params,
-    sid: &str,
-    from: &str,
-    intent: crate::compliance::optout::Intent,
-) -> Result<(), sqlx::Error> {
-    let provider = match tenant {
-        Tenant::System => ProviderKind::SystemTwilio,
-        Tenant::Practice(_) => ProviderKind::CustomTwilio,
-    };
-    inbound::record(
-        db,
-        &inbound::Received {
-            scope: tenant.scope(),
-            provider: provider.as_str(),
-            provider_message_id: sid,
-            from,
-            to: params.get("To").unwrap_or_default(),
-            body: params.get("Body").unwrap_or_default(),
-            opt_out_matched: intent == crate::compliance::optout::Intent::OptOutPhrase,
-        },
-    )
-    .await?;
-    Ok(())
-}
-
-async fn append_once(
-    db: &mut PgConnection,
-    tenant: Tenant,
-    event: NewEvent,
-) -> Result<bool, sqlx::Error> {
-    Ok(!events::append(db, "twilio", tenant, &[event])
-        .await?
-        .is_empty())
 }
 
 /// Form parameters in the order received, repeats kept: all of them are signed.
@@ -614,32 +494,6 @@ fn reported_status(status: &str) -> Option<OutreachStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_a_whole_keyword_in_any_case_counts() {
-        for (body, expected) in [
-            ("STOP", Keyword::OptOut),
-            ("  stopall \n", Keyword::OptOut),
-            ("Unsubscribe", Keyword::OptOut),
-            ("optout", Keyword::OptOut),
-            ("start", Keyword::OptIn),
-            ("UNSTOP", Keyword::OptIn),
-            ("Yes", Keyword::OptIn),
-            ("info", Keyword::Help),
-            ("stop please", Keyword::Other),
-            ("STOP ALL", Keyword::Other),
-            ("", Keyword::Other),
-        ] {
-            assert_eq!(Keyword::classify(body, None), expected, "{body:?}");
-        }
-    }
-
-    #[test]
-    fn twilio_opt_out_type_wins_over_the_body() {
-        assert_eq!(Keyword::classify("arrête", Some("STOP")), Keyword::OptOut);
-        assert_eq!(Keyword::classify("STOP", Some("START")), Keyword::OptIn);
-        assert_eq!(Keyword::classify("aide", Some("HELP")), Keyword::Help);
-    }
 
     #[test]
     fn help_reply_names_the_sender_its_contact_rates_and_stop_and_escapes_them() {
