@@ -8,7 +8,9 @@ use crate::{
     auth::{self, Role},
     config::{Settings, generate_key_hex},
     crypto::{CredentialField, Keyring},
-    db, practices,
+    db,
+    messaging::accounts,
+    practices,
     types::EmailAddress,
 };
 
@@ -77,7 +79,7 @@ pub async fn rotate_credentials(
         after = last.0;
         for (practice_id, sendgrid_key, account_sid, auth_token) in rows {
             let values = [sendgrid_key, account_sid, auth_token];
-            for (field, envelope) in CredentialField::ALL.into_iter().zip(values) {
+            for (field, envelope) in CredentialField::COLUMNS.into_iter().zip(values) {
                 let Some(envelope) = envelope.filter(|e| keyring.needs_rotation(e)) else {
                     continue;
                 };
@@ -102,6 +104,50 @@ pub async fn rotate_credentials(
                     .execute(&mut *tx)
                     .await?;
                 changed += 1;
+            }
+        }
+        tx.commit().await?;
+    }
+    Ok(changed + rotate_account_secrets(pool, keyring, batch_size).await?)
+}
+
+/// The same for the secrets of `practice_accounts`, a batch of accounts per transaction.
+async fn rotate_account_secrets(
+    pool: &PgPool,
+    keyring: &Keyring,
+    batch_size: i64,
+) -> anyhow::Result<u64> {
+    let mut changed = 0;
+    let mut after = None;
+    loop {
+        let mut tx = pool.begin().await?;
+        let rows = accounts::secrets_for_rotation(&mut tx, after, batch_size).await?;
+        let Some((last_practice, last_vendor, _)) = rows.last() else {
+            break;
+        };
+        after = Some((*last_practice, *last_vendor));
+        for (practice_id, vendor, mut secrets) in rows {
+            let mut rotated = 0;
+            for (name, envelope) in secrets.iter_mut() {
+                if !keyring.needs_rotation(envelope) {
+                    continue;
+                }
+                let field = CredentialField::from_column(name).with_context(|| {
+                    format!("practice {practice_id} stores an unknown secret {name} for {vendor:?}")
+                })?;
+                let plaintext = keyring
+                    .decrypt(envelope, practice_id, field)
+                    .with_context(|| format!("cannot decrypt {name} of practice {practice_id}"))?;
+                *envelope = keyring.encrypt(
+                    secrecy::ExposeSecret::expose_secret(&plaintext),
+                    practice_id,
+                    field,
+                );
+                rotated += 1;
+            }
+            if rotated > 0 {
+                accounts::replace_secrets(&mut tx, practice_id, vendor, &secrets).await?;
+                changed += rotated;
             }
         }
         tx.commit().await?;

@@ -52,6 +52,10 @@ export const PROVIDER_NAMES = {
   custom_sendgrid: 'Your own SendGrid account',
   system_twilio: "Dentite's shared Twilio number",
   custom_twilio: 'Your own Twilio account',
+  system_postmark: "Dentite's shared Postmark server",
+  system_mailgun: "Dentite's shared Mailgun domain",
+  system_telnyx: "Dentite's shared Telnyx number",
+  custom_telnyx: 'Your own Telnyx number',
   outbox: 'Outbox (stored, not sent)',
 };
 

@@ -1,32 +1,52 @@
-// The SMS tab: the Twilio account and number, and test texts.
+// The SMS tab: the practice's own Twilio account or Telnyx number, and test texts.
 
 import { currentSession, mayEdit, settingsApi } from './api.js';
-import { $, FormErrors, busy, confirmAction, secretState, sentence, setStatus, show } from './dom.js';
+import { $, FormErrors, busy, confirmAction, copyButton, secretState, sentence, setStatus, show } from './dom.js';
 import { showLastTest, showNotes, testSendHandler } from './email.js';
 
-const CUSTOM = 'custom_twilio';
+const TWILIO = 'custom_twilio';
+const TELNYX = 'custom_telnyx';
+const CUSTOM = [TWILIO, TELNYX];
 
-/** The inputs that show each API field's error, and where Twilio's answer about it goes. */
+/** Per provider, the inputs that show each API field's error and the vendor's answer about it. */
 const FIELDS = {
-  accountSid: 'twilio-account-sid',
-  authToken: 'twilio-auth-token',
-  phoneNumber: 'twilio-phone-number',
+  [TWILIO]: {
+    accountSid: 'twilio-account-sid',
+    authToken: 'twilio-auth-token',
+    phoneNumber: 'twilio-phone-number',
+  },
+  [TELNYX]: {
+    telnyxApiKey: 'telnyx-api-key',
+    phoneNumber: 'telnyx-phone-number',
+    telnyxMessagingProfileId: 'telnyx-profile',
+    telnyxPublicKey: 'telnyx-public-key',
+  },
 };
+const VENDOR = { [TWILIO]: 'Twilio', [TELNYX]: 'Telnyx' };
 
-/** The saved number: saving a different one makes the API check it with Twilio. */
-let savedPhone = null;
+/** The saved numbers: saving a different one makes the API check it with the vendor. */
+const saved = { [TWILIO]: null, [TELNYX]: null };
+
+function selectedProvider() {
+  return document.querySelector('input[name="sms-provider"]:checked')?.value;
+}
+
+/** The inputs of the chosen provider (Twilio's when the shared number is chosen). */
+const fieldsOf = (provider) => FIELDS[provider] ?? FIELDS[TWILIO];
 
 const smsFormErrors = () => new FormErrors('sms-form-error', {
   provider: 'sms-provider-system',
-  ...FIELDS,
+  ...fieldsOf(selectedProvider()),
   fallbackEnabled: 'sms-fallback',
 });
 const testFormErrors = () => new FormErrors('sms-test-error', { to: 'sms-test-to' });
 
+const RADIOS = { system_twilio: 'sms-provider-system', [TWILIO]: 'sms-provider-custom', [TELNYX]: 'sms-provider-telnyx' };
+
 export function renderSms(settings, session) {
   const sms = settings.sms;
   $('sms-form-body').disabled = !mayEdit(session);
-  $(sms.provider === CUSTOM ? 'sms-provider-custom' : 'sms-provider-system').checked = true;
+  $(RADIOS[sms.provider] ?? RADIOS.system_twilio).checked = true;
   $('twilio-account-sid').value = '';
   $('twilio-account-sid-state').textContent = secretState(
     sms.twilioAccountSidConfigured, sms.twilioAccountSidLast4, 'Not configured: copy it from the Twilio console (AC followed by 32 characters).',
@@ -35,44 +55,67 @@ export function renderSms(settings, session) {
   $('twilio-auth-token-state').textContent = secretState(
     sms.twilioAuthTokenConfigured, sms.twilioAuthTokenLast4, 'Not configured: shown next to the Account SID in the Twilio console.',
   );
-  savedPhone = sms.phoneNumber;
+  saved[TWILIO] = sms.phoneNumber;
   $('twilio-phone-number').value = sms.phoneNumber ?? '';
+
+  const telnyx = sms.telnyx;
+  $('telnyx-api-key').value = '';
+  $('telnyx-api-key-state').textContent = secretState(
+    telnyx.telnyxApiKeyConfigured, telnyx.telnyxApiKeyLast4, 'Not configured: create one in Telnyx Mission Control, Keys & Credentials.',
+  );
+  saved[TELNYX] = telnyx.phoneNumber;
+  $('telnyx-phone-number').value = telnyx.phoneNumber ?? '';
+  $('telnyx-profile').value = telnyx.telnyxMessagingProfileId ?? '';
+  $('telnyx-public-key').value = '';
+  $('telnyx-public-key-state').textContent = telnyx.telnyxPublicKeyConfigured
+    ? 'Saved. Paste a new one only to replace it.'
+    : 'Not saved yet: Mission Control, Keys & Credentials, Public Key. Without it Dentite refuses the account\'s webhooks.';
+  $('telnyx-webhook-url').textContent = telnyx.webhookUrl;
+
   $('sms-fallback').checked = sms.fallbackEnabled;
   showCustomFields();
 
-  show($('sms-remove'), sms.provider === CUSTOM || sms.twilioAccountSidConfigured);
+  show($('sms-remove'), CUSTOM.includes(sms.provider) || sms.twilioAccountSidConfigured || telnyx.telnyxApiKeyConfigured);
   const blocker = $('sms-blocker');
   blocker.textContent = sms.customBlocker
     ? `Your own account is not sending yet: ${sms.customBlocker}. Until then, texts go through Dentite's shared number.`
     : '';
-  show(blocker, Boolean(sms.customBlocker) && sms.provider === CUSTOM);
+  show(blocker, Boolean(sms.customBlocker) && CUSTOM.includes(sms.provider));
   showLastTest($('sms-last-test'), sms.lastTestedAt);
 }
 
-function selectedProvider() {
-  return document.querySelector('input[name="sms-provider"]:checked')?.value;
-}
-
 function showCustomFields() {
-  const custom = selectedProvider() === CUSTOM;
-  show($('sms-custom-fields'), custom);
-  show($('sms-check'), custom);
+  const provider = selectedProvider();
+  show($('sms-custom-fields'), provider === TWILIO);
+  show($('telnyx-fields'), provider === TELNYX);
+  show($('sms-check'), CUSTOM.includes(provider));
 }
 
 function clearAnswers() {
-  for (const inputId of Object.values(FIELDS)) setStatus($(`${inputId}-answer`), '');
+  for (const fields of Object.values(FIELDS)) {
+    for (const inputId of Object.values(fields)) {
+      // The public key has no answer of its own: nobody asks the vendor about it.
+      const answer = document.getElementById(`${inputId}-answer`);
+      if (answer) setStatus(answer, '');
+    }
+  }
 }
 
-/** The custom account's fields as typed; empty ones are left out, so the stored values stay. */
-function typedAccount() {
+/** The chosen account's fields as typed; empty ones are left out, so the stored values stay. */
+function typedAccount(provider) {
   const account = {};
-  const sid = $('twilio-account-sid').value.trim();
-  const token = $('twilio-auth-token').value.trim();
-  const phone = $('twilio-phone-number').value.trim();
-  if (sid) account.accountSid = sid;
-  if (token) account.authToken = token;
-  if (phone) account.phoneNumber = phone;
+  for (const [field, inputId] of Object.entries(fieldsOf(provider))) {
+    const value = $(inputId).value.trim();
+    if (value) account[field] = value;
+  }
   return account;
+}
+
+/** Whether saving asks the vendor: new credentials or a new number. */
+function asksVendor(provider, account) {
+  if (!CUSTOM.includes(provider)) return false;
+  const secrets = Object.keys(account).filter((field) => field !== 'phoneNumber' && field !== 'telnyxPublicKey');
+  return secrets.length > 0 || account.phoneNumber !== saved[provider];
 }
 
 async function saveSms(event) {
@@ -84,17 +127,16 @@ async function saveSms(event) {
   show($('sms-notes'), false);
 
   const provider = selectedProvider();
-  const custom = provider === CUSTOM;
-  const account = custom ? typedAccount() : {};
+  const account = CUSTOM.includes(provider) ? typedAccount(provider) : {};
   const body = { provider, fallbackEnabled: $('sms-fallback').checked, ...account };
-  // Twilio is asked only about new credentials or a new number; say so while it is.
-  const asksTwilio = custom && Boolean(account.accountSid || account.authToken || account.phoneNumber !== savedPhone);
+  const asks = asksVendor(provider, account);
   try {
-    const update = await busy($('sms-save'), asksTwilio ? 'Checking with Twilio…' : 'Saving…', () => settingsApi.saveSms(body));
+    const update = await busy($('sms-save'), asks ? `Checking with ${VENDOR[provider]}…` : 'Saving…', () => settingsApi.saveSms(body));
     renderSms(update.settings, currentSession());
-    if (asksTwilio) {
-      setStatus($('twilio-phone-number-answer'),
-        `Twilio accepted the account, and ${update.settings.sms.phoneNumber} can send SMS from it.`, 'ok');
+    if (asks) {
+      const number = provider === TELNYX ? update.settings.sms.telnyx.phoneNumber : update.settings.sms.phoneNumber;
+      setStatus($(`${fieldsOf(provider).phoneNumber}-answer`),
+        `${VENDOR[provider]} accepted the account, and ${number} can send SMS from it.`, 'ok');
     }
     setStatus($('sms-form-status'), 'SMS settings saved.', 'ok');
     showNotes($('sms-notes'), update.notes);
@@ -107,17 +149,22 @@ async function checkAccount() {
   const errors = smsFormErrors();
   errors.clear();
   clearAnswers();
+  const provider = selectedProvider();
+  const vendor = VENDOR[provider];
+  const { telnyxPublicKey: _notChecked, ...account } = typedAccount(provider);
   try {
-    const check = await busy($('sms-check'), 'Checking with Twilio…', () => settingsApi.validateSms(typedAccount()));
+    const check = await busy($('sms-check'), `Checking with ${vendor}…`,
+      () => settingsApi.validateSms({ provider, ...account }));
+    const fields = fieldsOf(provider);
     if (check.valid) {
       const name = check.accountName ? `"${check.accountName}"` : 'The account';
       const warnings = check.warnings.length > 0 ? ` ${check.warnings.join(' ')}` : '';
-      setStatus($('twilio-phone-number-answer'),
-        `Twilio accepts ${name}: it is active and can send SMS from this number. Nothing is saved yet.${warnings}`,
+      setStatus($(`${fields.phoneNumber}-answer`),
+        `${vendor} accepts ${name}: it can send SMS from this number. Nothing is saved yet.${warnings}`,
         check.trial ? 'warn' : 'ok');
     } else {
-      const inputId = FIELDS[check.field] ?? FIELDS.authToken;
-      setStatus($(`${inputId}-answer`), sentence(check.reason ?? 'Twilio does not accept this account.'), 'error');
+      const inputId = fields[check.field] ?? fields.phoneNumber;
+      setStatus($(`${inputId}-answer`), sentence(check.reason ?? `${vendor} does not accept this account.`), 'error');
     }
   } catch (error) {
     errors.show(error);
@@ -126,9 +173,9 @@ async function checkAccount() {
 
 async function removeCustom() {
   const confirmed = await confirmAction({
-    title: 'Remove your Twilio account?',
-    message: 'Texts go back to Dentite\'s shared number. The Account SID, auth token and phone number stored here '
-      + 'are erased. Your Twilio account itself is not changed.',
+    title: 'Remove your own SMS account?',
+    message: 'Texts go back to Dentite\'s shared number. The Twilio and Telnyx credentials and numbers stored here '
+      + 'are erased. Your accounts with them are not changed.',
     confirmLabel: 'Remove custom configuration',
   });
   if (!confirmed) return;
@@ -161,4 +208,7 @@ export function initSms() {
     lastTest: $('sms-last-test'),
     errors: testFormErrors,
   }));
+  const webhookCopy = copyButton(() => $('telnyx-webhook-url').textContent, 'Copy the Telnyx inbound webhook address',
+    $('telnyx-webhook-url'));
+  $('telnyx-webhook-url').after(webhookCopy);
 }

@@ -396,12 +396,12 @@ async fn telnyx_system(
     request.receive(&state, Route::System).await
 }
 
-/// Telnyx events of a practice's own number. No practice has its own Telnyx account yet, so
-/// every request is refused with 401.
+/// Telnyx delivery updates and inbound messages of a practice's own number, signed with the
+/// account's public key the practice saved (`telnyxPublicKey`).
 #[utoipa::path(post, path = "/api/webhooks/telnyx/{practiceId}", tag = "webhooks", params(("practiceId" = String, Path, description = "the practice whose key signs the request"), TelnyxRequest),
     request_body(content = Object, description = "a Telnyx message event"),
     responses((status = 200, body = Receipt), (status = "4XX", body = ErrorBody,
-        description = "400 malformed JSON, 401 bad signature or no Telnyx account of the practice, 413 body over 5 MiB"),
+        description = "400 malformed JSON, 401 bad signature, stale timestamp, unknown practice or no public key saved, 413 body over 5 MiB"),
         (status = 503, body = ErrorBody)))]
 async fn telnyx_practice(
     State(state): State<AppState>,

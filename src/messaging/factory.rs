@@ -28,7 +28,10 @@ use super::{
     settings::{PracticeMessagingConfig, SETTINGS_CHANNEL},
     twilio::TwilioClient,
 };
-use crate::providers::{Account, MessageSender, ProviderContext, Secrets, registry, urls::OurUrls};
+use crate::providers::{
+    Account, MessageSender, ProviderContext, Secrets, Vendor, registry,
+    telnyx::client::TelnyxClient, urls::OurUrls,
+};
 use crate::{
     config::Settings,
     crypto::{CredentialField, CryptoError, Keyring},
@@ -300,6 +303,18 @@ impl MessagingServiceFactory {
             config.sendgrid_api_key.as_deref(),
         )?;
         Ok(key.map(|key| self.sendgrid_client(key)))
+    }
+
+    /// The webhook route of `vendor` for a practice's own account of it.
+    pub fn practice_webhook_url(&self, vendor: Vendor, practice_id: Uuid) -> String {
+        self.providers
+            .urls
+            .webhook(vendor.as_str(), Some(practice_id))
+    }
+
+    /// A Telnyx client for checking an API key that is not saved yet.
+    pub fn telnyx_client(&self, api_key: SecretString) -> TelnyxClient {
+        crate::providers::telnyx::client(&self.providers, api_key)
     }
 
     /// The URL our webhook for this practice lives at, as handed to providers.

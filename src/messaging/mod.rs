@@ -1,6 +1,7 @@
 //! The messaging core: provider clients, the outbox, the suppression ledger, and the factory that
 //! picks, per practice and channel, which account sends.
 
+pub mod accounts;
 pub mod circuit;
 pub mod delivery;
 pub mod factory;

@@ -2,10 +2,10 @@
 //! usable for each channel.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgExecutor, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use super::{Channel, MessagingServiceFactory, ProviderKind};
+use super::{Channel, MessagingServiceFactory, ProviderKind, accounts::StoredAccounts};
 use crate::crypto::CredentialField;
 
 /// One row of `practices`, the messaging columns only. Secrets are still encrypted here.
@@ -37,6 +37,9 @@ pub struct PracticeMessagingConfig {
     /// Our webhook answers HELP/INFO on the practice's own number (Twilio answers them too).
     pub sms_help_reply_enabled: bool,
     pub settings_version: i64,
+    /// The practice's accounts of vendors without columns here.
+    #[sqlx(skip)]
+    pub accounts: StoredAccounts,
 }
 
 const COLUMNS: &str = "id, name, email_provider, sendgrid_api_key, sendgrid_from_email, sendgrid_from_name,
@@ -46,29 +49,36 @@ const COLUMNS: &str = "id, name, email_provider, sendgrid_api_key, sendgrid_from
     twilio_phone_number, sms_fallback_enabled, sms_last_tested_at, sms_help_reply_enabled, settings_version";
 
 impl PracticeMessagingConfig {
-    pub async fn load(
-        db: impl PgExecutor<'_>,
-        practice_id: Uuid,
-    ) -> Result<Option<Self>, sqlx::Error> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "select {COLUMNS} from practices where id = $1"
-        )))
-        .bind(practice_id)
-        .fetch_optional(db)
-        .await
+    pub async fn load(db: &PgPool, practice_id: Uuid) -> Result<Option<Self>, sqlx::Error> {
+        let mut conn = db.acquire().await?;
+        Self::read(&mut conn, practice_id, "").await
     }
 
-    /// The same row, locked for an update in the caller's transaction.
+    /// The same row, locked for an update in the caller's transaction (which also holds every
+    /// write to the practice's accounts, so they are read consistently).
     pub async fn load_for_update(
-        db: impl PgExecutor<'_>,
+        db: &mut PgConnection,
         practice_id: Uuid,
     ) -> Result<Option<Self>, sqlx::Error> {
-        sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "select {COLUMNS} from practices where id = $1 for update"
+        Self::read(db, practice_id, " for update").await
+    }
+
+    async fn read(
+        db: &mut PgConnection,
+        practice_id: Uuid,
+        lock: &str,
+    ) -> Result<Option<Self>, sqlx::Error> {
+        let row: Option<Self> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "select {COLUMNS} from practices where id = $1{lock}"
         )))
         .bind(practice_id)
-        .fetch_optional(db)
-        .await
+        .fetch_optional(&mut *db)
+        .await?;
+        let Some(mut config) = row else {
+            return Ok(None);
+        };
+        config.accounts = StoredAccounts::load(&mut *db, practice_id).await?;
+        Ok(Some(config))
     }
 
     pub fn wants_custom_email(&self) -> bool {
@@ -85,6 +95,9 @@ impl PracticeMessagingConfig {
             CredentialField::SendGridApiKey => self.sendgrid_api_key.as_deref(),
             CredentialField::TwilioAccountSid => self.twilio_account_sid.as_deref(),
             CredentialField::TwilioAuthToken => self.twilio_auth_token.as_deref(),
+            CredentialField::PostmarkServerToken
+            | CredentialField::PostmarkWebhookPassword
+            | CredentialField::TelnyxApiKey => self.accounts.envelope(field),
         }
     }
 

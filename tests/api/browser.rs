@@ -904,6 +904,97 @@ async fn an_owner_saves_a_custom_twilio_account_then_changes_the_fallback_withou
 }
 
 #[tokio::test]
+async fn an_owner_saves_a_telnyx_number_after_telnyx_refuses_it_at_its_field() {
+    use wiremock::{
+        Mock,
+        matchers::{bearer_token, method, path},
+    };
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
+    let app = spawn_app().await;
+    let practice = app.create_practice("Smile Dental").await;
+    let owner = user(&app, practice, Role::Owner).await;
+    let (key, number, profile) = ("KEY0BROWSER0TEST0ABCD", "+15557650000", "profile-browser-1");
+    let numbers = |listed: Value| {
+        Mock::given(method("GET"))
+            .and(path("/v2/phone_numbers"))
+            .and(bearer_token(key))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"data": listed})))
+            .up_to_n_times(1)
+    };
+    numbers(json!([])).mount(&app.vendors).await;
+    numbers(json!([{"phone_number": number, "messaging_profile_id": profile}]))
+        .mount(&app.vendors)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v2/messaging_profiles/{profile}")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"data": {"name": "Smile", "enabled": true}})),
+        )
+        .expect(1)
+        .mount(&app.vendors)
+        .await;
+    let browser = chromium.open(&app, DESKTOP).await;
+    browser.sign_in(&owner).await;
+    browser.click("#tab-sms").await;
+
+    browser.click("#sms-provider-telnyx").await;
+    browser.visible("#telnyx-fields").await;
+    browser.type_into("#telnyx-api-key", key).await;
+    browser.type_into("#telnyx-phone-number", number).await;
+    browser
+        .type_into(
+            "#telnyx-public-key",
+            "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=",
+        )
+        .await;
+    browser.click("#sms-save").await;
+    browser
+        .text_containing(
+            "#telnyx-phone-number-error",
+            "is not a phone number of this Telnyx account",
+        )
+        .await;
+    assert_eq!(browser.focused_id().await, "telnyx-phone-number");
+    assert_eq!(
+        browser
+            .attr("#telnyx-phone-number", "aria-invalid")
+            .await
+            .as_deref(),
+        Some("true")
+    );
+
+    browser.click("#sms-save").await;
+    browser
+        .text_containing("#sms-form-status", "SMS settings saved.")
+        .await;
+    browser
+        .text_containing("#telnyx-phone-number-answer", "Telnyx accepted the account")
+        .await;
+    browser
+        .text_containing("#telnyx-api-key-state", "ends in ABCD")
+        .await;
+    browser
+        .text_containing(
+            "#telnyx-webhook-url",
+            &format!("/api/webhooks/telnyx/{practice}"),
+        )
+        .await;
+    browser
+        .text_containing("#sms-notes", "inbound webhook of messaging profile")
+        .await;
+    let provider: String = sqlx::query_scalar("select sms_provider from practices where id = $1")
+        .bind(practice)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(provider, "custom_telnyx");
+    browser.close().await;
+}
+
+#[tokio::test]
 async fn the_tabs_follow_the_arrow_keys() {
     let Some(chromium) = Chromium::installed() else {
         return;

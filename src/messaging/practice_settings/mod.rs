@@ -9,6 +9,7 @@
 //! notification ([`commit_change`]). Nothing here knows HTTP: `api::settings` maps
 //! [`SettingsError`] to statuses.
 
+mod sms;
 mod status;
 
 use std::sync::Arc;
@@ -24,9 +25,8 @@ pub use crate::providers::sendgrid::settings::{
     EmailSettingsRequest, EmailValidation, EmailValidationRequest, delete_email, update_email,
     validate_email,
 };
-pub use crate::providers::twilio::settings::{
-    SmsSettingsRequest, SmsValidation, SmsValidationRequest, delete_sms, update_sms, validate_sms,
-};
+pub use crate::providers::twilio::settings::SmsValidation;
+pub use sms::{SmsSettingsRequest, SmsValidationRequest, delete_sms, update_sms, validate_sms};
 pub use status::{
     ChannelStatus, MessagingStatus, TestSendRequest, TestSendResult, UsageCounts, send_test, status,
 };
@@ -39,7 +39,7 @@ use crate::{
     AppState,
     auth::PracticeCaller,
     crypto::{CredentialField, CryptoError, Keyring},
-    providers::sendgrid::domain::DomainState,
+    providers::{Vendor, sendgrid::domain::DomainState, telnyx::settings::TelnyxSettingsView},
     types::FieldErrors,
 };
 
@@ -176,7 +176,7 @@ pub struct EmailSettings {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SmsSettings {
-    /// `system_twilio` or `custom_twilio`.
+    /// `system_twilio`, `custom_twilio` or `custom_telnyx`.
     pub provider: ProviderKind,
     pub twilio_account_sid_configured: bool,
     pub twilio_account_sid_last4: Option<String>,
@@ -189,6 +189,8 @@ pub struct SmsSettings {
     /// Whether Dentite answers HELP/INFO texted to the practice's own Twilio number (the reply
     /// names the practice and its contact). Off by default, because Twilio answers them itself.
     pub help_reply_enabled: bool,
+    /// The practice's own Telnyx account, as stored.
+    pub telnyx: TelnyxSettingsView,
 }
 
 /// The answer to a change: the configuration as saved, and what the practice should know or do
@@ -229,10 +231,12 @@ impl MessagingSettings {
             read(CredentialField::TwilioAuthToken)?,
         );
         let api_key = read(CredentialField::SendGridApiKey)?;
+        let telnyx_key = read(CredentialField::TelnyxApiKey)?;
         let sms_blocker = sid
             .unreadable
             .clone()
             .or_else(|| token.unreadable.clone())
+            .or_else(|| telnyx_key.unreadable.clone())
             .or_else(|| config.custom_sms_blocker().map(str::to_string));
         Ok(Self {
             email: EmailSettings {
@@ -262,6 +266,14 @@ impl MessagingSettings {
                 last_tested_at: config.sms_last_tested_at,
                 custom_blocker: sms_blocker,
                 help_reply_enabled: config.sms_help_reply_enabled,
+                telnyx: TelnyxSettingsView::new(
+                    config,
+                    telnyx_key.configured,
+                    telnyx_key.last4,
+                    state
+                        .messaging
+                        .practice_webhook_url(Vendor::Telnyx, config.id),
+                ),
             },
             settings_version: config.settings_version,
         })
@@ -351,14 +363,16 @@ pub(crate) async fn begin_change(
     Ok((tx, current))
 }
 
-/// Returns a channel to the system account with `erase_sql` (bound to the practice id), audited
-/// with the fields `erased` finds set; a channel with nothing to erase is left alone.
+/// Returns a channel to the system account with `erase_sql` (bound to the practice id) and
+/// removes the practice's accounts of `vendors`, audited with the fields `erased` finds set; a
+/// channel with nothing to erase is left alone.
 pub(crate) async fn erase(
     state: &AppState,
     caller: &PracticeCaller,
     action: &str,
     erased: impl Fn(&PracticeMessagingConfig) -> Vec<&'static str>,
     erase_sql: &'static str,
+    vendors: &[Vendor],
 ) -> Result<MessagingSettings, SettingsError> {
     let practice_id = caller.practice_id;
     let (mut tx, current) = begin_change(state, practice_id, None).await?;
@@ -368,6 +382,7 @@ pub(crate) async fn erase(
             .bind(practice_id)
             .execute(&mut *tx)
             .await?;
+        crate::messaging::accounts::erase(&mut tx, practice_id, vendors).await?;
         commit_change(
             tx,
             &state.messaging,
@@ -399,15 +414,22 @@ pub(crate) fn parse_provider(
     value: Option<&str>,
     channel: Channel,
 ) -> Result<ProviderKind, String> {
-    let allowed = match channel {
-        Channel::Email => [ProviderKind::SystemSendgrid, ProviderKind::CustomSendgrid],
-        Channel::Sms => [ProviderKind::SystemTwilio, ProviderKind::CustomTwilio],
+    let (allowed, choices): (&[ProviderKind], &str) = match channel {
+        Channel::Email => (
+            &[ProviderKind::SystemSendgrid, ProviderKind::CustomSendgrid],
+            "system_sendgrid or custom_sendgrid",
+        ),
+        Channel::Sms => (
+            &[ProviderKind::SystemTwilio, ProviderKind::CustomTwilio],
+            "system_twilio, custom_twilio or custom_telnyx",
+        ),
     };
     let wanted = value.ok_or_else(|| "is required".to_string())?;
     allowed
-        .into_iter()
+        .iter()
+        .copied()
         .find(|kind| kind.as_str() == wanted)
-        .ok_or_else(|| format!("must be {} or {}", allowed[0].as_str(), allowed[1].as_str()))
+        .ok_or_else(|| format!("must be {choices}"))
 }
 
 pub(crate) fn required(value: Option<String>) -> Result<String, String> {

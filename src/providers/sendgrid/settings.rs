@@ -434,6 +434,7 @@ pub async fn delete_email(
              sendgrid_domain_records = '[]', sendgrid_domain_created_at = null,
              email_domain_verified = false, email_domain_last_checked_at = null
          where id = $1",
+        &[],
     )
     .await
 }

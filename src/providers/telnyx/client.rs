@@ -83,6 +83,83 @@ impl TelnyxClient {
     }
 }
 
+/// A number of the account, as the credential check reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedNumber {
+    pub phone_number: String,
+    pub messaging_profile_id: Option<String>,
+}
+
+/// A messaging profile, as the credential check reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessagingProfile {
+    pub name: String,
+    pub enabled: bool,
+}
+
+impl TelnyxClient {
+    /// `GET /v2/phone_numbers?filter[phone_number]=…`: whether the key's account owns `phone`
+    /// (E.164), and its messaging profile. The filter takes digits only (a `+` would match
+    /// nothing), and matches partially, so only an exact number counts.
+    pub async fn find_number(&self, phone: &str) -> Result<Option<OwnedNumber>, ProviderError> {
+        #[derive(Deserialize)]
+        struct Page {
+            data: Vec<Number>,
+        }
+        #[derive(Deserialize)]
+        struct Number {
+            phone_number: String,
+            messaging_profile_id: Option<String>,
+        }
+
+        let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("filter[phone_number]", &digits)
+            .finish();
+        let request = self.get(&format!("/v2/phone_numbers?{query}"));
+        let response = provider_error::send(PROVIDER, request, classify).await?;
+        let Page { data } = provider_error::json_body(PROVIDER, response).await?;
+        Ok(data
+            .into_iter()
+            .find(|number| number.phone_number == phone)
+            .map(|number| OwnedNumber {
+                phone_number: number.phone_number,
+                messaging_profile_id: number.messaging_profile_id.filter(|id| !id.is_empty()),
+            }))
+    }
+
+    /// `GET /v2/messaging_profiles/{id}`.
+    pub async fn messaging_profile(&self, id: &str) -> Result<MessagingProfile, ProviderError> {
+        #[derive(Deserialize)]
+        struct Found {
+            data: Profile,
+        }
+        #[derive(Deserialize)]
+        struct Profile {
+            #[serde(default)]
+            name: String,
+            #[serde(default)]
+            enabled: bool,
+        }
+
+        let id: String = url::form_urlencoded::byte_serialize(id.as_bytes()).collect();
+        let request = self.get(&format!("/v2/messaging_profiles/{id}"));
+        let response = provider_error::send(PROVIDER, request, classify).await?;
+        let Found { data } = provider_error::json_body(PROVIDER, response).await?;
+        Ok(MessagingProfile {
+            name: data.name,
+            enabled: data.enabled,
+        })
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}{path}", self.base_url))
+            .bearer_auth(self.api_key.expose_secret())
+            .header(ACCEPT, "application/json")
+    }
+}
+
 /// By the first error's `code`, else by HTTP status.
 fn classify(failure: &Failure<'_>) -> ProviderError {
     #[derive(Deserialize)]

@@ -2,19 +2,38 @@
 //! webhooks (delivery updates and inbound messages).
 
 pub mod client;
+pub mod settings;
 pub mod signature;
 pub mod webhook;
 
 use futures::future::BoxFuture;
 
-use self::client::{OutgoingSms, TelnyxClient};
-use crate::providers::{
-    Accepted, Account, Channel, MessageSender, OutgoingMessage, Provider, ProviderContext,
-    ProviderError, ProviderKind, Vendor,
+use self::{
+    client::{OutgoingSms, TelnyxClient},
+    settings::TelnyxAccount,
+};
+use crate::{
+    crypto::CredentialField,
+    messaging::{
+        accounts::StoredAccount, factory::FactoryError, settings::PracticeMessagingConfig,
+    },
+    providers::{
+        Accepted, Account, Channel, MessageSender, OutgoingMessage, PracticeAccounts, Provider,
+        ProviderContext, ProviderError, ProviderKind, Secrets, Vendor,
+    },
 };
 
 /// Telnyx in the registry.
 pub struct Telnyx;
+
+/// A Telnyx client for `api_key` against the configured API base.
+pub fn client(ctx: &ProviderContext, api_key: secrecy::SecretString) -> TelnyxClient {
+    TelnyxClient::new(
+        ctx.http.clone(),
+        ctx.settings.vendors.telnyx_api_base_url.as_str(),
+        api_key,
+    )
+}
 
 struct SmsSender {
     client: TelnyxClient,
@@ -43,7 +62,58 @@ impl MessageSender for SmsSender {
     }
 }
 
+impl PracticeAccounts for Telnyx {
+    fn custom_blocker(&self, config: &PracticeMessagingConfig) -> Option<&'static str> {
+        let stored = config.accounts.get(Vendor::Telnyx);
+        let account: TelnyxAccount = stored.map(StoredAccount::settings).unwrap_or_default();
+        if stored
+            .and_then(|a| a.envelope(CredentialField::TelnyxApiKey))
+            .is_none()
+        {
+            Some("custom Telnyx has no API key")
+        } else if account.phone_number.is_none() {
+            Some("custom Telnyx has no phone number")
+        } else {
+            None
+        }
+    }
+
+    fn custom_account(
+        &self,
+        ctx: &ProviderContext,
+        config: &PracticeMessagingConfig,
+        secrets: &dyn Secrets,
+    ) -> Result<Option<Account>, FactoryError> {
+        let Some(stored) = config.accounts.get(Vendor::Telnyx) else {
+            return Ok(None);
+        };
+        let account: TelnyxAccount = stored.settings();
+        let key = secrets.decrypt(
+            config,
+            CredentialField::TelnyxApiKey,
+            stored.envelope(CredentialField::TelnyxApiKey),
+        )?;
+        let (Some(key), Some(from)) = (key, account.phone_number) else {
+            return Ok(None);
+        };
+        Ok(Some(Account {
+            kind: ProviderKind::CustomTelnyx,
+            account_key: Some(format!("telnyx:{from}")),
+            sender: Box::new(SmsSender {
+                client: client(ctx, key),
+                from,
+                messaging_profile_id: account.messaging_profile_id,
+                webhook_url: ctx.urls.webhook(Vendor::Telnyx.as_str(), Some(config.id)),
+            }),
+        }))
+    }
+}
+
 impl Provider for Telnyx {
+    fn practice_accounts(&self) -> Option<&dyn PracticeAccounts> {
+        Some(self)
+    }
+
     fn vendor(&self) -> Vendor {
         Vendor::Telnyx
     }
@@ -58,11 +128,7 @@ impl Provider for Telnyx {
             kind: ProviderKind::SystemTelnyx,
             account_key: Some(format!("telnyx:{}", system.phone_number)),
             sender: Box::new(SmsSender {
-                client: TelnyxClient::new(
-                    ctx.http.clone(),
-                    ctx.settings.vendors.telnyx_api_base_url.as_str(),
-                    system.api_key.clone(),
-                ),
+                client: client(ctx, system.api_key.clone()),
                 from: system.phone_number.clone(),
                 messaging_profile_id: system.messaging_profile_id.clone(),
                 webhook_url: ctx.urls.webhook(Vendor::Telnyx.as_str(), None),

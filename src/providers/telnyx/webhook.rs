@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::signature::PublicKey;
+use super::{settings::TelnyxAccount, signature::PublicKey};
 use crate::{
     AppState,
-    messaging::{ProviderKind, suppression::SuppressionSource},
+    messaging::{ProviderKind, settings::PracticeMessagingConfig, suppression::SuppressionSource},
     outreach::status::{self, OutreachStatus, ReportedPrice, StatusChange},
     providers::Vendor,
     webhooks::{
@@ -101,21 +101,7 @@ async fn verify_and_apply(
     request: SignedDelivery<'_>,
 ) -> Result<Receipt, WebhookError> {
     let tenant = route.tenant()?;
-    let Tenant::System = tenant else {
-        return Err(WebhookError::unauthenticated(
-            "no practice has a Telnyx account of its own",
-        ));
-    };
-    let key = state
-        .settings
-        .vendors
-        .system_telnyx
-        .as_ref()
-        .and_then(|system| system.public_key.as_deref())
-        .ok_or_else(|| WebhookError::unauthenticated("TELNYX_PUBLIC_KEY is not configured"))?;
-    let key = PublicKey::from_base64(key).map_err(|e| {
-        WebhookError::unauthenticated(format!("the configured TELNYX_PUBLIC_KEY {e}"))
-    })?;
+    let key = public_key(state, tenant).await?;
     key.verify(
         request.timestamp,
         request.signature,
@@ -147,6 +133,29 @@ async fn verify_and_apply(
     })
 }
 
+/// The public key of the route's account: `TELNYX_PUBLIC_KEY`, or the practice's own.
+async fn public_key(state: &AppState, tenant: Tenant) -> Result<PublicKey, WebhookError> {
+    let key = match tenant {
+        Tenant::System => state
+            .settings
+            .vendors
+            .system_telnyx
+            .as_ref()
+            .and_then(|system| system.public_key.clone()),
+        Tenant::Practice(id) => PracticeMessagingConfig::load(&state.pool, id)
+            .await?
+            .ok_or_else(|| WebhookError::unauthenticated("no such practice"))?
+            .accounts
+            .get(Vendor::Telnyx)
+            .and_then(|account| account.settings::<TelnyxAccount>().public_key),
+    };
+    let key = key.ok_or_else(|| {
+        WebhookError::unauthenticated("no Telnyx public key is configured for this route")
+    })?;
+    PublicKey::from_base64(&key)
+        .map_err(|e| WebhookError::unauthenticated(format!("the configured public key {e}")))
+}
+
 async fn receive_message(
     state: &AppState,
     tenant: Tenant,
@@ -161,8 +170,12 @@ async fn receive_message(
         .filter(|from| !from.is_empty())
         .ok_or_else(|| WebhookError::Malformed("the inbound message has no from".into()))?;
     let body = message.text.as_deref().unwrap_or_default();
+    let provider = match tenant {
+        Tenant::System => ProviderKind::SystemTelnyx,
+        Tenant::Practice(_) => ProviderKind::CustomTelnyx,
+    };
     let inbound = InboundSms {
-        provider: ProviderKind::SystemTelnyx,
+        provider,
         message_id: &message.id,
         from,
         to: message

@@ -3,13 +3,13 @@
 //! `IncomingPhoneNumbers` (an exact match that can send SMS).
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::messaging::practice_settings::{
-    MessagingSettings, ProviderFailure, SettingsError, SettingsUpdate, begin_change, changed,
-    commit_change, erase, is_stored_secret, load, parse_provider, refuse_custom_only,
-    stored_secret, view,
+    ProviderFailure, SettingsError, SettingsUpdate, SmsSettingsRequest, SmsValidationRequest,
+    begin_change, changed, commit_change, is_stored_secret, load, parse_provider,
+    refuse_custom_only, stored_secret, view,
 };
 use crate::{
     AppState,
@@ -26,35 +26,6 @@ const PHONE_NUMBER: &str = "phoneNumber";
 const HELP_REPLY_ENABLED: &str = "helpReplyEnabled";
 const TRIAL_WARNING: &str = "This is a Twilio trial account: it can only text numbers verified in your Twilio console \
     (Twilio error 21608), and Twilio adds a trial notice to every message. Upgrade it before messaging patients.";
-
-/// `PUT /sms`. Every field is optional to serde so that all missing and malformed fields are
-/// reported together; the schema marks the ones the contract requires.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SmsSettingsRequest {
-    /// `system_twilio` or `custom_twilio`.
-    #[schema(required = true, nullable = false, value_type = String, example = "custom_twilio")]
-    pub provider: Option<String>,
-    /// `AC` and 32 hexadecimal characters. Required with `custom_twilio` when none is stored;
-    /// omit it to keep the stored one.
-    #[schema(example = "AC0123456789abcdef0123456789abcdef")]
-    pub account_sid: Option<String>,
-    /// 32 hexadecimal characters. Omit it to keep the stored token (for the same Account SID).
-    pub auth_token: Option<String>,
-    /// Required with `custom_twilio`: a number of that account, in E.164.
-    #[schema(example = "+15551234567")]
-    pub phone_number: Option<String>,
-    #[schema(required = true, nullable = false, value_type = bool)]
-    pub fallback_enabled: Option<bool>,
-    /// Whether Dentite answers HELP/INFO texted to this number, with the practice's name, its
-    /// contact (`contactPhone`, else `contactEmail`, of the compliance settings, which must be
-    /// set), "Msg & data rates may apply" and "Reply STOP to opt out". Off by default: Twilio
-    /// answers HELP itself on long codes unless you turned that off in Twilio, and a second
-    /// reply costs you a message. Only with `custom_twilio` (the system number's reply is the
-    /// platform's). Omit it to keep the stored choice.
-    #[schema(nullable = false, value_type = bool, example = false)]
-    pub help_reply_enabled: Option<bool>,
-}
 
 /// The request, parsed.
 struct SmsChange {
@@ -395,15 +366,6 @@ async fn check_account(
     }
 }
 
-/// `POST /sms/validate`: what to check; each field left out is taken from the stored account.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct SmsValidationRequest {
-    pub account_sid: Option<String>,
-    pub auth_token: Option<String>,
-    pub phone_number: Option<String>,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SmsValidation {
@@ -512,29 +474,18 @@ fn given_or_stored<T>(
     }
 }
 
-/// Back to the system account; the custom account's credentials and number are erased.
-#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
-pub async fn delete_sms(
-    state: &AppState,
-    caller: &PracticeCaller,
-) -> Result<MessagingSettings, SettingsError> {
-    let erased = |current: &PracticeMessagingConfig| {
-        changed(&[
-            ("provider", current.wants_custom_sms()),
-            (ACCOUNT_SID, current.twilio_account_sid.is_some()),
-            (AUTH_TOKEN, current.twilio_auth_token.is_some()),
-            (PHONE_NUMBER, current.twilio_phone_number.is_some()),
-            (HELP_REPLY_ENABLED, current.sms_help_reply_enabled),
-        ])
-    };
-    erase(
-        state,
-        caller,
-        "sms.delete",
-        erased,
-        "update practices set sms_provider = 'system_twilio', twilio_account_sid = null, twilio_auth_token = null,
-             twilio_phone_number = null, sms_help_reply_enabled = false
-         where id = $1",
-    )
-    .await
+/// What erasing the SMS channel erases of Twilio's: the fields it finds set, for the audit.
+pub fn erased_fields(current: &PracticeMessagingConfig) -> Vec<&'static str> {
+    changed(&[
+        ("provider", current.wants_custom_sms()),
+        (ACCOUNT_SID, current.twilio_account_sid.is_some()),
+        (AUTH_TOKEN, current.twilio_auth_token.is_some()),
+        (PHONE_NUMBER, current.twilio_phone_number.is_some()),
+        (HELP_REPLY_ENABLED, current.sms_help_reply_enabled),
+    ])
 }
+
+/// Returns the channel to the system account and forgets Twilio's credentials and number.
+pub const ERASE_SQL: &str = "update practices set sms_provider = 'system_twilio', twilio_account_sid = null, twilio_auth_token = null,
+         twilio_phone_number = null, sms_help_reply_enabled = false
+     where id = $1";

@@ -1,0 +1,139 @@
+//! The SMS channel's requests, whichever vendor they choose, and the operations that are the
+//! channel's rather than a vendor's: choosing the vendor's settings module, and erasing every
+//! custom account of the channel.
+
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{
+    MessagingSettings, SettingsError, SettingsUpdate, SmsValidation, changed, erase,
+    refuse_custom_only,
+};
+use crate::{
+    AppState,
+    auth::PracticeCaller,
+    messaging::{Channel, ProviderKind, settings::PracticeMessagingConfig},
+    providers::{Vendor, telnyx, twilio},
+    types::FieldErrors,
+};
+
+/// `PUT /sms`. Every field is optional to serde so that all missing and malformed fields are
+/// reported together; the schema marks the ones the contract requires.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SmsSettingsRequest {
+    /// `system_twilio`, `custom_twilio` or `custom_telnyx`.
+    #[schema(required = true, nullable = false, value_type = String, example = "custom_twilio")]
+    pub provider: Option<String>,
+    /// `AC` and 32 hexadecimal characters. Required with `custom_twilio` when none is stored;
+    /// omit it to keep the stored one.
+    #[schema(example = "AC0123456789abcdef0123456789abcdef")]
+    pub account_sid: Option<String>,
+    /// 32 hexadecimal characters. Omit it to keep the stored token (for the same Account SID).
+    pub auth_token: Option<String>,
+    /// Required with `custom_twilio` and `custom_telnyx`: a number of that account, in E.164.
+    #[schema(example = "+15551234567")]
+    pub phone_number: Option<String>,
+    #[schema(required = true, nullable = false, value_type = bool)]
+    pub fallback_enabled: Option<bool>,
+    /// Whether Dentite answers HELP/INFO texted to this number, with the practice's name, its
+    /// contact (`contactPhone`, else `contactEmail`, of the compliance settings, which must be
+    /// set), "Msg & data rates may apply" and "Reply STOP to opt out". Off by default: Twilio
+    /// answers HELP itself on long codes unless you turned that off in Twilio, and a second
+    /// reply costs you a message. Only with `custom_twilio` (the system number's reply is the
+    /// platform's). Omit it to keep the stored choice.
+    #[schema(nullable = false, value_type = bool, example = false)]
+    pub help_reply_enabled: Option<bool>,
+    /// Only with `custom_telnyx`: a Telnyx API key (Mission Control, Keys & Credentials).
+    /// Required when none is stored; omit it to keep the stored one.
+    #[schema(example = "KEY0123456789ABCDEF")]
+    pub telnyx_api_key: Option<String>,
+    /// Only with `custom_telnyx`: the account's public key (base64 of 32 bytes), which verifies
+    /// Telnyx's webhooks. Omit it to keep the stored one.
+    #[schema(example = "11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=")]
+    pub telnyx_public_key: Option<String>,
+    /// Only with `custom_telnyx`: the messaging profile to send with. Omit it to use the
+    /// number's own profile; given, it must be that profile.
+    pub telnyx_messaging_profile_id: Option<String>,
+}
+
+/// `POST /sms/validate`: what to check; each field left out is taken from the stored account.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SmsValidationRequest {
+    /// `custom_twilio` (the default) or `custom_telnyx`: whose account to check.
+    #[schema(value_type = String, example = "custom_twilio")]
+    pub provider: Option<String>,
+    pub account_sid: Option<String>,
+    pub auth_token: Option<String>,
+    pub phone_number: Option<String>,
+    pub telnyx_api_key: Option<String>,
+    pub telnyx_messaging_profile_id: Option<String>,
+}
+
+fn wants(provider: Option<&str>, kind: ProviderKind) -> bool {
+    provider.map(str::trim) == Some(kind.as_str())
+}
+
+/// Saves the SMS settings through the chosen vendor's module.
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
+pub async fn update_sms(
+    state: &AppState,
+    caller: &PracticeCaller,
+    request: SmsSettingsRequest,
+) -> Result<SettingsUpdate, SettingsError> {
+    if wants(request.provider.as_deref(), ProviderKind::CustomTelnyx) {
+        return telnyx::settings::update(state, caller, request).await;
+    }
+    let mut errors = FieldErrors::new();
+    refuse_custom_only(
+        &mut errors,
+        &telnyx::settings::given_fields(&request),
+        ProviderKind::CustomTelnyx,
+        Channel::Sms,
+    );
+    if !errors.is_empty() {
+        return Err(SettingsError::Invalid(errors));
+    }
+    twilio::settings::update_sms(state, caller, request).await
+}
+
+/// Checks an account with its vendor without saving anything.
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
+pub async fn validate_sms(
+    state: &AppState,
+    caller: &PracticeCaller,
+    request: SmsValidationRequest,
+) -> Result<SmsValidation, SettingsError> {
+    if wants(request.provider.as_deref(), ProviderKind::CustomTelnyx) {
+        telnyx::settings::validate(state, caller, request).await
+    } else {
+        twilio::settings::validate_sms(state, caller, request).await
+    }
+}
+
+/// Back to the system account; every custom SMS account's credentials and number are erased
+/// here (the vendors' own accounts are not touched).
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
+pub async fn delete_sms(
+    state: &AppState,
+    caller: &PracticeCaller,
+) -> Result<MessagingSettings, SettingsError> {
+    let erased = |current: &PracticeMessagingConfig| {
+        let mut fields = twilio::settings::erased_fields(current);
+        fields.extend(changed(&[(
+            "telnyx",
+            current.accounts.get(Vendor::Telnyx).is_some(),
+        )]));
+        fields
+    };
+    erase(
+        state,
+        caller,
+        "sms.delete",
+        erased,
+        twilio::settings::ERASE_SQL,
+        &[Vendor::Telnyx],
+    )
+    .await
+}

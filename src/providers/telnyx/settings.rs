@@ -1,0 +1,435 @@
+//! A practice's own Telnyx number, checked before it is saved: the key must list the number
+//! (`GET /v2/phone_numbers`), the number must have a messaging profile, and that profile must be
+//! enabled (`GET /v2/messaging_profiles/{id}`). Nothing is sent.
+
+use std::collections::BTreeMap;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{client::TelnyxClient, signature::PublicKey};
+use crate::{
+    AppState,
+    auth::PracticeCaller,
+    crypto::CredentialField,
+    messaging::{
+        Channel, ProviderKind, accounts,
+        practice_settings::{
+            ProviderFailure, SettingsError, SettingsUpdate, SmsSettingsRequest, SmsValidation,
+            SmsValidationRequest, begin_change, changed, commit_change, load, refuse_custom_only,
+            stored_secret, view,
+        },
+        settings::PracticeMessagingConfig,
+    },
+    providers::Vendor,
+    types::{FieldErrors, PhoneE164},
+};
+
+const API_KEY: &str = "telnyxApiKey";
+const PUBLIC_KEY: &str = "telnyxPublicKey";
+const PROFILE: &str = "telnyxMessagingProfileId";
+const PHONE_NUMBER: &str = "phoneNumber";
+
+/// The non-secret part of a practice's Telnyx account, as `practice_accounts.settings` holds it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TelnyxAccount {
+    pub phone_number: Option<String>,
+    /// Base64 Ed25519 public key that verifies the account's webhooks.
+    pub public_key: Option<String>,
+    pub messaging_profile_id: Option<String>,
+}
+
+/// The practice's Telnyx account as `GET /` shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TelnyxSettingsView {
+    pub telnyx_api_key_configured: bool,
+    pub telnyx_api_key_last4: Option<String>,
+    pub telnyx_public_key_configured: bool,
+    pub phone_number: Option<String>,
+    pub telnyx_messaging_profile_id: Option<String>,
+    /// Where the number's messaging profile must send inbound messages (STOP, START, replies);
+    /// each message we send names it for its own delivery updates.
+    pub webhook_url: String,
+}
+
+impl TelnyxSettingsView {
+    pub fn new(
+        config: &PracticeMessagingConfig,
+        api_key_configured: bool,
+        api_key_last4: Option<String>,
+        webhook_url: String,
+    ) -> Self {
+        let account: TelnyxAccount = config
+            .accounts
+            .get(Vendor::Telnyx)
+            .map(accounts::StoredAccount::settings)
+            .unwrap_or_default();
+        Self {
+            telnyx_api_key_configured: api_key_configured,
+            telnyx_api_key_last4: api_key_last4,
+            telnyx_public_key_configured: account.public_key.is_some(),
+            phone_number: account.phone_number,
+            telnyx_messaging_profile_id: account.messaging_profile_id,
+            webhook_url,
+        }
+    }
+}
+
+/// The Telnyx-only fields of a request and whether each was given, for refusing them with
+/// another provider.
+pub fn given_fields(request: &SmsSettingsRequest) -> [(&'static str, bool); 3] {
+    [
+        (API_KEY, request.telnyx_api_key.is_some()),
+        (PUBLIC_KEY, request.telnyx_public_key.is_some()),
+        (PROFILE, request.telnyx_messaging_profile_id.is_some()),
+    ]
+}
+
+/// The request, parsed, with what is stored filled in for what was left out.
+struct TelnyxChange {
+    api_key: SecretString,
+    account: TelnyxAccount,
+    fallback_enabled: bool,
+    key_changed: bool,
+}
+
+fn api_key(value: &str) -> Result<SecretString, String> {
+    let value = value.trim();
+    if value.is_empty() || value.len() > 200 || !value.bytes().all(|b| b.is_ascii_graphic()) {
+        Err("must be a Telnyx API key (Mission Control, Keys & Credentials)".into())
+    } else {
+        Ok(SecretString::from(value.to_string()))
+    }
+}
+
+fn profile_id(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value.is_empty() || value.len() > 100 || !value.bytes().all(|b| b.is_ascii_graphic()) {
+        Err("must be the id of a messaging profile of this Telnyx account".into())
+    } else {
+        Ok(value.to_string())
+    }
+}
+
+fn public_key(value: &str) -> Result<String, String> {
+    PublicKey::from_base64(value)
+        .map(|_| value.trim().to_string())
+        .map_err(|e| format!("{e} (Mission Control, Keys & Credentials, Public Key)"))
+}
+
+fn stored_account(config: &PracticeMessagingConfig) -> TelnyxAccount {
+    config
+        .accounts
+        .get(Vendor::Telnyx)
+        .map(accounts::StoredAccount::settings)
+        .unwrap_or_default()
+}
+
+impl TelnyxChange {
+    fn parse(
+        state: &AppState,
+        request: SmsSettingsRequest,
+        stored: &PracticeMessagingConfig,
+    ) -> Result<Self, SettingsError> {
+        let mut errors = FieldErrors::new();
+        let fallback_enabled = errors.check(
+            "fallbackEnabled",
+            request.fallback_enabled.ok_or("is required"),
+        );
+        refuse_custom_only(
+            &mut errors,
+            &[
+                ("accountSid", request.account_sid.is_some()),
+                ("authToken", request.auth_token.is_some()),
+                ("helpReplyEnabled", request.help_reply_enabled == Some(true)),
+            ],
+            ProviderKind::CustomTwilio,
+            Channel::Sms,
+        );
+        let before = stored_account(stored);
+        let stored_key = stored_secret(&state.keyring, stored, CredentialField::TelnyxApiKey)
+            .ok()
+            .flatten();
+        let given_key = match request.telnyx_api_key.as_deref() {
+            Some(given) => errors.check(API_KEY, api_key(given)),
+            None if stored_key.is_none() => {
+                errors.add(
+                    API_KEY,
+                    "is required with custom_telnyx: no key is stored yet",
+                );
+                None
+            }
+            None => None,
+        };
+        let phone = match request.phone_number.as_deref() {
+            Some(phone) => errors.check(PHONE_NUMBER, PhoneE164::parse(phone)),
+            None => {
+                errors.add(PHONE_NUMBER, "is required with custom_telnyx");
+                None
+            }
+        };
+        let public = match request.telnyx_public_key.as_deref() {
+            Some(given) => errors.check(PUBLIC_KEY, public_key(given)).map(Some),
+            None => Some(before.public_key.clone()),
+        };
+        let profile = match request.telnyx_messaging_profile_id.as_deref() {
+            Some(given) => errors.check(PROFILE, profile_id(given)).map(Some),
+            None => Some(None),
+        };
+        match (fallback_enabled, phone, public, profile) {
+            (Some(fallback_enabled), Some(phone), Some(public_key), Some(messaging_profile_id))
+                if errors.is_empty() =>
+            {
+                let key_changed = given_key.as_ref().is_some_and(|given| {
+                    stored_key
+                        .as_ref()
+                        .is_none_or(|stored| stored.expose_secret() != given.expose_secret())
+                });
+                let api_key = given_key
+                    .or(stored_key)
+                    .expect("a key was given or is stored");
+                Ok(Self {
+                    api_key,
+                    account: TelnyxAccount {
+                        phone_number: Some(phone.to_string()),
+                        public_key,
+                        messaging_profile_id,
+                    },
+                    fallback_enabled,
+                    key_changed,
+                })
+            }
+            _ => Err(SettingsError::Invalid(errors)),
+        }
+    }
+}
+
+/// Saves the practice's Telnyx account; a new key or number is checked with Telnyx first.
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
+pub async fn update(
+    state: &AppState,
+    caller: &PracticeCaller,
+    request: SmsSettingsRequest,
+) -> Result<SettingsUpdate, SettingsError> {
+    let practice_id = caller.practice_id;
+    let stored = load(&state.pool, practice_id).await?;
+    let mut change = TelnyxChange::parse(state, request, &stored)?;
+    let before = stored_account(&stored);
+    let asks_telnyx = change.key_changed
+        || change.account.phone_number != before.phone_number
+        || (change.account.messaging_profile_id.is_some()
+            && change.account.messaging_profile_id != before.messaging_profile_id);
+    if asks_telnyx {
+        let client = state.messaging.telnyx_client(change.api_key.clone());
+        let phone = change.account.phone_number.clone().unwrap_or_default();
+        let profile = check_number(
+            &client,
+            &phone,
+            change.account.messaging_profile_id.as_deref(),
+        )
+        .await?;
+        change.account.messaging_profile_id = Some(profile);
+    } else {
+        change.account.messaging_profile_id = change
+            .account
+            .messaging_profile_id
+            .or(before.messaging_profile_id.clone());
+    }
+
+    let (mut tx, current) = begin_change(state, practice_id, Some(stored.settings_version)).await?;
+    let current_account = current.accounts.get(Vendor::Telnyx);
+    let mut secrets: BTreeMap<String, String> = current_account
+        .map(|account| account.secrets.clone())
+        .unwrap_or_default();
+    if change.key_changed || !secrets.contains_key(CredentialField::TelnyxApiKey.column()) {
+        secrets.insert(
+            CredentialField::TelnyxApiKey.column().to_string(),
+            state.keyring.encrypt(
+                change.api_key.expose_secret(),
+                practice_id,
+                CredentialField::TelnyxApiKey,
+            ),
+        );
+    }
+    let before = current_account
+        .map(accounts::StoredAccount::settings::<TelnyxAccount>)
+        .unwrap_or_default();
+    let fields = changed(&[
+        (
+            "provider",
+            current.sms_provider != ProviderKind::CustomTelnyx,
+        ),
+        (API_KEY, change.key_changed),
+        (
+            PHONE_NUMBER,
+            before.phone_number != change.account.phone_number,
+        ),
+        (PUBLIC_KEY, before.public_key != change.account.public_key),
+        (
+            PROFILE,
+            before.messaging_profile_id != change.account.messaging_profile_id,
+        ),
+        (
+            "fallbackEnabled",
+            current.sms_fallback_enabled != change.fallback_enabled,
+        ),
+    ]);
+    if !fields.is_empty() {
+        accounts::save(
+            &mut tx,
+            practice_id,
+            Vendor::Telnyx,
+            &change.account,
+            &secrets,
+        )
+        .await?;
+        sqlx::query(
+            "update practices set sms_provider = $2, sms_fallback_enabled = $3 where id = $1",
+        )
+        .bind(practice_id)
+        .bind(ProviderKind::CustomTelnyx)
+        .bind(change.fallback_enabled)
+        .execute(&mut *tx)
+        .await?;
+        commit_change(
+            tx,
+            &state.messaging,
+            practice_id,
+            Some(caller.user_id),
+            "sms.update",
+            &fields,
+        )
+        .await?;
+    }
+    let settings = view(state, practice_id).await?;
+    let telnyx = &settings.sms.telnyx;
+    let mut notes = vec![format!(
+        "In Telnyx, set the inbound webhook of messaging profile {} to {}, so that STOP and other replies \
+         to {} reach Dentite. Delivery updates need nothing: each message names that address itself.",
+        telnyx
+            .telnyx_messaging_profile_id
+            .as_deref()
+            .unwrap_or("of this number"),
+        telnyx.webhook_url,
+        telnyx.phone_number.as_deref().unwrap_or("the number"),
+    )];
+    if !telnyx.telnyx_public_key_configured {
+        notes.push(
+            "Save the account's public key as telnyxPublicKey (Mission Control, Keys & Credentials, Public Key): \
+             until then Dentite refuses the account's webhooks, since it cannot tell them from forgeries."
+                .into(),
+        );
+    }
+    Ok(SettingsUpdate { settings, notes })
+}
+
+/// The key must own `phone`, the number must be on a messaging profile (the given one, when one
+/// is given), and the profile must be enabled; returns the profile's id.
+async fn check_number(
+    client: &TelnyxClient,
+    phone: &str,
+    wanted_profile: Option<&str>,
+) -> Result<String, ProviderFailure> {
+    let number = client.find_number(phone).await.map_err(|e| {
+        ProviderFailure::classify(e, "Telnyx", Some(API_KEY), "Telnyx rejected this API key")
+    })?;
+    let Some(number) = number else {
+        return Err(ProviderFailure::rejected(
+            PHONE_NUMBER,
+            format!("{phone} is not a phone number of this Telnyx account"),
+        ));
+    };
+    let profile = match (number.messaging_profile_id, wanted_profile) {
+        (None, _) => {
+            return Err(ProviderFailure::rejected(
+                PHONE_NUMBER,
+                format!(
+                    "{phone} is on no messaging profile; assign it to one in Mission Control (Messaging) first"
+                ),
+            ));
+        }
+        (Some(actual), Some(wanted)) if actual != wanted => {
+            return Err(ProviderFailure::rejected(
+                PROFILE,
+                format!("{phone} is on messaging profile {actual}, not {wanted}"),
+            ));
+        }
+        (Some(actual), _) => actual,
+    };
+    let found = client.messaging_profile(&profile).await.map_err(|e| {
+        ProviderFailure::classify(
+            e,
+            "Telnyx",
+            Some(PROFILE),
+            "Telnyx refused to show this messaging profile",
+        )
+    })?;
+    if found.enabled {
+        Ok(profile)
+    } else {
+        Err(ProviderFailure::rejected(
+            PROFILE,
+            format!("the messaging profile {profile} is disabled in Telnyx"),
+        ))
+    }
+}
+
+/// `POST /sms/validate` with `custom_telnyx`: the given key and number, or the stored ones.
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
+pub async fn validate(
+    state: &AppState,
+    caller: &PracticeCaller,
+    request: SmsValidationRequest,
+) -> Result<SmsValidation, SettingsError> {
+    let stored = load(&state.pool, caller.practice_id).await?;
+    let account = stored_account(&stored);
+    let mut errors = FieldErrors::new();
+    let key = match request.telnyx_api_key.as_deref() {
+        Some(given) => errors.check(API_KEY, api_key(given)),
+        None => {
+            let stored = stored_secret(&state.keyring, &stored, CredentialField::TelnyxApiKey)
+                .map_err(|_| SettingsError::UnreadableCredential(CredentialField::TelnyxApiKey))?;
+            if stored.is_none() {
+                errors.add(API_KEY, "give one to check: none is stored");
+            }
+            stored
+        }
+    };
+    let phone = match request.phone_number.or(account.phone_number) {
+        Some(phone) => errors.check(PHONE_NUMBER, PhoneE164::parse(&phone)),
+        None => {
+            errors.add(PHONE_NUMBER, "give one to check: none is stored");
+            None
+        }
+    };
+    let profile = match request.telnyx_messaging_profile_id.as_deref() {
+        Some(given) => errors.check(PROFILE, profile_id(given)).map(Some),
+        None => Some(None),
+    };
+    let (Some(key), Some(phone), Some(profile)) = (key, phone, profile) else {
+        return Err(SettingsError::Invalid(errors));
+    };
+    let client = state.messaging.telnyx_client(key);
+    match check_number(&client, phone.as_str(), profile.as_deref()).await {
+        Ok(_) => Ok(SmsValidation {
+            valid: true,
+            reason: None,
+            field: None,
+            account_name: None,
+            trial: false,
+            warnings: Vec::new(),
+        }),
+        Err(ProviderFailure::Rejected { field, message }) => Ok(SmsValidation {
+            valid: false,
+            reason: Some(message),
+            field: field.map(str::to_string),
+            account_name: None,
+            trial: false,
+            warnings: Vec::new(),
+        }),
+        Err(unavailable) => Err(unavailable.into()),
+    }
+}
