@@ -122,11 +122,16 @@ async fn rotate_account_secrets(
     loop {
         let mut tx = pool.begin().await?;
         let rows = accounts::secrets_for_rotation(&mut tx, after, batch_size).await?;
-        let Some((last_practice, last_vendor, _)) = rows.last() else {
+        let Some(last) = rows.last() else {
             break;
         };
-        after = Some((*last_practice, *last_vendor));
-        for (practice_id, vendor, mut secrets) in rows {
+        after = Some((last.practice_id, last.vendor));
+        for accounts::AccountSecrets {
+            practice_id,
+            vendor,
+            secrets: sqlx::types::Json(mut secrets),
+        } in rows
+        {
             let mut rotated = 0;
             for (name, envelope) in secrets.iter_mut() {
                 if !keyring.needs_rotation(envelope) {

@@ -46,17 +46,24 @@ impl StoredAccounts {
     }
 
     pub async fn load(db: impl PgExecutor<'_>, practice_id: Uuid) -> Result<Self, sqlx::Error> {
-        let rows: Vec<(Vendor, serde_json::Value, Json<BTreeMap<String, String>>)> =
-            sqlx::query_as(
-                "select vendor, settings, secrets from practice_accounts where practice_id = $1",
-            )
-            .bind(practice_id)
-            .fetch_all(db)
-            .await?;
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            vendor: Vendor,
+            settings: serde_json::Value,
+            secrets: Json<BTreeMap<String, String>>,
+        }
+
+        let rows: Vec<Row> = sqlx::query_as(
+            "select vendor, settings, secrets from practice_accounts where practice_id = $1",
+        )
+        .bind(practice_id)
+        .fetch_all(db)
+        .await?;
         Ok(Self(
             rows.into_iter()
-                .map(|(vendor, settings, Json(secrets))| {
-                    (vendor, StoredAccount { settings, secrets })
+                .map(|row| {
+                    let (settings, Json(secrets)) = (row.settings, row.secrets);
+                    (row.vendor, StoredAccount { settings, secrets })
                 })
                 .collect(),
         ))
@@ -121,14 +128,23 @@ pub async fn erase(
     .await
 }
 
+/// One account's stored secrets, as `keys rotate` reads and rewrites them.
+#[derive(Debug, sqlx::FromRow)]
+pub struct AccountSecrets {
+    pub practice_id: Uuid,
+    pub vendor: Vendor,
+    /// Field column name -> envelope.
+    pub secrets: Json<BTreeMap<String, String>>,
+}
+
 /// A batch of stored secrets for `keys rotate`, after `(practice, vendor)` in key order, locked.
 pub async fn secrets_for_rotation(
     db: &mut PgConnection,
     after: Option<(Uuid, Vendor)>,
     limit: i64,
-) -> Result<Vec<(Uuid, Vendor, BTreeMap<String, String>)>, sqlx::Error> {
+) -> Result<Vec<AccountSecrets>, sqlx::Error> {
     let (after_practice, after_vendor) = after.map_or((Uuid::nil(), ""), |(p, v)| (p, v.as_str()));
-    let rows: Vec<(Uuid, Vendor, Json<BTreeMap<String, String>>)> = sqlx::query_as(
+    sqlx::query_as(
         "select practice_id, vendor, secrets from practice_accounts
          where (practice_id, vendor) > ($1, $2)
          order by practice_id, vendor limit $3 for update",
@@ -137,8 +153,7 @@ pub async fn secrets_for_rotation(
     .bind(after_vendor)
     .bind(limit)
     .fetch_all(db)
-    .await?;
-    Ok(rows.into_iter().map(|(p, v, Json(s))| (p, v, s)).collect())
+    .await
 }
 
 /// Replaces one account's secrets (re-encrypted under the current key).

@@ -354,7 +354,7 @@ pub(crate) async fn begin_change(
     expected_version: Option<i64>,
 ) -> Result<(Transaction<'static, Postgres>, PracticeMessagingConfig), SettingsError> {
     let mut tx = state.pool.begin().await?;
-    let current = PracticeMessagingConfig::load_for_update(&mut *tx, practice_id)
+    let current = PracticeMessagingConfig::load_for_update(&mut tx, practice_id)
         .await?
         .ok_or(SettingsError::UnknownPractice)?;
     if expected_version.is_some_and(|expected| expected != current.settings_version) {

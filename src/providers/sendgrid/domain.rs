@@ -333,7 +333,7 @@ pub async fn verify(
     }
 
     let mut tx = state.pool.begin().await?;
-    let current = PracticeMessagingConfig::load_for_update(&mut *tx, practice_id)
+    let current = PracticeMessagingConfig::load_for_update(&mut tx, practice_id)
         .await?
         .ok_or(DomainError::UnknownPractice)?;
     // Deleted or replaced while SendGrid was validating: these results are about nothing we keep.
