@@ -78,6 +78,14 @@ struct TwilioRequest {
     body: Bytes,
 }
 
+/// What the newer vendors' webhooks need of the service.
+fn context(state: &AppState) -> crate::webhooks::Context<'_> {
+    crate::webhooks::Context {
+        pool: &state.pool,
+        settings: &state.settings,
+    }
+}
+
 /// A header's text; the signature headers read as empty when absent, which every check refuses.
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
@@ -278,7 +286,7 @@ impl FromRequest<AppState> for PostmarkRequest {
 impl PostmarkRequest {
     async fn receive(&self, state: &AppState, route: Route<'_>) -> Result<Json<Receipt>, ApiError> {
         Ok(Json(
-            postmark::receive(state, route, &self.authorization, &self.body).await?,
+            postmark::receive(context(state), route, &self.authorization, &self.body).await?,
         ))
     }
 }
@@ -323,7 +331,9 @@ async fn mailgun_system(
     State(state): State<AppState>,
     RawBody(body): RawBody,
 ) -> Result<Json<Receipt>, ApiError> {
-    Ok(Json(mailgun::receive(&state, Route::System, &body).await?))
+    Ok(Json(
+        mailgun::receive(context(&state), Route::System, &body).await?,
+    ))
 }
 
 /// Mailgun events of a practice's own domain. No practice has its own Mailgun account yet, so
@@ -339,7 +349,7 @@ async fn mailgun_practice(
     RawBody(body): RawBody,
 ) -> Result<Json<Receipt>, ApiError> {
     Ok(Json(
-        mailgun::receive(&state, Route::Practice(&practice), &body).await?,
+        mailgun::receive(context(&state), Route::Practice(&practice), &body).await?,
     ))
 }
 
@@ -378,7 +388,9 @@ impl TelnyxRequest {
             timestamp: &self.timestamp,
             body: &self.body,
         };
-        Ok(Json(telnyx::receive(state, route, delivery).await?))
+        Ok(Json(
+            telnyx::receive(context(state), route, delivery).await?,
+        ))
     }
 }
 

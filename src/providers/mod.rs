@@ -2,6 +2,7 @@
 //! types and traits of this module, so that the factory, the queue, the webhook routing and the
 //! settings page name no vendor.
 
+pub mod email_events;
 pub mod error;
 pub mod mailgun;
 pub mod outbox;
@@ -9,6 +10,7 @@ pub mod postmark;
 pub mod registry;
 pub mod sendgrid;
 pub mod signature;
+pub mod sms_events;
 pub mod telnyx;
 pub mod twilio;
 pub mod urls;

@@ -7,17 +7,21 @@
 //! the first time changes a status or a suppression ledger, so a provider's retries and
 //! duplicate deliveries change nothing twice.
 
-pub mod email;
 pub mod events;
 pub mod ledger;
-pub mod sms;
-pub mod tokens;
 
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{crypto::CryptoError, messaging::suppression::Scope};
+
+/// What a vendor's webhook needs of the service: the database and the configuration.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    pub pool: &'a sqlx::PgPool,
+    pub settings: &'a crate::config::Settings,
+}
 
 /// The route a request came to: the platform's own, or a practice's by the id in its path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod signature;
+pub mod tokens;
 pub mod webhook;
 
 use futures::future::BoxFuture;

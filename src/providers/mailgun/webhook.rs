@@ -13,16 +13,13 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::signature::{self, Signature};
+use super::tokens;
+use crate::providers::email_events::{self as email, EmailEvent};
 use crate::{
-    AppState,
     messaging::suppression::SuppressionReason,
     outreach::status::OutreachStatus,
     providers::Vendor,
-    webhooks::{
-        Receipt, Route, Tenant, WebhookError,
-        email::{self, EmailEvent},
-        tokens,
-    },
+    webhooks::{Context, Receipt, Route, Tenant, WebhookError},
 };
 
 #[derive(Deserialize)]
@@ -35,20 +32,18 @@ struct Body {
 /// Verifies the request's signature and token and ingests its event.
 #[tracing::instrument(skip_all)]
 pub async fn receive(
-    state: &AppState,
+    ctx: Context<'_>,
     route: Route<'_>,
     body: &[u8],
 ) -> Result<Receipt, WebhookError> {
-    crate::webhooks::counted(
-        "mailgun",
-        verify_and_ingest(state, route, body),
-        |receipt| *receipt,
-    )
+    crate::webhooks::counted("mailgun", verify_and_ingest(ctx, route, body), |receipt| {
+        *receipt
+    })
     .await
 }
 
 async fn verify_and_ingest(
-    state: &AppState,
+    ctx: Context<'_>,
     route: Route<'_>,
     body: &[u8],
 ) -> Result<Receipt, WebhookError> {
@@ -58,7 +53,7 @@ async fn verify_and_ingest(
             "no practice has a Mailgun account of its own",
         ));
     };
-    let key = state
+    let key = ctx
         .settings
         .vendors
         .system_mailgun
@@ -77,7 +72,7 @@ async fn verify_and_ingest(
     })?;
     signature::verify(key.expose_secret().as_bytes(), &signed)
         .map_err(|e| WebhookError::unauthenticated(format!("Mailgun signature: {e}")))?;
-    let max_age = state.settings.vendors.mailgun_webhook_max_age;
+    let max_age = ctx.settings.vendors.mailgun_webhook_max_age;
     let signed_at: f64 = signed
         .timestamp
         .trim()
@@ -89,7 +84,7 @@ async fn verify_and_ingest(
         ));
     }
     let event = read(event_data);
-    let mut tx = state.pool.begin().await?;
+    let mut tx = ctx.pool.begin().await?;
     let token = tokens::claim(&mut tx, Vendor::Mailgun, &signed.token, &event.key, max_age).await?;
     if token == tokens::Claim::Taken {
         return Err(WebhookError::unauthenticated(

@@ -9,15 +9,13 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::providers::email_events::{self as email, EmailEvent};
+
 use crate::{
-    AppState,
     messaging::suppression::SuppressionReason,
     outreach::status::OutreachStatus,
     providers::Vendor,
-    webhooks::{
-        Receipt, Route, Tenant, WebhookError,
-        email::{self, EmailEvent},
-    },
+    webhooks::{Context, Receipt, Route, Tenant, WebhookError},
 };
 
 /// The user name Postmark's webhooks authenticate as.
@@ -31,21 +29,21 @@ const MANUALLY_DEACTIVATED: i64 = 100_002;
 /// Verifies the request's basic auth and ingests its event.
 #[tracing::instrument(skip_all)]
 pub async fn receive(
-    state: &AppState,
+    ctx: Context<'_>,
     route: Route<'_>,
     authorization: &str,
     body: &[u8],
 ) -> Result<Receipt, WebhookError> {
     crate::webhooks::counted(
         "postmark",
-        verify_and_ingest(state, route, authorization, body),
+        verify_and_ingest(ctx, route, authorization, body),
         |receipt| *receipt,
     )
     .await
 }
 
 async fn verify_and_ingest(
-    state: &AppState,
+    ctx: Context<'_>,
     route: Route<'_>,
     authorization: &str,
     body: &[u8],
@@ -56,7 +54,7 @@ async fn verify_and_ingest(
             "no practice has a Postmark account of its own",
         ));
     };
-    let password = state
+    let password = ctx
         .settings
         .vendors
         .system_postmark
@@ -67,7 +65,7 @@ async fn verify_and_ingest(
         })?;
     authenticate(authorization, password.expose_secret())?;
     let event = parse(body)?;
-    let mut tx = state.pool.begin().await?;
+    let mut tx = ctx.pool.begin().await?;
     let receipt = email::ingest(&mut tx, Vendor::Postmark, tenant, vec![event]).await?;
     tx.commit().await?;
     Ok(receipt)

@@ -17,9 +17,10 @@ use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::providers::email_events::{EmailLog, Logs, NamesMessage, Target};
+
 use crate::webhooks::{
     Receipt, Route, Tenant, WebhookError,
-    email::{EmailLog, Logs, NamesMessage, Target},
     events::{self, NewEvent},
     ledger,
 };

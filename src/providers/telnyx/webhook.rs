@@ -8,17 +8,12 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::{settings::TelnyxAccount, signature::PublicKey};
+use crate::providers::sms_events::{self as sms, InboundSms, Keyword, SmsLog, opt_out};
 use crate::{
-    AppState,
     messaging::{ProviderKind, settings::PracticeMessagingConfig, suppression::SuppressionSource},
     outreach::status::{self, OutreachStatus, ReportedPrice, StatusChange},
     providers::Vendor,
-    webhooks::{
-        Receipt, Route, Tenant, WebhookError,
-        events::NewEvent,
-        ledger,
-        sms::{self, InboundSms, Keyword, SmsLog, opt_out},
-    },
+    webhooks::{Context, Receipt, Route, Tenant, WebhookError, events::NewEvent, ledger},
 };
 
 /// Telnyx's error for a send to a number that replied STOP to the messaging profile.
@@ -83,25 +78,23 @@ struct Cost {
 /// Verifies the request with the route's public key and applies it.
 #[tracing::instrument(skip_all)]
 pub async fn receive(
-    state: &AppState,
+    ctx: Context<'_>,
     route: Route<'_>,
     request: SignedDelivery<'_>,
 ) -> Result<Receipt, WebhookError> {
-    crate::webhooks::counted(
-        "telnyx",
-        verify_and_apply(state, route, request),
-        |receipt| *receipt,
-    )
+    crate::webhooks::counted("telnyx", verify_and_apply(ctx, route, request), |receipt| {
+        *receipt
+    })
     .await
 }
 
 async fn verify_and_apply(
-    state: &AppState,
+    ctx: Context<'_>,
     route: Route<'_>,
     request: SignedDelivery<'_>,
 ) -> Result<Receipt, WebhookError> {
     let tenant = route.tenant()?;
-    let key = public_key(state, tenant).await?;
+    let key = public_key(ctx, tenant).await?;
     key.verify(
         request.timestamp,
         request.signature,
@@ -124,8 +117,8 @@ async fn verify_and_apply(
         occurred_at: event.occurred_at,
     };
     let stored = match event.event_type.as_str() {
-        "message.received" => receive_message(state, tenant, &event, record).await?,
-        _ => apply_update(state, tenant, &event, record).await?,
+        "message.received" => receive_message(ctx, tenant, &event, record).await?,
+        _ => apply_update(ctx, tenant, &event, record).await?,
     };
     Ok(Receipt {
         received: 1,
@@ -134,15 +127,15 @@ async fn verify_and_apply(
 }
 
 /// The public key of the route's account: `TELNYX_PUBLIC_KEY`, or the practice's own.
-async fn public_key(state: &AppState, tenant: Tenant) -> Result<PublicKey, WebhookError> {
+async fn public_key(ctx: Context<'_>, tenant: Tenant) -> Result<PublicKey, WebhookError> {
     let key = match tenant {
-        Tenant::System => state
+        Tenant::System => ctx
             .settings
             .vendors
             .system_telnyx
             .as_ref()
             .and_then(|system| system.public_key.clone()),
-        Tenant::Practice(id) => PracticeMessagingConfig::load(&state.pool, id)
+        Tenant::Practice(id) => PracticeMessagingConfig::load(ctx.pool, id)
             .await?
             .ok_or_else(|| WebhookError::unauthenticated("no such practice"))?
             .accounts
@@ -157,7 +150,7 @@ async fn public_key(state: &AppState, tenant: Tenant) -> Result<PublicKey, Webho
 }
 
 async fn receive_message(
-    state: &AppState,
+    ctx: Context<'_>,
     tenant: Tenant,
     event: &Event,
     record: NewEvent,
@@ -189,17 +182,17 @@ async fn receive_message(
             ..record
         },
     };
-    Ok(sms::receive_inbound(&state.pool, tenant, inbound).await?)
+    Ok(sms::receive_inbound(ctx.pool, tenant, inbound).await?)
 }
 
 async fn apply_update(
-    state: &AppState,
+    ctx: Context<'_>,
     tenant: Tenant,
     event: &Event,
     record: NewEvent,
 ) -> Result<bool, WebhookError> {
     let message = &event.payload;
-    let mut tx = state.pool.begin().await?;
+    let mut tx = ctx.pool.begin().await?;
     let log = SmsLog::find(&mut tx, &message.id, tenant).await?;
     let record = NewEvent {
         practice_id: log

@@ -16,12 +16,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use sqlx::PgConnection;
 
-use crate::webhooks::{
-    Receipt, Route, Tenant, WebhookError,
-    events::NewEvent,
-    ledger,
-    sms::{self, InboundSms, Keyword, SmsLog, opt_out},
-};
+use crate::providers::sms_events::{self as sms, InboundSms, Keyword, SmsLog, opt_out};
+
+use crate::webhooks::{Receipt, Route, Tenant, WebhookError, events::NewEvent, ledger};
 use crate::{
     AppState,
     config::Settings,

@@ -9,7 +9,7 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use super::{
+use crate::webhooks::{
     Receipt, Tenant,
     events::{self, NewEvent},
     ledger,

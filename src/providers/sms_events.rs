@@ -4,7 +4,7 @@
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::{
+use crate::webhooks::{
     Tenant,
     events::{self, NewEvent},
     ledger,
