@@ -20,6 +20,10 @@ create table practice_accounts (
     settings jsonb not null default '{}',
     -- field name -> encryption envelope
     secrets jsonb not null default '{}',
+    -- When a test send through the account was first accepted since its credentials or sender
+    -- last changed: what confirms a vendor whose credential check cannot prove the sender
+    -- (Postmark's server token says nothing about the From address).
+    sending_confirmed_at timestamptz,
     created_at timestamptz not null default now(),
     updated_at timestamptz not null default now(),
     primary key (practice_id, vendor)

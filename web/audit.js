@@ -8,6 +8,8 @@ const ACTIONS = {
   'email.delete': 'Removed the own email account',
   'sms.update': 'Changed the SMS account',
   'sms.delete': 'Removed the own SMS account',
+  'email.confirm': 'A test confirmed the own email account',
+  'sms.confirm': 'A test confirmed the own SMS account',
   'email.domain.set_up': 'Set up the email domain',
   'email.domain.verify': 'Domain verification changed',
   'email.domain.delete': 'Removed the email domain',

@@ -7,12 +7,16 @@ import {
 } from './dom.js';
 
 const CUSTOM = 'custom_sendgrid';
+const POSTMARK = 'custom_postmark';
+const RADIOS = { system_sendgrid: 'email-provider-system', [CUSTOM]: 'email-provider-custom', [POSTMARK]: 'email-provider-postmark' };
 
 /** The API's field names on each form, and the inputs that show their errors. */
 const emailFormErrors = () => new FormErrors('email-form-error', {
   provider: 'email-provider-system',
   sendgridApiKey: 'sendgrid-api-key',
   webhookVerifyKey: 'webhook-verify-key',
+  postmarkServerToken: 'postmark-server-token',
+  postmarkMessageStream: 'postmark-stream',
   fromEmail: 'from-email',
   fromName: 'from-name',
   fallbackEnabled: 'email-fallback',
@@ -24,15 +28,16 @@ const domainFormErrors = () => new FormErrors('domain-error', {
 const testFormErrors = () => new FormErrors('email-test-error', { to: 'email-test-to' });
 
 /** What is on screen, so actions can redraw after answering without reading everything again. */
-const shown = { domain: null, editable: false };
+const shown = { domain: null, editable: false, email: null };
 
 export function renderEmail(settings, domain, session) {
   shown.domain = domain;
   shown.editable = mayEdit(session);
   const email = settings.email;
 
+  shown.email = email;
   $('email-form-body').disabled = !shown.editable;
-  $(email.provider === CUSTOM ? 'email-provider-custom' : 'email-provider-system').checked = true;
+  $(RADIOS[email.provider] ?? RADIOS.system_sendgrid).checked = true;
   $('sendgrid-api-key').value = '';
   $('sendgrid-api-key-state').textContent = secretState(
     email.sendgridApiKeyConfigured, email.sendgridApiKeyLast4, 'Not configured: paste a key from SendGrid, Settings > API Keys.',
@@ -42,17 +47,29 @@ export function renderEmail(settings, domain, session) {
     ? 'Configured: delivery events from your SendGrid account are checked against it. Leave empty to keep it.'
     : 'Not configured. Dentite creates the signed event webhook itself when your API key may manage event webhooks; '
       + 'otherwise create one in SendGrid posting to the address below and paste its verification key here.';
-  $('from-email').value = email.fromEmail ?? '';
-  $('from-name').value = email.fromName ?? '';
+  const postmark = email.postmark;
+  $('postmark-server-token').value = '';
+  $('postmark-server-token-state').textContent = secretState(
+    postmark.postmarkServerTokenConfigured, postmark.postmarkServerTokenLast4,
+    'Not configured: Postmark, your server, API Tokens.',
+  );
+  $('postmark-stream').value = postmark.postmarkMessageStream;
+  $('postmark-webhook-state').textContent = postmark.webhookId
+    ? 'Dentite created the webhook on your Postmark server. It posts delivery events to:'
+    : 'Add a webhook to your Postmark server (Webhooks, Add webhook) posting to:';
+  $('postmark-webhook-url').textContent = postmark.webhookUrl;
+  $('postmark-webhook-user').textContent = postmark.webhookUsername;
+  $('postmark-webhook-password').textContent = postmark.webhookPassword ?? 'shown to owners and admins';
   $('email-fallback').checked = email.fallbackEnabled;
   showCustomFields();
 
-  show($('email-remove'), email.provider === CUSTOM || email.sendgridApiKeyConfigured);
+  show($('email-remove'), email.provider !== 'system_sendgrid' || email.sendgridApiKeyConfigured
+    || postmark.postmarkServerTokenConfigured);
   const blocker = $('email-blocker');
   blocker.textContent = email.customBlocker
     ? `Your own account is not sending yet: ${email.customBlocker}. Until then, email goes through Dentite's shared account.`
     : '';
-  show(blocker, Boolean(email.customBlocker) && email.provider === CUSTOM);
+  show(blocker, Boolean(email.customBlocker) && email.provider !== 'system_sendgrid');
   $('email-webhook-url').textContent = email.webhookUrl;
   showLastTest($('email-last-test'), email.lastTestedAt);
 
@@ -63,12 +80,23 @@ function selectedProvider() {
   return document.querySelector('input[name="email-provider"]:checked')?.value;
 }
 
+/** The stored sender of the account `provider` names: SendGrid's, or the Postmark server's. */
+function fillSender(provider) {
+  const email = shown.email;
+  const sender = provider === POSTMARK ? email.postmark : email;
+  $('from-email').value = sender.fromEmail ?? '';
+  $('from-name').value = sender.fromName ?? '';
+}
+
 /** The credential fields only concern your own account. */
 function showCustomFields() {
-  const custom = selectedProvider() === CUSTOM;
-  show($('email-custom-fields'), custom);
-  show($('email-check'), custom);
-  show($('email-webhook'), custom);
+  const provider = selectedProvider();
+  show($('email-custom-fields'), provider === CUSTOM);
+  show($('postmark-fields'), provider === POSTMARK);
+  show($('email-check'), provider === CUSTOM || provider === POSTMARK);
+  show($('email-webhook'), provider === CUSTOM);
+  show($('postmark-webhook'), provider === POSTMARK && shown.email.postmark.postmarkServerTokenConfigured);
+  fillSender(provider);
 }
 
 function renderDomain(domain, email) {
@@ -139,12 +167,19 @@ async function saveEmail(event) {
   if (newKey) body.sendgridApiKey = newKey;
   const verifyKey = custom ? $('webhook-verify-key').value.trim() : '';
   if (verifyKey) body.webhookVerifyKey = verifyKey;
+  const postmark = provider === POSTMARK;
+  const newToken = postmark ? $('postmark-server-token').value.trim() : '';
+  if (newToken) body.postmarkServerToken = newToken;
+  const stream = postmark ? $('postmark-stream').value.trim() : '';
+  if (stream) body.postmarkMessageStream = stream;
+  setStatus($('postmark-server-token-answer'), '');
+  const checking = (newKey && 'Checking the key with SendGrid…') || (newToken && 'Checking the token with Postmark…');
 
   try {
-    const update = await busy($('email-save'), newKey ? 'Checking the key with SendGrid…' : 'Saving…',
-      () => settingsApi.saveEmail(body));
+    const update = await busy($('email-save'), checking || 'Saving…', () => settingsApi.saveEmail(body));
     renderEmail(update.settings, shown.domain, currentSession());
     if (newKey) setStatus($('sendgrid-api-key-answer'), 'SendGrid accepted this key, and it is saved.', 'ok');
+    if (newToken) setStatus($('postmark-server-token-answer'), 'Postmark accepted this token, and it is saved.', 'ok');
     setStatus($('email-form-status'), 'Email settings saved.', 'ok');
     showNotes($('email-notes'), update.notes);
   } catch (error) {
@@ -152,7 +187,30 @@ async function saveEmail(event) {
   }
 }
 
+async function checkToken() {
+  const errors = emailFormErrors();
+  errors.clear();
+  const answer = $('postmark-server-token-answer');
+  setStatus(answer, '');
+  const token = $('postmark-server-token').value.trim();
+  try {
+    const check = await busy($('email-check'), 'Checking with Postmark…',
+      () => settingsApi.validateEmail({ provider: POSTMARK, ...(token ? { postmarkServerToken: token } : {}) }));
+    if (check.valid) {
+      setStatus(answer, `Postmark accepts ${token ? 'this token' : 'the saved token'}.${token ? ' It is not saved yet.' : ''}`, 'ok');
+    } else {
+      setStatus(answer, sentence(check.reason ?? 'Postmark does not accept this token.'), 'error');
+    }
+  } catch (error) {
+    errors.show(error);
+  }
+}
+
 async function checkKey() {
+  if (selectedProvider() === POSTMARK) {
+    await checkToken();
+    return;
+  }
   const errors = emailFormErrors();
   errors.clear();
   const answer = $('sendgrid-api-key-answer');
@@ -181,9 +239,9 @@ async function checkKey() {
 
 async function removeCustom() {
   const confirmed = await confirmAction({
-    title: 'Remove your SendGrid account?',
-    message: 'Email goes back to Dentite\'s shared account. The API key, the event webhook key and the domain settings '
-      + 'stored here are erased. Your SendGrid account itself is not changed.',
+    title: 'Remove your own email account?',
+    message: 'Email goes back to Dentite\'s shared account. The SendGrid key, event webhook key and domain settings '
+      + 'and the Postmark server token stored here are erased. Your SendGrid and Postmark accounts are not changed.',
     confirmLabel: 'Remove custom configuration',
   });
   if (!confirmed) return;
@@ -354,4 +412,8 @@ export function initEmail(page) {
   const webhookCopy = copyButton(() => $('email-webhook-url').textContent, 'Copy the event webhook address',
     $('email-webhook-url'));
   $('email-webhook-url').after(webhookCopy);
+  for (const [id, label] of [['postmark-webhook-url', 'Copy the Postmark webhook address'],
+    ['postmark-webhook-password', 'Copy the Postmark webhook password']]) {
+    $(id).after(copyButton(() => $(id).textContent, label, $(id)));
+  }
 }

@@ -16,7 +16,7 @@ use super::{
 use crate::{
     AppState,
     audit::{self, AuditPage},
-    auth::PracticeCaller,
+    auth::{PracticeCaller, Role},
     error::{ApiError, ErrorBody},
     messaging::{
         Channel,
@@ -99,7 +99,12 @@ async fn get_settings(
     State(state): State<AppState>,
     caller: PracticeCaller,
 ) -> Result<Json<MessagingSettings>, ApiError> {
-    Ok(Json(settings::view(&state, caller.practice_id).await?))
+    let mut view = settings::view(&state, caller.practice_id).await?;
+    if caller.role == Role::Staff {
+        // Whoever holds it can post events for the practice's messages; staff change nothing.
+        view.email.postmark.webhook_password = None;
+    }
+    Ok(Json(view))
 }
 
 /// Chooses the email account. A new SendGrid key is checked (`GET /v3/scopes`, must allow

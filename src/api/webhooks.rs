@@ -83,6 +83,7 @@ fn context(state: &AppState) -> crate::webhooks::Context<'_> {
     crate::webhooks::Context {
         pool: &state.pool,
         settings: &state.settings,
+        keyring: &state.keyring,
     }
 }
 
@@ -305,12 +306,12 @@ async fn postmark_system(
     request.receive(&state, Route::System).await
 }
 
-/// Postmark events of a practice's own server. No practice has its own Postmark account yet,
-/// so every request is refused with 401.
+/// Postmark events of a practice's own server, authenticated with user `postmark` and the
+/// password generated for the practice (shown by `GET /api/practice-settings/messaging`).
 #[utoipa::path(post, path = "/api/webhooks/postmark/{practiceId}", tag = "webhooks", params(("practiceId" = String, Path, description = "the practice whose password authenticates the request"), PostmarkRequest),
     request_body(content = Object, description = "one Postmark webhook event, by RecordType"),
     responses((status = 200, body = Receipt), (status = "4XX", body = ErrorBody,
-        description = "400 malformed JSON, 401 wrong credentials or no Postmark account of the practice, 413 body over 5 MiB"),
+        description = "400 malformed JSON, 401 wrong credentials, unknown practice or no Postmark server of the practice, 413 body over 5 MiB"),
         (status = 503, body = ErrorBody)))]
 async fn postmark_practice(
     State(state): State<AppState>,

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, Utc};
 use serde::{Serialize, de::DeserializeOwned};
 use sqlx::{PgConnection, PgExecutor, types::Json};
 use uuid::Uuid;
@@ -17,6 +18,8 @@ pub struct StoredAccount {
     pub settings: serde_json::Value,
     /// Field column name -> envelope.
     pub secrets: BTreeMap<String, String>,
+    /// When a test send through it was accepted since its credentials or sender last changed.
+    pub sending_confirmed_at: Option<DateTime<Utc>>,
 }
 
 impl StoredAccount {
@@ -51,10 +54,12 @@ impl StoredAccounts {
             vendor: Vendor,
             settings: serde_json::Value,
             secrets: Json<BTreeMap<String, String>>,
+            sending_confirmed_at: Option<DateTime<Utc>>,
         }
 
         let rows: Vec<Row> = sqlx::query_as(
-            "select vendor, settings, secrets from practice_accounts where practice_id = $1",
+            "select vendor, settings, secrets, sending_confirmed_at from practice_accounts
+             where practice_id = $1",
         )
         .bind(practice_id)
         .fetch_all(db)
@@ -62,8 +67,13 @@ impl StoredAccounts {
         Ok(Self(
             rows.into_iter()
                 .map(|row| {
-                    let (settings, Json(secrets)) = (row.settings, row.secrets);
-                    (row.vendor, StoredAccount { settings, secrets })
+                    let Json(secrets) = row.secrets;
+                    let account = StoredAccount {
+                        settings: row.settings,
+                        secrets,
+                        sending_confirmed_at: row.sending_confirmed_at,
+                    };
+                    (row.vendor, account)
                 })
                 .collect(),
         ))
@@ -71,46 +81,49 @@ impl StoredAccounts {
 }
 
 /// Writes a practice's account of `vendor` whole, in the caller's transaction (the settings
-/// change that also bumps the practice's version and audits it).
+/// change that also bumps the practice's version and audits it). `sending_confirmed_at` is kept
+/// by the caller when nothing it confirmed changed, and cleared otherwise.
 pub async fn save(
     db: &mut PgConnection,
     practice_id: Uuid,
     vendor: Vendor,
     settings: &impl Serialize,
     secrets: &BTreeMap<String, String>,
+    sending_confirmed_at: Option<DateTime<Utc>>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "insert into practice_accounts (practice_id, vendor, settings, secrets)
-         values ($1, $2, $3, $4)
+        "insert into practice_accounts (practice_id, vendor, settings, secrets, sending_confirmed_at)
+         values ($1, $2, $3, $4, $5)
          on conflict (practice_id, vendor)
-         do update set settings = excluded.settings, secrets = excluded.secrets, updated_at = now()",
+         do update set settings = excluded.settings, secrets = excluded.secrets,
+             sending_confirmed_at = excluded.sending_confirmed_at, updated_at = now()",
     )
     .bind(practice_id)
     .bind(vendor)
     .bind(Json(settings))
     .bind(Json(secrets))
+    .bind(sending_confirmed_at)
     .execute(db)
     .await?;
     Ok(())
 }
 
-/// Changes the settings of a stored account, keeping its secrets; does nothing without one.
-pub async fn update_settings(
-    db: impl PgExecutor<'_>,
+/// Records that a test send through the practice's account of `vendor` was accepted; returns
+/// whether it was not confirmed before (the caller then commits it as a settings change).
+pub async fn confirm_sending(
+    db: &mut PgConnection,
     practice_id: Uuid,
     vendor: Vendor,
-    settings: &impl Serialize,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "update practice_accounts set settings = $3, updated_at = now()
-         where practice_id = $1 and vendor = $2",
+) -> Result<bool, sqlx::Error> {
+    let confirmed = sqlx::query(
+        "update practice_accounts set sending_confirmed_at = now(), updated_at = now()
+         where practice_id = $1 and vendor = $2 and sending_confirmed_at is null",
     )
     .bind(practice_id)
     .bind(vendor)
-    .bind(Json(settings))
     .execute(db)
     .await?;
-    Ok(())
+    Ok(confirmed.rows_affected() > 0)
 }
 
 /// Removes the practice's accounts of `vendors`; returns the vendors that had one.

@@ -233,6 +233,16 @@ impl MessagingServiceFactory {
         self.attempt(sender, message, reason).await
     }
 
+    /// Delivers through `sender` alone, with no other account to move on to: a test send through
+    /// an account that must prove itself.
+    pub async fn deliver_through(
+        &self,
+        sender: &Arc<Sender>,
+        message: &OutgoingMessage,
+    ) -> Result<Delivery, DeliveryError> {
+        self.attempt(sender, message, None).await
+    }
+
     /// One account, one try: the ledger first, then the provider.
     async fn attempt(
         &self,

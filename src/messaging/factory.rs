@@ -29,8 +29,8 @@ use super::{
     twilio::TwilioClient,
 };
 use crate::providers::{
-    Account, MessageSender, ProviderContext, Secrets, Vendor, registry,
-    telnyx::client::TelnyxClient, urls::OurUrls,
+    Account, MessageSender, ProviderContext, Secrets, Vendor, postmark::client::PostmarkClient,
+    registry, telnyx::client::TelnyxClient, urls::OurUrls,
 };
 use crate::{
     config::Settings,
@@ -81,6 +81,9 @@ pub struct Route {
     pub fallback_enabled: bool,
     /// Why a chosen custom account is not used (incomplete, unverified).
     pub custom_blocker: Option<&'static str>,
+    /// The chosen custom account when only a successful test send is missing: test sends go
+    /// through it, nothing else does.
+    pub awaiting_test: Option<Arc<Sender>>,
 }
 
 impl Route {
@@ -312,6 +315,11 @@ impl MessagingServiceFactory {
             .webhook(vendor.as_str(), Some(practice_id))
     }
 
+    /// A Postmark client for checking a server token that is not saved yet.
+    pub fn postmark_client(&self, server_token: SecretString) -> PostmarkClient {
+        crate::providers::postmark::client(&self.providers, server_token)
+    }
+
     /// A Telnyx client for checking an API key that is not saved yet.
     pub fn telnyx_client(&self, api_key: SecretString) -> TelnyxClient {
         crate::providers::telnyx::client(&self.providers, api_key)
@@ -348,11 +356,18 @@ impl MessagingServiceFactory {
         };
         let custom_blocker = config.custom_blocker(channel);
         let chosen = config.chosen(channel);
-        let custom = match registry::global().practice_accounts(chosen.vendor()) {
-            Some(provider) if chosen.is_custom() && custom_blocker.is_none() => provider
-                .custom_account(&self.providers, config, self)?
-                .map(|account| Arc::new(account.into())),
-            _ => None,
+        let provider = registry::global()
+            .practice_accounts(chosen.vendor())
+            .filter(|_| chosen.is_custom());
+        let build = |provider: &dyn crate::providers::PracticeAccounts| {
+            provider
+                .custom_account(&self.providers, config, self)
+                .map(|account| account.map(|account| Arc::new(Sender::from(account))))
+        };
+        let (custom, awaiting_test) = match provider {
+            Some(provider) if custom_blocker.is_none() => (build(provider)?, None),
+            Some(provider) if provider.awaits_test_send(config) => (None, build(provider)?),
+            _ => (None, None),
         };
         Ok(Arc::new(Route {
             practice_id: config.id,
@@ -361,6 +376,7 @@ impl MessagingServiceFactory {
             system: self.system_senders(channel).clone(),
             fallback_enabled,
             custom_blocker,
+            awaiting_test,
         }))
     }
 

@@ -324,6 +324,11 @@ pub trait Provider: Send + Sync {
 pub trait PracticeAccounts: Send + Sync {
     /// Why the practice's chosen own account of this vendor cannot send yet, if it cannot.
     fn custom_blocker(&self, config: &PracticeMessagingConfig) -> Option<&'static str>;
+    /// Whether the account is complete and only a test send Postmark-style acceptance is
+    /// missing: a test send then goes through it (and nothing else does until one succeeds).
+    fn awaits_test_send(&self, _config: &PracticeMessagingConfig) -> bool {
+        false
+    }
     /// The practice's own account; `Ok(None)` while it is incomplete. Secrets are decrypted
     /// through `secrets`, which binds each to the practice and field.
     fn custom_account(

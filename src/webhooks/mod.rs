@@ -16,11 +16,13 @@ use uuid::Uuid;
 
 use crate::{crypto::CryptoError, messaging::suppression::Scope};
 
-/// What a vendor's webhook needs of the service: the database and the configuration.
+/// What a vendor's webhook needs of the service: the database, the configuration and the keys.
 #[derive(Clone, Copy)]
 pub struct Context<'a> {
     pub pool: &'a sqlx::PgPool,
     pub settings: &'a crate::config::Settings,
+    /// Decrypts a practice's stored webhook secrets.
+    pub keyring: &'a crate::crypto::Keyring,
 }
 
 /// The route a request came to: the platform's own, or a practice's by the id in its path.

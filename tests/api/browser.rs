@@ -995,6 +995,85 @@ async fn an_owner_saves_a_telnyx_number_after_telnyx_refuses_it_at_its_field() {
 }
 
 #[tokio::test]
+async fn an_owner_saves_a_postmark_server_after_a_refused_token_is_shown_at_its_field() {
+    use wiremock::{
+        Mock,
+        matchers::{header, method, path},
+    };
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
+    let app = spawn_app().await;
+    let practice = app.create_practice("Smile Dental").await;
+    let owner = user(&app, practice, Role::Owner).await;
+    let (bad, good) = ("not-a-real-token", "b7bc2f4a-e38e-4336-af7d-token0000042");
+    Mock::given(method("GET"))
+        .and(path("/server"))
+        .and(header("X-Postmark-Server-Token", bad))
+        .respond_with(
+            ResponseTemplate::new(401)
+                .set_body_json(json!({"ErrorCode": 10, "Message": "Invalid API token"})),
+        )
+        .mount(&app.vendors)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/server"))
+        .and(header("X-Postmark-Server-Token", good))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"Name": "Smile", "DeliveryType": "Live"})),
+        )
+        .expect(1)
+        .mount(&app.vendors)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/webhooks"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"ID": 77})))
+        .expect(1)
+        .mount(&app.vendors)
+        .await;
+    let browser = chromium.open(&app, DESKTOP).await;
+    browser.sign_in(&owner).await;
+
+    browser.click("#email-provider-postmark").await;
+    browser.visible("#postmark-fields").await;
+    browser.type_into("#postmark-server-token", bad).await;
+    browser
+        .type_into("#from-email", "desk@smiledental.com")
+        .await;
+    browser.type_into("#from-name", "Smile Dental").await;
+    browser.click("#email-save").await;
+    browser
+        .text_containing(
+            "#postmark-server-token-error",
+            "Postmark rejected this server token: Invalid API token",
+        )
+        .await;
+    assert_eq!(browser.focused_id().await, "postmark-server-token");
+
+    browser.type_into("#postmark-server-token", good).await;
+    browser.click("#email-save").await;
+    browser
+        .text_containing("#email-form-status", "Email settings saved.")
+        .await;
+    browser
+        .text_containing("#postmark-server-token-state", "ends in 0042")
+        .await;
+    browser
+        .text_containing("#email-blocker", "send a test email")
+        .await;
+    browser
+        .text_containing(
+            "#postmark-webhook-url",
+            &format!("/api/webhooks/postmark/{practice}"),
+        )
+        .await;
+    let password = browser.text("#postmark-webhook-password").await.unwrap();
+    assert_eq!(password.len(), 43, "{password}");
+    browser.close().await;
+}
+
+#[tokio::test]
 async fn the_tabs_follow_the_arrow_keys() {
     let Some(chromium) = Chromium::installed() else {
         return;

@@ -9,6 +9,7 @@
 //! notification ([`commit_change`]). Nothing here knows HTTP: `api::settings` maps
 //! [`SettingsError`] to statuses.
 
+mod email;
 mod sms;
 mod status;
 
@@ -21,11 +22,11 @@ use sqlx::{PgPool, Postgres, Transaction};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-pub use crate::providers::sendgrid::settings::{
-    EmailSettingsRequest, EmailValidation, EmailValidationRequest, delete_email, update_email,
-    validate_email,
-};
+pub use crate::providers::sendgrid::settings::EmailValidation;
 pub use crate::providers::twilio::settings::SmsValidation;
+pub use email::{
+    EmailSettingsRequest, EmailValidationRequest, delete_email, update_email, validate_email,
+};
 pub use sms::{SmsSettingsRequest, SmsValidationRequest, delete_sms, update_sms, validate_sms};
 pub use status::{
     ChannelStatus, MessagingStatus, TestSendRequest, TestSendResult, UsageCounts, send_test, status,
@@ -39,7 +40,10 @@ use crate::{
     AppState,
     auth::PracticeCaller,
     crypto::{CredentialField, CryptoError, Keyring},
-    providers::{Vendor, sendgrid::domain::DomainState, telnyx::settings::TelnyxSettingsView},
+    providers::{
+        Vendor, postmark::settings::PostmarkSettingsView, sendgrid::domain::DomainState,
+        telnyx::settings::TelnyxSettingsView,
+    },
     types::FieldErrors,
 };
 
@@ -154,7 +158,7 @@ pub struct MessagingSettings {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EmailSettings {
-    /// `system_sendgrid` or `custom_sendgrid`.
+    /// `system_sendgrid`, `custom_sendgrid` or `custom_postmark`.
     pub provider: ProviderKind,
     pub sendgrid_api_key_configured: bool,
     pub sendgrid_api_key_last4: Option<String>,
@@ -171,6 +175,8 @@ pub struct EmailSettings {
     pub last_tested_at: Option<DateTime<Utc>>,
     /// Why the chosen custom account cannot send yet (mail then goes through the system account).
     pub custom_blocker: Option<String>,
+    /// The practice's own Postmark server, as stored.
+    pub postmark: PostmarkSettingsView,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -232,6 +238,7 @@ impl MessagingSettings {
         );
         let api_key = read(CredentialField::SendGridApiKey)?;
         let telnyx_key = read(CredentialField::TelnyxApiKey)?;
+        let postmark_token = read(CredentialField::PostmarkServerToken)?;
         let sms_blocker = sid
             .unreadable
             .clone()
@@ -253,7 +260,17 @@ impl MessagingSettings {
                 last_tested_at: config.email_last_tested_at,
                 custom_blocker: api_key
                     .unreadable
+                    .or(postmark_token.unreadable)
                     .or_else(|| config.custom_email_blocker().map(str::to_string)),
+                postmark: PostmarkSettingsView::new(
+                    &state.keyring,
+                    config,
+                    postmark_token.configured,
+                    postmark_token.last4,
+                    state
+                        .messaging
+                        .practice_webhook_url(Vendor::Postmark, config.id),
+                ),
             },
             sms: SmsSettings {
                 provider: config.sms_provider,
@@ -417,7 +434,7 @@ pub(crate) fn parse_provider(
     let (allowed, choices): (&[ProviderKind], &str) = match channel {
         Channel::Email => (
             &[ProviderKind::SystemSendgrid, ProviderKind::CustomSendgrid],
-            "system_sendgrid or custom_sendgrid",
+            "system_sendgrid, custom_sendgrid or custom_postmark",
         ),
         Channel::Sms => (
             &[ProviderKind::SystemTwilio, ProviderKind::CustomTwilio],

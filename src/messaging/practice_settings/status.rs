@@ -224,7 +224,15 @@ pub async fn send_test(
     };
     crate::outreach::logs::record_test_send(&state.pool, &message).await?;
 
-    let delivery = match state.messaging.deliver(&message, true).await {
+    // A custom account that waits for its first accepted test is tried alone: the test is what
+    // confirms it, and a fallback would prove nothing.
+    let route = state.messaging.route(config.id, channel).await?;
+    let awaiting = route.awaiting_test.clone();
+    let delivering = match &awaiting {
+        Some(sender) => state.messaging.deliver_through(sender, &message).await,
+        None => state.messaging.deliver(&message, true).await,
+    };
+    let delivery = match delivering {
         Ok(delivery) => delivery,
         Err(error) => {
             // Leave no log stuck in `sending`.
@@ -251,6 +259,25 @@ pub async fn send_test(
             .await?;
         // The trigger tells every instance; this one must show the change on the next read.
         state.messaging.invalidate(config.id).await;
+    }
+    if delivered && let Some(sender) = awaiting {
+        let mut tx = state.pool.begin().await?;
+        if crate::messaging::accounts::confirm_sending(&mut tx, config.id, sender.kind().vendor())
+            .await?
+        {
+            super::commit_change(
+                tx,
+                &state.messaging,
+                config.id,
+                Some(caller.user_id),
+                match channel {
+                    Channel::Email => "email.confirm",
+                    Channel::Sms => "sms.confirm",
+                },
+                &["sendingConfirmed"],
+            )
+            .await?;
+        }
     }
     Ok(TestSendResult {
         delivered,

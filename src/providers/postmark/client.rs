@@ -78,17 +78,119 @@ impl PostmarkClient {
             message_id: String,
         }
 
-        let request = self
-            .http
-            .post(format!("{}/email", self.base_url))
-            .header(TOKEN_HEADER, self.server_token.expose_secret())
-            .header(ACCEPT, "application/json")
-            .json(email);
+        let request = self.request(reqwest::Method::POST, "/email").json(email);
         let response = provider_error::send(PROVIDER, request, classify).await?;
         let Sent { message_id } = provider_error::json_body(PROVIDER, response).await?;
         Ok(SendAccepted {
             provider_message_id: Some(message_id),
         })
+    }
+}
+
+/// The server a token belongs to, as the credential check reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Server {
+    pub name: String,
+    /// `Live`, or `Sandbox` (which accepts mail and delivers none).
+    pub delivery_type: String,
+}
+
+/// The outbound webhook this service asks Postmark to create for a practice's server.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NewWebhook<'a> {
+    pub url: &'a str,
+    pub message_stream: &'a str,
+    pub http_auth: HttpAuth<'a>,
+    pub triggers: Triggers,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HttpAuth<'a> {
+    pub username: &'a str,
+    pub password: &'a str,
+}
+
+/// The events the webhook posts: deliveries, bounces, spam complaints and subscription changes
+/// (opens and clicks are off: they change nothing a practice must act on).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Triggers {
+    pub delivery: Trigger,
+    pub bounce: Trigger,
+    pub spam_complaint: Trigger,
+    pub subscription_change: Trigger,
+    pub open: Trigger,
+    pub click: Trigger,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Trigger {
+    pub enabled: bool,
+}
+
+impl Triggers {
+    pub fn delivery_and_suppressions() -> Self {
+        let on = || Trigger { enabled: true };
+        let off = || Trigger { enabled: false };
+        Self {
+            delivery: on(),
+            bounce: on(),
+            spam_complaint: on(),
+            subscription_change: on(),
+            open: off(),
+            click: off(),
+        }
+    }
+}
+
+impl PostmarkClient {
+    /// `GET /server`: the cheap credential check, sending nothing.
+    pub async fn server(&self) -> Result<Server, ProviderError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct Wire {
+            #[serde(default)]
+            name: String,
+            #[serde(default)]
+            delivery_type: String,
+        }
+
+        let request = self.request(reqwest::Method::GET, "/server");
+        let response = provider_error::send(PROVIDER, request, classify).await?;
+        let Wire {
+            name,
+            delivery_type,
+        } = provider_error::json_body(PROVIDER, response).await?;
+        Ok(Server {
+            name,
+            delivery_type,
+        })
+    }
+
+    /// `POST /webhooks`; returns the new webhook's `ID`.
+    pub async fn create_webhook(&self, webhook: &NewWebhook<'_>) -> Result<i64, ProviderError> {
+        #[derive(Deserialize)]
+        struct Created {
+            #[serde(rename = "ID")]
+            id: i64,
+        }
+
+        let request = self
+            .request(reqwest::Method::POST, "/webhooks")
+            .json(webhook);
+        let response = provider_error::send(PROVIDER, request, classify).await?;
+        let Created { id } = provider_error::json_body(PROVIDER, response).await?;
+        Ok(id)
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base_url))
+            .header(TOKEN_HEADER, self.server_token.expose_secret())
+            .header(ACCEPT, "application/json")
     }
 }
 

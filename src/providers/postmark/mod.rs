@@ -2,18 +2,32 @@
 //! which Postmark authenticates with HTTP basic auth rather than a signature.
 
 pub mod client;
+pub mod settings;
 pub mod webhook;
 
 use futures::future::BoxFuture;
 
 use self::client::{Header, OutgoingEmail, PostmarkClient};
-use crate::providers::{
-    Accepted, Account, Channel, MessageSender, OutgoingMessage, Provider, ProviderContext,
-    ProviderError, ProviderKind, Vendor, mailbox,
+use crate::{
+    crypto::CredentialField,
+    messaging::{factory::FactoryError, settings::PracticeMessagingConfig},
+    providers::{
+        Accepted, Account, Channel, MessageSender, OutgoingMessage, PracticeAccounts, Provider,
+        ProviderContext, ProviderError, ProviderKind, Secrets, Vendor, mailbox,
+    },
 };
 
 /// Postmark in the registry.
 pub struct Postmark;
+
+/// A Postmark client for a server token against the configured API base.
+pub fn client(ctx: &ProviderContext, server_token: secrecy::SecretString) -> PostmarkClient {
+    PostmarkClient::new(
+        ctx.http.clone(),
+        ctx.settings.vendors.postmark_api_base_url.as_str(),
+        server_token,
+    )
+}
 
 struct EmailSender {
     client: PostmarkClient,
@@ -50,7 +64,67 @@ impl MessageSender for EmailSender {
     }
 }
 
+impl PracticeAccounts for Postmark {
+    fn custom_blocker(&self, config: &PracticeMessagingConfig) -> Option<&'static str> {
+        let stored = config.accounts.get(Vendor::Postmark);
+        let account = settings::stored_account(config);
+        if stored
+            .and_then(|s| s.envelope(CredentialField::PostmarkServerToken))
+            .is_none()
+        {
+            Some("custom Postmark has no server token")
+        } else if account.from_email.is_none() {
+            Some("custom Postmark has no from address")
+        } else if stored.is_some_and(|s| s.sending_confirmed_at.is_none()) {
+            Some("custom Postmark's sender is not confirmed yet: send a test email")
+        } else {
+            None
+        }
+    }
+
+    fn awaits_test_send(&self, config: &PracticeMessagingConfig) -> bool {
+        let stored = config.accounts.get(Vendor::Postmark);
+        stored.is_some_and(|s| {
+            s.envelope(CredentialField::PostmarkServerToken).is_some()
+                && s.sending_confirmed_at.is_none()
+        }) && settings::stored_account(config).from_email.is_some()
+    }
+
+    fn custom_account(
+        &self,
+        ctx: &ProviderContext,
+        config: &PracticeMessagingConfig,
+        secrets: &dyn Secrets,
+    ) -> Result<Option<Account>, FactoryError> {
+        let Some(stored) = config.accounts.get(Vendor::Postmark) else {
+            return Ok(None);
+        };
+        let account = settings::stored_account(config);
+        let token = secrets.decrypt(
+            config,
+            CredentialField::PostmarkServerToken,
+            stored.envelope(CredentialField::PostmarkServerToken),
+        )?;
+        let (Some(token), Some(from_email)) = (token, account.from_email.as_deref()) else {
+            return Ok(None);
+        };
+        Ok(Some(Account {
+            kind: ProviderKind::CustomPostmark,
+            account_key: Some(format!("postmark:practice:{}", config.id)),
+            sender: Box::new(EmailSender {
+                client: client(ctx, token),
+                from: mailbox(account.from_name.as_deref().unwrap_or_default(), from_email),
+                message_stream: account.stream().to_string(),
+            }),
+        }))
+    }
+}
+
 impl Provider for Postmark {
+    fn practice_accounts(&self) -> Option<&dyn PracticeAccounts> {
+        Some(self)
+    }
+
     fn vendor(&self) -> Vendor {
         Vendor::Postmark
     }
@@ -65,11 +139,7 @@ impl Provider for Postmark {
             kind: ProviderKind::SystemPostmark,
             account_key: Some("postmark:system".into()),
             sender: Box::new(EmailSender {
-                client: PostmarkClient::new(
-                    ctx.http.clone(),
-                    ctx.settings.vendors.postmark_api_base_url.as_str(),
-                    system.server_token.clone(),
-                ),
+                client: client(ctx, system.server_token.clone()),
                 from: mailbox(&system.sender.from_name, &system.sender.from_email),
                 message_stream: system.message_stream.clone(),
             }),

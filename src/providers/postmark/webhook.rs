@@ -4,7 +4,7 @@
 
 use base64::{Engine as _, engine::general_purpose::STANDARD};
 use chrono::{DateTime, Utc};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -12,7 +12,8 @@ use subtle::ConstantTimeEq;
 use crate::providers::email_events::{self as email, EmailEvent};
 
 use crate::{
-    messaging::suppression::SuppressionReason,
+    crypto::CredentialField,
+    messaging::{settings::PracticeMessagingConfig, suppression::SuppressionReason},
     outreach::status::OutreachStatus,
     providers::Vendor,
     webhooks::{Context, Receipt, Route, Tenant, WebhookError},
@@ -49,26 +50,36 @@ async fn verify_and_ingest(
     body: &[u8],
 ) -> Result<Receipt, WebhookError> {
     let tenant = route.tenant()?;
-    let Tenant::System = tenant else {
-        return Err(WebhookError::unauthenticated(
-            "no practice has a Postmark account of its own",
-        ));
-    };
-    let password = ctx
-        .settings
-        .vendors
-        .system_postmark
-        .as_ref()
-        .and_then(|system| system.webhook_password.as_ref())
-        .ok_or_else(|| {
-            WebhookError::unauthenticated("POSTMARK_WEBHOOK_PASSWORD is not configured")
-        })?;
+    let password = password(ctx, tenant).await?;
     authenticate(authorization, password.expose_secret())?;
     let event = parse(body)?;
     let mut tx = ctx.pool.begin().await?;
     let receipt = email::ingest(&mut tx, Vendor::Postmark, tenant, vec![event]).await?;
     tx.commit().await?;
     Ok(receipt)
+}
+
+/// The route's password: `POSTMARK_WEBHOOK_PASSWORD`, or the one generated for the practice.
+async fn password(ctx: Context<'_>, tenant: Tenant) -> Result<SecretString, WebhookError> {
+    let password = match tenant {
+        Tenant::System => ctx
+            .settings
+            .vendors
+            .system_postmark
+            .as_ref()
+            .and_then(|system| system.webhook_password.clone()),
+        Tenant::Practice(id) => {
+            let config = PracticeMessagingConfig::load(ctx.pool, id)
+                .await?
+                .ok_or_else(|| WebhookError::unauthenticated("no such practice"))?;
+            let field = CredentialField::PostmarkWebhookPassword;
+            ctx.keyring
+                .decrypt_if_present(config.envelope(field), id, field)?
+        }
+    };
+    password.ok_or_else(|| {
+        WebhookError::unauthenticated("no Postmark webhook password is configured for this route")
+    })
 }
 
 /// `Authorization: Basic base64(postmark:password)`, the whole credential compared in constant

@@ -2,13 +2,13 @@
 //! before it is saved, and its signed Event Webhook created through the API when the key may.
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::messaging::practice_settings::{
-    MessagingSettings, ProviderFailure, SettingsError, SettingsUpdate, begin_change, changed,
-    commit_change, erase, event_webhook_url, invalid, is_stored_secret, load, parse_provider,
-    refuse_custom_only, required, stored_secret, view,
+    EmailSettingsRequest, EmailValidationRequest, ProviderFailure, SettingsError, SettingsUpdate,
+    begin_change, changed, commit_change, event_webhook_url, invalid, is_stored_secret, load,
+    parse_provider, refuse_custom_only, required, stored_secret, view,
 };
 use crate::{
     AppState,
@@ -39,29 +39,6 @@ const DOMAIN_SCOPES: [&str; 4] = [
     "whitelabel.update",
     "whitelabel.delete",
 ];
-
-/// `PUT /email`. Every field is optional to serde so that all missing and malformed fields are
-/// reported together; the schema marks the ones the contract requires.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EmailSettingsRequest {
-    /// `system_sendgrid` or `custom_sendgrid`.
-    #[schema(required = true, nullable = false, value_type = String, example = "custom_sendgrid")]
-    pub provider: Option<String>,
-    /// Only with `custom_sendgrid`. Omit it to keep the stored key.
-    #[schema(example = "SG.xxxxxxxx.yyyyyyyy")]
-    pub sendgrid_api_key: Option<String>,
-    #[schema(required = true, nullable = false, value_type = String, example = "desk@smiledental.com")]
-    pub from_email: Option<String>,
-    #[schema(required = true, nullable = false, value_type = String, example = "Smile Dental")]
-    pub from_name: Option<String>,
-    #[schema(required = true, nullable = false, value_type = bool)]
-    pub fallback_enabled: Option<bool>,
-    /// Only with `custom_sendgrid`: the Signed Event Webhook verification key (base64 DER of a
-    /// P-256 public key). Omit it to keep the stored one, or to let the service create the
-    /// webhook when the API key may.
-    pub webhook_verify_key: Option<String>,
-}
 
 /// The request, parsed.
 struct EmailChange {
@@ -339,13 +316,6 @@ fn has_all(scopes: &[String], wanted: &[&str]) -> bool {
     wanted.iter().all(|w| scopes.iter().any(|s| s == w))
 }
 
-/// `POST /email/validate`: a key to check, or none to check the stored one.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct EmailValidationRequest {
-    pub sendgrid_api_key: Option<String>,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EmailValidation {
@@ -403,38 +373,27 @@ pub async fn validate_email(
     })
 }
 
-/// Back to the system account: the key, the event webhook's key and id and the domain
-/// authentication are forgotten here. They stay in the practice's SendGrid account, which we
-/// do not touch without being asked (DELETE /email/domain removes the domain there).
-#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
-pub async fn delete_email(
-    state: &AppState,
-    caller: &PracticeCaller,
-) -> Result<MessagingSettings, SettingsError> {
-    let erased = |current: &PracticeMessagingConfig| {
-        changed(&[
-            ("provider", current.wants_custom_email()),
-            (API_KEY, current.sendgrid_api_key.is_some()),
-            (
-                WEBHOOK_VERIFY_KEY,
-                current.sendgrid_webhook_verify_key.is_some()
-                    || current.sendgrid_webhook_id.is_some(),
-            ),
-            ("domain", current.sendgrid_domain.is_some()),
-        ])
-    };
-    erase(
-        state,
-        caller,
-        "email.delete",
-        erased,
-        "update practices set email_provider = 'system_sendgrid', sendgrid_api_key = null,
-             sendgrid_webhook_verify_key = null, sendgrid_webhook_id = null,
-             sendgrid_domain = null, sendgrid_domain_subdomain = null, sendgrid_domain_id = null,
-             sendgrid_domain_records = '[]', sendgrid_domain_created_at = null,
-             email_domain_verified = false, email_domain_last_checked_at = null
-         where id = $1",
-        &[],
-    )
-    .await
+/// What erasing the email channel erases of SendGrid's: the fields it finds set, for the audit.
+/// The key, the event webhook's key and id and the domain authentication are forgotten here;
+/// they stay in the practice's SendGrid account, which we do not touch without being asked
+/// (DELETE /email/domain removes the domain there).
+pub fn erased_fields(current: &PracticeMessagingConfig) -> Vec<&'static str> {
+    changed(&[
+        ("provider", current.wants_custom_email()),
+        (API_KEY, current.sendgrid_api_key.is_some()),
+        (
+            WEBHOOK_VERIFY_KEY,
+            current.sendgrid_webhook_verify_key.is_some() || current.sendgrid_webhook_id.is_some(),
+        ),
+        ("domain", current.sendgrid_domain.is_some()),
+    ])
 }
+
+/// Returns the channel to the system account and forgets SendGrid's key, webhook and domain.
+pub const ERASE_SQL: &str =
+    "update practices set email_provider = 'system_sendgrid', sendgrid_api_key = null,
+         sendgrid_webhook_verify_key = null, sendgrid_webhook_id = null,
+         sendgrid_domain = null, sendgrid_domain_subdomain = null, sendgrid_domain_id = null,
+         sendgrid_domain_records = '[]', sendgrid_domain_created_at = null,
+         email_domain_verified = false, email_domain_last_checked_at = null
+     where id = $1";

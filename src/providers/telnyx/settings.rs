@@ -284,6 +284,7 @@ pub async fn update(
             Vendor::Telnyx,
             &change.account,
             &secrets,
+            None,
         )
         .await?;
         sqlx::query(
