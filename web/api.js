@@ -128,6 +128,11 @@ export const settingsApi = {
 };
 
 /** The practice's suppression list: one page, and lifting an entry. */
+export const rulesApi = {
+  read: () => request('GET', `${SETTINGS}/compliance`),
+  save: (body) => request('PUT', `${SETTINGS}/compliance`, body),
+};
+
 export const suppressionsApi = {
   page: ({ channel, search, cursor }) => {
     const query = new URLSearchParams();

@@ -8,8 +8,9 @@ import { initSms, renderSms } from './sms.js';
 import { renderAnalytics } from './status.js';
 import { initSuppressions, renderSuppressions } from './suppressions.js';
 import { initAudit, renderAudit } from './audit.js';
+import { initRules, renderRules } from './rules.js';
 
-const VIEWS = ['view-sign-in', 'view-settings', 'view-analytics', 'view-suppressions', 'view-audit'];
+const VIEWS = ['view-sign-in', 'view-settings', 'view-analytics', 'view-rules', 'view-suppressions', 'view-audit'];
 const TABS = { email: 'tab-email', sms: 'tab-sms' };
 
 /** Where a signed-out visitor wanted to go, so sign-in takes them there. */
@@ -48,6 +49,7 @@ function showView(id, { focusHeading = true } = {}) {
   const links = [
     ['nav-settings', 'view-settings'],
     ['nav-analytics', 'view-analytics'],
+    ['nav-rules', 'view-rules'],
     ['nav-suppressions', 'view-suppressions'],
     ['nav-audit', 'view-audit'],
   ];
@@ -66,6 +68,7 @@ function showView(id, { focusHeading = true } = {}) {
 function parseRoute() {
   const [, section, tab] = window.location.hash.split('/');
   if (section === 'analytics') return { view: 'analytics' };
+  if (section === 'rules') return { view: 'rules' };
   if (section === 'suppressions') return { view: 'suppressions' };
   if (section === 'audit') return { view: 'audit' };
   return { view: 'settings', tab: tab === 'sms' ? 'sms' : 'email' };
@@ -87,6 +90,11 @@ async function route() {
   if (wanted.view === 'audit' && mayEdit(session)) {
     showView('view-audit');
     await loadInto($('audit-error'), () => renderAudit());
+    return;
+  }
+  if (wanted.view === 'rules') {
+    showView('view-rules');
+    await loadInto($('rules-error'), () => renderRules(session));
     return;
   }
   if (wanted.view === 'suppressions') {
@@ -234,6 +242,7 @@ function init() {
   initEmail(page);
   initSms(page);
   initSuppressions();
+  initRules();
   initAudit();
   route();
 }

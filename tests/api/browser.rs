@@ -275,6 +275,12 @@ impl Browser {
             .unwrap()
     }
 
+    /// An input's current value (the property, which scripts set, not the attribute).
+    async fn value(&self, css: &str) -> Option<String> {
+        let script = format!("return document.querySelector({css:?})?.value ?? null");
+        self.script(&script).await.as_str().map(str::to_owned)
+    }
+
     /// The id of the element that has focus.
     async fn focused_id(&self) -> String {
         let element = self.client.active_element().await.unwrap();
@@ -1074,6 +1080,90 @@ async fn an_owner_saves_a_postmark_server_after_a_refused_token_is_shown_at_its_
 }
 
 #[tokio::test]
+async fn an_owner_changes_the_sending_rules_after_an_unknown_time_zone_is_shown_at_its_field() {
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
+    let app = spawn_app().await;
+    let practice = app.create_practice_in_default_zone("Smile Dental").await;
+    let owner = user(&app, practice, Role::Owner).await;
+    let staff = user(&app, practice, Role::Staff).await;
+    let browser = chromium.open(&app, DESKTOP).await;
+    browser.sign_in(&owner).await;
+    browser.click("#nav-rules").await;
+    browser.visible("#rules-form").await;
+    browser
+        .eventually("the stored rules to be shown", async |b: &Browser| match b
+            .value("#rules-timezone")
+            .await
+            .as_deref()
+        {
+            Some("America/New_York") => Ok(()),
+            other => Err(format!("{other:?}")),
+        })
+        .await;
+
+    browser
+        .type_into("#rules-timezone", "Mars/Olympus_Mons")
+        .await;
+    browser.click("#rules-save").await;
+    browser
+        .text_containing("#rules-timezone-error", "Must be an IANA time zone")
+        .await;
+    assert_eq!(browser.focused_id().await, "rules-timezone");
+
+    browser
+        .type_into("#rules-timezone", "America/Chicago")
+        .await;
+    browser
+        .type_into(
+            "#rules-postal-address",
+            "1 Main Street, Springfield, IL 62701",
+        )
+        .await;
+    browser.type_into("#rules-segment-price", "0.0079").await;
+    browser.click("#rules-save").await;
+    browser
+        .text_containing("#rules-status", "Sending rules saved.")
+        .await;
+    let saved: (String, Option<String>) = sqlx::query_as(
+        "select timezone, postal_address from practice_compliance where practice_id = $1",
+    )
+    .bind(practice)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        saved,
+        (
+            "America/Chicago".to_string(),
+            Some("1 Main Street, Springfield, IL 62701".to_string())
+        )
+    );
+    browser.close().await;
+
+    let browser = chromium.open(&app, DESKTOP).await;
+    browser.sign_in(&staff).await;
+    browser.click("#nav-rules").await;
+    browser
+        .eventually("the rules to be shown read-only", async |b: &Browser| {
+            let disabled = b.attr("#rules-form-body", "disabled").await;
+            let zone = b.value("#rules-timezone").await;
+            match (disabled, zone.as_deref()) {
+                (Some(_), Some("America/Chicago")) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+    assert_eq!(
+        browser.script("return getComputedStyle(document.getElementById('rules-save').parentElement).display").await,
+        json!("none"),
+        "staff are offered no save"
+    );
+    browser.close().await;
+}
+
+#[tokio::test]
 async fn the_tabs_follow_the_arrow_keys() {
     let Some(chromium) = Chromium::installed() else {
         return;
@@ -1375,6 +1465,9 @@ async fn at_360_pixels_wide_no_view_scrolls_sideways() {
         .text_containing("#suppressions-rows", "a.very.long.address")
         .await;
     assert_eq!(browser.script(overflow).await, json!(0), "suppressions");
+    browser.click("#nav-rules").await;
+    browser.visible("#rules-form").await;
+    assert_eq!(browser.script(overflow).await, json!(0), "sending rules");
     browser.close().await;
 }
 
@@ -1440,6 +1533,20 @@ async fn screenshots_of_each_tab_for_the_readme() {
         .text_containing("#audit-rows", "Changed the email account")
         .await;
     browser.screenshot("audit", DESKTOP.0).await;
+    browser.click("#nav-rules").await;
+    browser
+        .eventually("the rules to be read", async |b: &Browser| {
+            match b
+                .value("#rules-timezone")
+                .await
+                .filter(|zone| !zone.is_empty())
+            {
+                Some(_) => Ok(()),
+                None => Err("no time zone shown yet".into()),
+            }
+        })
+        .await;
+    browser.screenshot("rules", DESKTOP.0).await;
     browser.close().await;
 }
 
