@@ -1,4 +1,4 @@
--- A practice's own Postmark server and Telnyx number.
+-- A practice's own Mailgun domain, Postmark server and Telnyx number.
 --
 -- A practice's own account of a vendor without columns on `practices` lives in
 -- `practice_accounts`: one row per practice and vendor, its non-secret settings as JSON and each
@@ -8,7 +8,7 @@
 
 alter table practices drop constraint practices_email_provider_check;
 alter table practices add constraint practices_email_provider_check
-    check (email_provider in ('system_sendgrid', 'custom_sendgrid', 'custom_postmark'));
+    check (email_provider in ('system_sendgrid', 'custom_sendgrid', 'custom_mailgun', 'custom_postmark'));
 
 alter table practices drop constraint practices_sms_provider_check;
 alter table practices add constraint practices_sms_provider_check
@@ -16,7 +16,7 @@ alter table practices add constraint practices_sms_provider_check
 
 create table practice_accounts (
     practice_id uuid not null references practices (id) on delete cascade,
-    vendor text not null check (vendor in ('postmark', 'telnyx')),
+    vendor text not null check (vendor in ('mailgun', 'postmark', 'telnyx')),
     settings jsonb not null default '{}',
     -- field name -> encryption envelope
     secrets jsonb not null default '{}',

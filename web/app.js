@@ -22,7 +22,9 @@ const page = {
   async reloadSettings() {
     const settings = await settingsApi.read();
     let domain = null;
-    if (settings.email.domain) {
+    // A SendGrid domain authentication, or the practice's own Mailgun domain.
+    const mailgunDomain = settings.email.provider === 'custom_mailgun' && settings.email.mailgun.mailgunDomain;
+    if (settings.email.domain || mailgunDomain) {
       try {
         domain = await settingsApi.readDomain();
       } catch (error) {

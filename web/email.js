@@ -8,7 +8,15 @@ import {
 
 const CUSTOM = 'custom_sendgrid';
 const POSTMARK = 'custom_postmark';
-const RADIOS = { system_sendgrid: 'email-provider-system', [CUSTOM]: 'email-provider-custom', [POSTMARK]: 'email-provider-postmark' };
+const MAILGUN = 'custom_mailgun';
+const RADIOS = {
+  system_sendgrid: 'email-provider-system',
+  [CUSTOM]: 'email-provider-custom',
+  [MAILGUN]: 'email-provider-mailgun',
+  [POSTMARK]: 'email-provider-postmark',
+};
+/** Who authenticates the sending domain of the account on screen. */
+const domainVendor = () => (shown.email?.provider === MAILGUN ? 'Mailgun' : 'SendGrid');
 
 /** The API's field names on each form, and the inputs that show their errors. */
 const emailFormErrors = () => new FormErrors('email-form-error', {
@@ -16,6 +24,10 @@ const emailFormErrors = () => new FormErrors('email-form-error', {
   sendgridApiKey: 'sendgrid-api-key',
   webhookVerifyKey: 'webhook-verify-key',
   postmarkServerToken: 'postmark-server-token',
+  mailgunApiKey: 'mailgun-api-key',
+  mailgunDomain: 'mailgun-domain',
+  mailgunRegion: 'mailgun-region',
+  mailgunWebhookSigningKey: 'mailgun-signing-key',
   postmarkMessageStream: 'postmark-stream',
   fromEmail: 'from-email',
   fromName: 'from-name',
@@ -47,6 +59,18 @@ export function renderEmail(settings, domain, session) {
     ? 'Configured: delivery events from your SendGrid account are checked against it. Leave empty to keep it.'
     : 'Not configured. Dentite creates the signed event webhook itself when your API key may manage event webhooks; '
       + 'otherwise create one in SendGrid posting to the address below and paste its verification key here.';
+  const mailgun = email.mailgun;
+  $('mailgun-api-key').value = '';
+  $('mailgun-api-key-state').textContent = secretState(
+    mailgun.mailgunApiKeyConfigured, mailgun.mailgunApiKeyLast4, 'Not configured: Mailgun, API Security, a private API key.',
+  );
+  $('mailgun-domain').value = mailgun.mailgunDomain ?? '';
+  $('mailgun-region').value = mailgun.mailgunRegion;
+  $('mailgun-signing-key').value = '';
+  $('mailgun-signing-key-state').textContent = mailgun.mailgunWebhookSigningKeyConfigured
+    ? 'Configured: webhooks from your domain are checked against it. Leave empty to keep it.'
+    : 'Not configured. Dentite reads it with your API key when it may; otherwise copy it from Mailgun, Webhooks.';
+
   const postmark = email.postmark;
   $('postmark-server-token').value = '';
   $('postmark-server-token-state').textContent = secretState(
@@ -64,7 +88,7 @@ export function renderEmail(settings, domain, session) {
   showCustomFields();
 
   show($('email-remove'), email.provider !== 'system_sendgrid' || email.sendgridApiKeyConfigured
-    || postmark.postmarkServerTokenConfigured);
+    || postmark.postmarkServerTokenConfigured || mailgun.mailgunApiKeyConfigured);
   const blocker = $('email-blocker');
   blocker.textContent = email.customBlocker
     ? `Your own account is not sending yet: ${email.customBlocker}. Until then, email goes through Dentite's shared account.`
@@ -83,7 +107,7 @@ function selectedProvider() {
 /** The stored sender of the account `provider` names: SendGrid's, or the Postmark server's. */
 function fillSender(provider) {
   const email = shown.email;
-  const sender = provider === POSTMARK ? email.postmark : email;
+  const sender = { [POSTMARK]: email.postmark, [MAILGUN]: email.mailgun }[provider] ?? email;
   $('from-email').value = sender.fromEmail ?? '';
   $('from-name').value = sender.fromName ?? '';
 }
@@ -93,7 +117,8 @@ function showCustomFields() {
   const provider = selectedProvider();
   show($('email-custom-fields'), provider === CUSTOM);
   show($('postmark-fields'), provider === POSTMARK);
-  show($('email-check'), provider === CUSTOM || provider === POSTMARK);
+  show($('mailgun-fields'), provider === MAILGUN);
+  show($('email-check'), provider !== 'system_sendgrid');
   show($('email-webhook'), provider === CUSTOM);
   show($('postmark-webhook'), provider === POSTMARK && shown.email.postmark.postmarkServerTokenConfigured);
   fillSender(provider);
@@ -101,8 +126,11 @@ function showCustomFields() {
 
 function renderDomain(domain, email) {
   show($('domain-details'), Boolean(domain));
-  show($('domain-form'), !domain && email.sendgridApiKeyConfigured && shown.editable);
-  show($('domain-needs-key'), !domain && !email.sendgridApiKeyConfigured);
+  const onMailgun = email.provider === MAILGUN;
+  show($('domain-form'), !domain && !onMailgun && email.sendgridApiKeyConfigured && shown.editable);
+  show($('domain-needs-key'), !domain && !onMailgun && !email.sendgridApiKeyConfigured);
+  // A Mailgun domain is chosen with the account above and leaves with it.
+  show($('domain-remove'), !onMailgun);
   $('domain-form').querySelector('fieldset').disabled = !shown.editable;
   if (!domain) return;
 
@@ -147,7 +175,7 @@ function recordState(record, domain) {
   return cell;
 }
 
-async function saveEmail(event) {
+async function saveEmail(event, page) {
   event.preventDefault();
   const errors = emailFormErrors();
   errors.clear();
@@ -172,14 +200,28 @@ async function saveEmail(event) {
   if (newToken) body.postmarkServerToken = newToken;
   const stream = postmark ? $('postmark-stream').value.trim() : '';
   if (stream) body.postmarkMessageStream = stream;
+  const mailgun = provider === MAILGUN;
+  const mailgunKey = mailgun ? $('mailgun-api-key').value.trim() : '';
+  if (mailgun) {
+    if (mailgunKey) body.mailgunApiKey = mailgunKey;
+    body.mailgunDomain = $('mailgun-domain').value.trim() || undefined;
+    body.mailgunRegion = $('mailgun-region').value;
+    const signing = $('mailgun-signing-key').value.trim();
+    if (signing) body.mailgunWebhookSigningKey = signing;
+  }
+  setStatus($('mailgun-api-key-answer'), '');
   setStatus($('postmark-server-token-answer'), '');
-  const checking = (newKey && 'Checking the key with SendGrid…') || (newToken && 'Checking the token with Postmark…');
+  const checking = (newKey && 'Checking the key with SendGrid…') || (newToken && 'Checking the token with Postmark…')
+    || (mailgun && 'Checking with Mailgun…');
 
   try {
     const update = await busy($('email-save'), checking || 'Saving…', () => settingsApi.saveEmail(body));
     renderEmail(update.settings, shown.domain, currentSession());
     if (newKey) setStatus($('sendgrid-api-key-answer'), 'SendGrid accepted this key, and it is saved.', 'ok');
     if (newToken) setStatus($('postmark-server-token-answer'), 'Postmark accepted this token, and it is saved.', 'ok');
+    if (mailgun) setStatus($('mailgun-api-key-answer'), `Mailgun knows ${update.settings.email.mailgun.mailgunDomain} in this account, and it is saved.`, 'ok');
+    // The domain card shows the Mailgun domain's DNS records, read from the domain route.
+    if (mailgun) await page.reloadSettings();
     setStatus($('email-form-status'), 'Email settings saved.', 'ok');
     showNotes($('email-notes'), update.notes);
   } catch (error) {
@@ -206,9 +248,32 @@ async function checkToken() {
   }
 }
 
+async function checkMailgun() {
+  const errors = emailFormErrors();
+  errors.clear();
+  const answer = $('mailgun-api-key-answer');
+  setStatus(answer, '');
+  const key = $('mailgun-api-key').value.trim();
+  const body = { provider: MAILGUN, mailgunRegion: $('mailgun-region').value };
+  if (key) body.mailgunApiKey = key;
+  const domain = $('mailgun-domain').value.trim();
+  if (domain) body.mailgunDomain = domain;
+  try {
+    const check = await busy($('email-check'), 'Checking with Mailgun…', () => settingsApi.validateEmail(body));
+    if (check.valid) setStatus(answer, 'Mailgun accepts the key, and the domain is active. Nothing is saved yet.', 'ok');
+    else setStatus(answer, sentence(check.reason ?? 'Mailgun does not accept this key.'), 'error');
+  } catch (error) {
+    errors.show(error);
+  }
+}
+
 async function checkKey() {
   if (selectedProvider() === POSTMARK) {
     await checkToken();
+    return;
+  }
+  if (selectedProvider() === MAILGUN) {
+    await checkMailgun();
     return;
   }
   const errors = emailFormErrors();
@@ -240,8 +305,8 @@ async function checkKey() {
 async function removeCustom() {
   const confirmed = await confirmAction({
     title: 'Remove your own email account?',
-    message: 'Email goes back to Dentite\'s shared account. The SendGrid key, event webhook key and domain settings '
-      + 'and the Postmark server token stored here are erased. Your SendGrid and Postmark accounts are not changed.',
+    message: 'Email goes back to Dentite\'s shared account. The SendGrid, Mailgun and Postmark credentials and '
+      + 'domain settings stored here are erased. Your accounts with them are not changed.',
     confirmLabel: 'Remove custom configuration',
   });
   if (!confirmed) return;
@@ -285,15 +350,16 @@ async function verifyDomain(page) {
   errors.clear();
   setStatus($('domain-status'), '');
   try {
-    const domain = await busy($('domain-verify'), 'Checking with SendGrid…', () => settingsApi.verifyDomain());
+    const vendor = domainVendor();
+    const domain = await busy($('domain-verify'), `Checking with ${vendor}…`, () => settingsApi.verifyDomain());
     await page.reloadSettings();
     if (domain.verified) {
-      setStatus($('domain-status'), `SendGrid verified ${domain.domain}: your own account now sends from it.`, 'ok');
+      setStatus($('domain-status'), `${vendor} verified ${domain.domain}: your own account now sends from it.`, 'ok');
     } else {
       const missing = domain.records.filter((record) => !record.valid).length;
       setStatus($('domain-status'),
-        `Not verified yet: SendGrid does not see ${missing} of the ${domain.records.length} records. `
-        + 'DNS changes can take up to 48 hours; Dentite keeps checking by itself.', 'warn');
+        `Not verified yet: ${vendor} does not see ${missing} of the ${domain.records.length} records. `
+        + 'DNS changes can take up to 48 hours; check again later.', 'warn');
     }
   } catch (error) {
     errors.show(error);
@@ -394,7 +460,7 @@ export function initEmail(page) {
   for (const radio of document.querySelectorAll('input[name="email-provider"]')) {
     radio.addEventListener('change', showCustomFields);
   }
-  $('email-form').addEventListener('submit', saveEmail);
+  $('email-form').addEventListener('submit', (event) => saveEmail(event, page));
   $('email-check').addEventListener('click', () => checkKey());
   $('email-remove').addEventListener('click', removeCustom);
   $('domain-form').addEventListener('submit', (event) => setUpDomain(event, page));

@@ -28,7 +28,7 @@ use crate::{
         },
     },
     providers::sendgrid::domain::{
-        self as domains, DomainDeletion, DomainError, DomainSetupRequest, DomainView, SetUpOutcome,
+        DomainDeletion, DomainError, DomainSetupRequest, DomainView, SetUpOutcome,
     },
 };
 
@@ -78,7 +78,7 @@ impl From<DomainError> for ApiError {
     fn from(error: DomainError) -> Self {
         match error {
             DomainError::Invalid(fields) => ApiError::Validation(fields),
-            DomainError::NoApiKey | DomainError::OtherDomain(_) => {
+            DomainError::NoApiKey | DomainError::OtherDomain(_) | DomainError::MailgunDomain => {
                 ApiError::Conflict(error.to_string())
             }
             DomainError::NotSetUp => ApiError::NotFound("email domain"),
@@ -246,7 +246,7 @@ async fn set_up_domain(
     SettingsEditor(caller): SettingsEditor,
     Json(request): Json<DomainSetupRequest>,
 ) -> Result<(StatusCode, Json<DomainView>), ApiError> {
-    let (view, outcome) = domains::set_up(&state, &caller, request).await?;
+    let (view, outcome) = settings::domain::set_up(&state, &caller, request).await?;
     let status = match outcome {
         SetUpOutcome::Created => StatusCode::CREATED,
         SetUpOutcome::Adopted => StatusCode::OK,
@@ -263,7 +263,9 @@ async fn get_domain(
     State(state): State<AppState>,
     caller: PracticeCaller,
 ) -> Result<Json<DomainView>, ApiError> {
-    Ok(Json(domains::view(&state, caller.practice_id).await?))
+    Ok(Json(
+        settings::domain::view(&state, caller.practice_id).await?,
+    ))
 }
 
 /// Removes the domain authentication at SendGrid and here; one SendGrid no longer has is
@@ -277,10 +279,11 @@ async fn delete_domain(
     State(state): State<AppState>,
     SettingsEditor(caller): SettingsEditor,
 ) -> Result<Json<DomainDeletion>, ApiError> {
-    Ok(Json(domains::delete(&state, &caller).await?))
+    Ok(Json(settings::domain::delete(&state, &caller).await?))
 }
 
-/// Asks SendGrid to validate the DNS records now; each failing record says why in SendGrid's words.
+/// Asks SendGrid (or Mailgun, for a practice's own Mailgun domain) to check the DNS records now;
+/// each failing SendGrid record says why in SendGrid's words.
 #[utoipa::path(post, path = "/api/practice-settings/messaging/email/domain/verify", tag = "practice settings",
     security(("bearer" = [])),
     responses((status = 200, body = DomainView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
@@ -291,7 +294,7 @@ async fn verify_domain(
     SettingsEditor(caller): SettingsEditor,
 ) -> Result<Json<DomainView>, ApiError> {
     Ok(Json(
-        domains::verify(&state, caller.practice_id, Some(caller.user_id)).await?,
+        settings::domain::verify(&state, caller.practice_id, Some(caller.user_id)).await?,
     ))
 }
 

@@ -337,12 +337,11 @@ async fn mailgun_system(
     ))
 }
 
-/// Mailgun events of a practice's own domain. No practice has its own Mailgun account yet, so
-/// every request is refused with 401.
+/// Mailgun events of a practice's own domain, signed with that account's webhook signing key.
 #[utoipa::path(post, path = "/api/webhooks/mailgun/{practiceId}", tag = "webhooks", params(("practiceId" = String, Path, description = "the practice whose signing key signs the request")),
     request_body(content = Object, description = "{signature: {timestamp, token, signature}, event-data: {…}}"),
     responses((status = 200, body = Receipt), (status = "4XX", body = ErrorBody,
-        description = "400 malformed JSON, 401 bad signature or no Mailgun account of the practice, 413 body over 5 MiB"),
+        description = "400 malformed JSON, 401 bad signature, reused token, stale timestamp, unknown practice or no signing key, 413 body over 5 MiB"),
         (status = 503, body = ErrorBody)))]
 async fn mailgun_practice(
     State(state): State<AppState>,

@@ -108,6 +108,26 @@ pub async fn save(
     Ok(())
 }
 
+/// Changes the settings of a stored account, keeping its secrets and its confirmation; does
+/// nothing without one.
+pub async fn update_settings(
+    db: impl PgExecutor<'_>,
+    practice_id: Uuid,
+    vendor: Vendor,
+    settings: &impl Serialize,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update practice_accounts set settings = $3, updated_at = now()
+         where practice_id = $1 and vendor = $2",
+    )
+    .bind(practice_id)
+    .bind(vendor)
+    .bind(Json(settings))
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Records that a test send through the practice's account of `vendor` was accepted; returns
 /// whether it was not confirmed before (the caller then commits it as a settings change).
 pub async fn confirm_sending(

@@ -2,7 +2,7 @@
 //! account (the practice's own, then each of the platform's in order), and the suppression ledger
 //! checked before any account is called.
 
-use std::sync::Arc;
+use std::{ops::ControlFlow, sync::Arc};
 
 use super::{
     Channel, OutgoingMessage, ProviderError, ProviderKind,
@@ -140,26 +140,20 @@ impl MessagingServiceFactory {
             } else {
                 tracing::info!("Using custom {label} for practice {practice_id}");
                 let delivery = self.attempt(custom, message, None).await?;
-                match Next::after(&delivery, final_attempt, !route.fallback_enabled) {
-                    Next::Done { succeeded } => {
-                        if succeeded {
-                            self.circuits.record_success(circuit);
-                        }
-                        return Ok(delivery);
-                    }
-                    Next::Stop => {
-                        self.circuits.record_failure(circuit);
-                        return Ok(delivery);
-                    }
-                    Next::Move(cause, error) => {
-                        self.circuits.record_failure(circuit);
-                        hops.add(
-                            message.channel,
-                            cause,
-                            format!("custom {label} failed: {error}"),
-                        );
-                    }
-                }
+                let (cause, error) = match self.conclude(
+                    circuit,
+                    delivery,
+                    final_attempt,
+                    !route.fallback_enabled,
+                ) {
+                    ControlFlow::Continue(failure) => failure,
+                    ControlFlow::Break(delivery) => return Ok(delivery),
+                };
+                hops.add(
+                    message.channel,
+                    cause,
+                    format!("custom {label} failed: {error}"),
+                );
             }
         } else if let Some(blocker) = route.custom_blocker {
             tracing::info!(
@@ -184,26 +178,15 @@ impl MessagingServiceFactory {
                 continue;
             }
             let delivery = self.attempt_system(sender, message, &hops).await?;
-            match Next::after(&delivery, final_attempt, false) {
-                Next::Done { succeeded } => {
-                    if succeeded {
-                        self.circuits.record_success(circuit);
-                    }
-                    return Ok(delivery);
-                }
-                Next::Stop => {
-                    self.circuits.record_failure(circuit);
-                    return Ok(delivery);
-                }
-                Next::Move(cause, error) => {
-                    self.circuits.record_failure(circuit);
-                    hops.add(
-                        message.channel,
-                        cause,
-                        format!("system {label} failed: {error}"),
-                    );
-                }
-            }
+            let (cause, error) = match self.conclude(circuit, delivery, final_attempt, false) {
+                ControlFlow::Continue(failure) => failure,
+                ControlFlow::Break(delivery) => return Ok(delivery),
+            };
+            hops.add(
+                message.channel,
+                cause,
+                format!("system {label} failed: {error}"),
+            );
         }
         let delivery = self.attempt_system(last, message, &hops).await?;
         if last.account_key().is_some() {
@@ -217,6 +200,33 @@ impl MessagingServiceFactory {
             }
         }
         Ok(delivery)
+    }
+
+    /// Records an attempt's outcome on the account's circuit; `Break` with the delivery ends the
+    /// chain there, `Continue` with why it failed moves the message to the next account.
+    fn conclude(
+        &self,
+        circuit: CircuitKey,
+        delivery: Delivery,
+        final_attempt: bool,
+        no_fallback: bool,
+    ) -> ControlFlow<Delivery, (FallbackCause, ProviderError)> {
+        match Next::after(&delivery, final_attempt, no_fallback) {
+            Next::Done { succeeded } => {
+                if succeeded {
+                    self.circuits.record_success(circuit);
+                }
+                ControlFlow::Break(delivery)
+            }
+            Next::Stop => {
+                self.circuits.record_failure(circuit);
+                ControlFlow::Break(delivery)
+            }
+            Next::Move(cause, error) => {
+                self.circuits.record_failure(circuit);
+                ControlFlow::Continue((cause, error))
+            }
+        }
     }
 
     async fn attempt_system(

@@ -29,8 +29,8 @@ use super::{
     twilio::TwilioClient,
 };
 use crate::providers::{
-    Account, MessageSender, ProviderContext, Secrets, Vendor, postmark::client::PostmarkClient,
-    registry, telnyx::client::TelnyxClient, urls::OurUrls,
+    Account, MessageSender, ProviderContext, Secrets, Vendor, mailgun::client::MailgunClient,
+    postmark::client::PostmarkClient, registry, telnyx::client::TelnyxClient, urls::OurUrls,
 };
 use crate::{
     config::Settings,
@@ -313,6 +313,16 @@ impl MessagingServiceFactory {
         self.providers
             .urls
             .webhook(vendor.as_str(), Some(practice_id))
+    }
+
+    /// A Mailgun client for a domain and key that are not saved yet, on the region's API.
+    pub fn mailgun_client(
+        &self,
+        api_key: SecretString,
+        domain: &str,
+        region: &str,
+    ) -> MailgunClient {
+        crate::providers::mailgun::client(&self.providers, api_key, domain, region)
     }
 
     /// A Postmark client for checking a server token that is not saved yet.

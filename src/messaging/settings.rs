@@ -95,7 +95,9 @@ impl PracticeMessagingConfig {
             CredentialField::SendGridApiKey => self.sendgrid_api_key.as_deref(),
             CredentialField::TwilioAccountSid => self.twilio_account_sid.as_deref(),
             CredentialField::TwilioAuthToken => self.twilio_auth_token.as_deref(),
-            CredentialField::PostmarkServerToken
+            CredentialField::MailgunApiKey
+            | CredentialField::MailgunWebhookSigningKey
+            | CredentialField::PostmarkServerToken
             | CredentialField::PostmarkWebhookPassword
             | CredentialField::TelnyxApiKey => self.accounts.envelope(field),
         }

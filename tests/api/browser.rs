@@ -1164,6 +1164,97 @@ async fn an_owner_changes_the_sending_rules_after_an_unknown_time_zone_is_shown_
 }
 
 #[tokio::test]
+async fn an_owner_saves_a_mailgun_domain_after_an_unknown_one_is_shown_at_its_field_then_sees_its_records()
+ {
+    use wiremock::{
+        Mock,
+        matchers::{method, path},
+    };
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
+    let app = spawn_app().await;
+    let practice = app.create_practice("Smile Dental").await;
+    let owner = user(&app, practice, Role::Owner).await;
+    Mock::given(method("GET"))
+        .and(path("/v4/domains/mg.wrong.example"))
+        .respond_with(
+            ResponseTemplate::new(404).set_body_json(json!({"message": "Domain not found"})),
+        )
+        .mount(&app.vendors)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v4/domains/mg.smile.example"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "domain": {"name": "mg.smile.example", "state": "unverified", "is_disabled": false},
+            "sending_dns_records": [{"record_type": "TXT", "name": "mg.smile.example",
+                "value": "v=spf1 include:mailgun.org ~all", "valid": "unknown"}]
+        })))
+        .mount(&app.vendors)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v5/accounts/http_signing_key"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"http_signing_key": "signing"})),
+        )
+        .mount(&app.vendors)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v3/domains/mg.smile.example/webhooks"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"message": "created"})))
+        .mount(&app.vendors)
+        .await;
+    let browser = chromium.open(&app, DESKTOP).await;
+    browser.sign_in(&owner).await;
+
+    browser.click("#email-provider-mailgun").await;
+    browser.visible("#mailgun-fields").await;
+    browser
+        .type_into("#mailgun-api-key", "key-browser-test-0042")
+        .await;
+    browser
+        .type_into("#mailgun-domain", "mg.wrong.example")
+        .await;
+    browser
+        .type_into("#from-email", "desk@mg.smile.example")
+        .await;
+    browser.type_into("#from-name", "Smile Dental").await;
+    browser.click("#email-save").await;
+    browser
+        .text_containing(
+            "#mailgun-domain-error",
+            "is not a domain of this Mailgun account in the us region",
+        )
+        .await;
+    assert_eq!(browser.focused_id().await, "mailgun-domain");
+
+    browser
+        .type_into("#mailgun-domain", "mg.smile.example")
+        .await;
+    browser.click("#email-save").await;
+    browser
+        .text_containing("#email-form-status", "Email settings saved.")
+        .await;
+    browser
+        .text_containing("#mailgun-api-key-state", "ends in 0042")
+        .await;
+    browser
+        .text_containing("#domain-records", "v=spf1 include:mailgun.org ~all")
+        .await;
+    browser
+        .text_containing("#domain-state", "Not verified yet")
+        .await;
+    assert_eq!(
+        browser
+            .script("return getComputedStyle(document.getElementById('domain-remove')).display")
+            .await,
+        json!("none"),
+        "a Mailgun domain leaves with its account"
+    );
+    browser.close().await;
+}
+
+#[tokio::test]
 async fn the_tabs_follow_the_arrow_keys() {
     let Some(chromium) = Chromium::installed() else {
         return;

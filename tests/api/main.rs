@@ -4,6 +4,7 @@
 mod browser;
 mod client_addr;
 mod compliance;
+mod custom_mailgun;
 mod custom_postmark;
 mod custom_telnyx;
 mod drills;

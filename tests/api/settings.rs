@@ -286,7 +286,7 @@ async fn every_bad_email_field_is_named_in_one_422() {
     );
     assert_eq!(
         body["error"]["fields"]["provider"],
-        "must be system_sendgrid, custom_sendgrid or custom_postmark"
+        "must be system_sendgrid, custom_sendgrid, custom_mailgun or custom_postmark"
     );
 }
 

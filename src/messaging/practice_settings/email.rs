@@ -13,7 +13,7 @@ use crate::{
     AppState,
     auth::PracticeCaller,
     messaging::{Channel, ProviderKind, settings::PracticeMessagingConfig},
-    providers::{Vendor, postmark, sendgrid},
+    providers::{Vendor, mailgun, postmark, sendgrid},
     types::FieldErrors,
 };
 
@@ -22,7 +22,7 @@ use crate::{
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EmailSettingsRequest {
-    /// `system_sendgrid`, `custom_sendgrid` or `custom_postmark`.
+    /// `system_sendgrid`, `custom_sendgrid`, `custom_mailgun` or `custom_postmark`.
     #[schema(required = true, nullable = false, value_type = String, example = "custom_sendgrid")]
     pub provider: Option<String>,
     /// Only with `custom_sendgrid`. Omit it to keep the stored key.
@@ -45,17 +45,65 @@ pub struct EmailSettingsRequest {
     /// Only with `custom_postmark`: the message stream to send through; `outbound` when left out.
     #[schema(example = "outbound")]
     pub postmark_message_stream: Option<String>,
+    /// Only with `custom_mailgun`: a private API key of the account. Required when none is
+    /// stored; omit it to keep the stored one.
+    pub mailgun_api_key: Option<String>,
+    /// Required with `custom_mailgun`: the sending domain, as Mailgun lists it.
+    #[schema(example = "mg.smiledental.com")]
+    pub mailgun_domain: Option<String>,
+    /// Only with `custom_mailgun`: `us` (the default) or `eu`, where the domain was created.
+    #[schema(example = "us")]
+    pub mailgun_region: Option<String>,
+    /// Only with `custom_mailgun`: the account's HTTP webhook signing key. Omit it to keep the
+    /// stored one, or to let Dentite read it with the API key.
+    pub mailgun_webhook_signing_key: Option<String>,
 }
 
 /// `POST /email/validate`: a credential to check, or none to check the stored one.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EmailValidationRequest {
-    /// `custom_sendgrid` (the default) or `custom_postmark`: whose credential to check.
+    /// `custom_sendgrid` (the default), `custom_mailgun` or `custom_postmark`: whose credential
+    /// to check.
     #[schema(value_type = String, example = "custom_sendgrid")]
     pub provider: Option<String>,
     pub sendgrid_api_key: Option<String>,
     pub postmark_server_token: Option<String>,
+    pub mailgun_api_key: Option<String>,
+    pub mailgun_domain: Option<String>,
+    pub mailgun_region: Option<String>,
+}
+
+/// Flags each field of an email vendor other than `chosen` that the request gives: silently
+/// ignoring it would let the practice believe it was saved. Each vendor's parsing calls this, so
+/// every bad field of a request is named in one answer.
+pub(crate) fn refuse_other_vendors(
+    errors: &mut FieldErrors,
+    request: &EmailSettingsRequest,
+    chosen: ProviderKind,
+) {
+    let vendors: [(ProviderKind, &[(&'static str, bool)]); 3] = [
+        (
+            ProviderKind::CustomSendgrid,
+            &[
+                ("sendgridApiKey", request.sendgrid_api_key.is_some()),
+                ("webhookVerifyKey", request.webhook_verify_key.is_some()),
+            ],
+        ),
+        (
+            ProviderKind::CustomMailgun,
+            &mailgun::settings::given_fields(request),
+        ),
+        (
+            ProviderKind::CustomPostmark,
+            &postmark::settings::given_fields(request),
+        ),
+    ];
+    for (kind, given) in vendors {
+        if kind != chosen {
+            refuse_custom_only(errors, given, kind, Channel::Email);
+        }
+    }
 }
 
 fn wants(provider: Option<&str>, kind: ProviderKind) -> bool {
@@ -70,19 +118,12 @@ pub async fn update_email(
     request: EmailSettingsRequest,
 ) -> Result<SettingsUpdate, SettingsError> {
     if wants(request.provider.as_deref(), ProviderKind::CustomPostmark) {
-        return postmark::settings::update(state, caller, request).await;
+        postmark::settings::update(state, caller, request).await
+    } else if wants(request.provider.as_deref(), ProviderKind::CustomMailgun) {
+        mailgun::settings::update(state, caller, request).await
+    } else {
+        sendgrid::settings::update_email(state, caller, request).await
     }
-    let mut errors = FieldErrors::new();
-    refuse_custom_only(
-        &mut errors,
-        &postmark::settings::given_fields(&request),
-        ProviderKind::CustomPostmark,
-        Channel::Email,
-    );
-    if !errors.is_empty() {
-        return Err(SettingsError::Invalid(errors));
-    }
-    sendgrid::settings::update_email(state, caller, request).await
 }
 
 /// Checks a credential with its vendor without saving anything.
@@ -94,6 +135,8 @@ pub async fn validate_email(
 ) -> Result<EmailValidation, SettingsError> {
     if wants(request.provider.as_deref(), ProviderKind::CustomPostmark) {
         postmark::settings::validate(state, caller, request).await
+    } else if wants(request.provider.as_deref(), ProviderKind::CustomMailgun) {
+        mailgun::settings::validate(state, caller, request).await
     } else {
         sendgrid::settings::validate_email(state, caller, request).await
     }
@@ -108,10 +151,10 @@ pub async fn delete_email(
 ) -> Result<MessagingSettings, SettingsError> {
     let erased = |current: &PracticeMessagingConfig| {
         let mut fields = sendgrid::settings::erased_fields(current);
-        fields.extend(changed(&[(
-            "postmark",
-            current.accounts.get(Vendor::Postmark).is_some(),
-        )]));
+        fields.extend(changed(&[
+            ("mailgun", current.accounts.get(Vendor::Mailgun).is_some()),
+            ("postmark", current.accounts.get(Vendor::Postmark).is_some()),
+        ]));
         fields
     };
     erase(
@@ -120,7 +163,7 @@ pub async fn delete_email(
         "email.delete",
         erased,
         sendgrid::settings::ERASE_SQL,
-        &[Vendor::Postmark],
+        &[Vendor::Mailgun, Vendor::Postmark],
     )
     .await
 }

@@ -9,6 +9,7 @@
 //! notification ([`commit_change`]). Nothing here knows HTTP: `api::settings` maps
 //! [`SettingsError`] to statuses.
 
+pub mod domain;
 mod email;
 mod sms;
 mod status;
@@ -24,6 +25,7 @@ use uuid::Uuid;
 
 pub use crate::providers::sendgrid::settings::EmailValidation;
 pub use crate::providers::twilio::settings::SmsValidation;
+pub(crate) use email::refuse_other_vendors;
 pub use email::{
     EmailSettingsRequest, EmailValidationRequest, delete_email, update_email, validate_email,
 };
@@ -41,8 +43,8 @@ use crate::{
     auth::PracticeCaller,
     crypto::{CredentialField, CryptoError, Keyring},
     providers::{
-        Vendor, postmark::settings::PostmarkSettingsView, sendgrid::domain::DomainState,
-        telnyx::settings::TelnyxSettingsView,
+        Vendor, mailgun::settings::MailgunSettingsView, postmark::settings::PostmarkSettingsView,
+        sendgrid::domain::DomainState, telnyx::settings::TelnyxSettingsView,
     },
     types::FieldErrors,
 };
@@ -158,7 +160,7 @@ pub struct MessagingSettings {
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EmailSettings {
-    /// `system_sendgrid`, `custom_sendgrid` or `custom_postmark`.
+    /// `system_sendgrid`, `custom_sendgrid`, `custom_mailgun` or `custom_postmark`.
     pub provider: ProviderKind,
     pub sendgrid_api_key_configured: bool,
     pub sendgrid_api_key_last4: Option<String>,
@@ -177,6 +179,8 @@ pub struct EmailSettings {
     pub custom_blocker: Option<String>,
     /// The practice's own Postmark server, as stored.
     pub postmark: PostmarkSettingsView,
+    /// The practice's own Mailgun domain, as stored.
+    pub mailgun: MailgunSettingsView,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -239,6 +243,7 @@ impl MessagingSettings {
         let api_key = read(CredentialField::SendGridApiKey)?;
         let telnyx_key = read(CredentialField::TelnyxApiKey)?;
         let postmark_token = read(CredentialField::PostmarkServerToken)?;
+        let mailgun_key = read(CredentialField::MailgunApiKey)?;
         let sms_blocker = sid
             .unreadable
             .clone()
@@ -261,7 +266,16 @@ impl MessagingSettings {
                 custom_blocker: api_key
                     .unreadable
                     .or(postmark_token.unreadable)
+                    .or(mailgun_key.unreadable)
                     .or_else(|| config.custom_email_blocker().map(str::to_string)),
+                mailgun: MailgunSettingsView::new(
+                    config,
+                    mailgun_key.configured,
+                    mailgun_key.last4,
+                    state
+                        .messaging
+                        .practice_webhook_url(Vendor::Mailgun, config.id),
+                ),
                 postmark: PostmarkSettingsView::new(
                     &state.keyring,
                     config,
@@ -380,6 +394,70 @@ pub(crate) async fn begin_change(
     Ok((tx, current))
 }
 
+/// A practice's own account of a vendor kept in `practice_accounts`, as a settings change
+/// writes it.
+pub(crate) struct AccountWrite<'a, S> {
+    pub kind: ProviderKind,
+    /// The vendor's settings, in its own shape.
+    pub settings: &'a S,
+    /// Field column name -> envelope.
+    pub secrets: &'a std::collections::BTreeMap<String, String>,
+    pub sending_confirmed_at: Option<DateTime<Utc>>,
+    pub fallback_enabled: bool,
+}
+
+/// Saves the account, makes it its channel's choice with the fallback setting, and commits the
+/// change with its audit entry (`email.update`, `sms.update`) naming `fields`; with no field
+/// changed nothing is written.
+pub(crate) async fn save_account<S: Serialize>(
+    mut tx: Transaction<'_, Postgres>,
+    state: &AppState,
+    caller: &PracticeCaller,
+    write: AccountWrite<'_, S>,
+    fields: &[&'static str],
+) -> Result<(), SettingsError> {
+    if fields.is_empty() {
+        return Ok(());
+    }
+    let practice_id = caller.practice_id;
+    let vendor = write.kind.vendor();
+    crate::messaging::accounts::save(
+        &mut tx,
+        practice_id,
+        vendor,
+        write.settings,
+        write.secrets,
+        write.sending_confirmed_at,
+    )
+    .await?;
+    let (choose, action) = match vendor.channel() {
+        Some(Channel::Sms) => (
+            "update practices set sms_provider = $2, sms_fallback_enabled = $3 where id = $1",
+            "sms.update",
+        ),
+        _ => (
+            "update practices set email_provider = $2, email_fallback_enabled = $3 where id = $1",
+            "email.update",
+        ),
+    };
+    sqlx::query(choose)
+        .bind(practice_id)
+        .bind(write.kind)
+        .bind(write.fallback_enabled)
+        .execute(&mut *tx)
+        .await?;
+    commit_change(
+        tx,
+        &state.messaging,
+        practice_id,
+        Some(caller.user_id),
+        action,
+        fields,
+    )
+    .await?;
+    Ok(())
+}
+
 /// Returns a channel to the system account with `erase_sql` (bound to the practice id) and
 /// removes the practice's accounts of `vendors`, audited with the fields `erased` finds set; a
 /// channel with nothing to erase is left alone.
@@ -434,7 +512,7 @@ pub(crate) fn parse_provider(
     let (allowed, choices): (&[ProviderKind], &str) = match channel {
         Channel::Email => (
             &[ProviderKind::SystemSendgrid, ProviderKind::CustomSendgrid],
-            "system_sendgrid, custom_sendgrid or custom_postmark",
+            "system_sendgrid, custom_sendgrid, custom_mailgun or custom_postmark",
         ),
         Channel::Sms => (
             &[ProviderKind::SystemTwilio, ProviderKind::CustomTwilio],

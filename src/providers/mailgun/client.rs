@@ -81,12 +81,11 @@ impl MailgunClient {
                 .iter()
                 .map(|(n, v)| (format!("v:{n}"), v.as_str())),
         );
-        let url = format!("{}/v3/{}/messages", self.base_url, self.domain);
         let request = self
-            .http
-            .post(url)
-            .basic_auth("api", Some(self.api_key.expose_secret()))
-            .header(ACCEPT, "application/json")
+            .request(
+                reqwest::Method::POST,
+                &format!("/v3/{}/messages", self.domain),
+            )
             .form(&form);
         let response = provider_error::send(PROVIDER, request, classify).await?;
         let Queued { id } = provider_error::json_body(PROVIDER, response).await?;
@@ -94,6 +93,132 @@ impl MailgunClient {
         Ok(SendAccepted {
             provider_message_id: Some(id),
         })
+    }
+}
+
+/// A sending domain as Mailgun's domains API describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainInfo {
+    pub name: String,
+    /// `active`, `unverified` or `disabled`.
+    pub state: String,
+    pub is_disabled: bool,
+    /// The records the domain needs for sending (SPF, DKIM, tracking CNAME), with Mailgun's
+    /// last look at each.
+    pub sending_records: Vec<DnsRecord>,
+}
+
+impl DomainInfo {
+    /// Whether Mailgun lets the domain send.
+    pub fn can_send(&self) -> bool {
+        self.state == "active" && !self.is_disabled
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
+pub struct DnsRecord {
+    pub record_type: String,
+    pub name: String,
+    pub value: String,
+    /// `valid`, `invalid` or `unknown`.
+    #[serde(default)]
+    pub valid: String,
+}
+
+#[derive(Deserialize)]
+struct DomainResponse {
+    domain: DomainWire,
+    #[serde(default)]
+    sending_dns_records: Vec<DnsRecord>,
+}
+
+#[derive(Deserialize)]
+struct DomainWire {
+    name: String,
+    #[serde(default)]
+    state: String,
+    #[serde(default)]
+    is_disabled: bool,
+}
+
+impl From<DomainResponse> for DomainInfo {
+    fn from(response: DomainResponse) -> Self {
+        Self {
+            name: response.domain.name,
+            state: response.domain.state,
+            is_disabled: response.domain.is_disabled,
+            sending_records: response.sending_dns_records,
+        }
+    }
+}
+
+/// The events the practice's domain webhooks are created for.
+pub const WEBHOOK_EVENTS: [&str; 5] = [
+    "delivered",
+    "permanent_fail",
+    "temporary_fail",
+    "complained",
+    "unsubscribed",
+];
+
+impl MailgunClient {
+    /// `GET /v4/domains/{domain}`: the credential check, sending nothing; `None` when the key's
+    /// account has no such domain in this region.
+    pub async fn domain(&self) -> Result<Option<DomainInfo>, ProviderError> {
+        let request = self.request(
+            reqwest::Method::GET,
+            &format!("/v4/domains/{}", self.domain),
+        );
+        let response = provider_error::dispatch(PROVIDER, request).await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let response = provider_error::require_success(PROVIDER, response, classify).await?;
+        let found: DomainResponse = provider_error::json_body(PROVIDER, response).await?;
+        Ok(Some(found.into()))
+    }
+
+    /// `PUT /v4/domains/{domain}/verify`: Mailgun looks up the records now.
+    pub async fn verify_domain(&self) -> Result<DomainInfo, ProviderError> {
+        let request = self.request(
+            reqwest::Method::PUT,
+            &format!("/v4/domains/{}/verify", self.domain),
+        );
+        let response = provider_error::send(PROVIDER, request, classify).await?;
+        let found: DomainResponse = provider_error::json_body(PROVIDER, response).await?;
+        Ok(found.into())
+    }
+
+    /// `POST /v3/domains/{domain}/webhooks` for one event.
+    pub async fn create_webhook(&self, event: &str, url: &str) -> Result<(), ProviderError> {
+        let request = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/v3/domains/{}/webhooks", self.domain),
+            )
+            .form(&[("id", event), ("url", url)]);
+        provider_error::send(PROVIDER, request, classify).await?;
+        Ok(())
+    }
+
+    /// `GET /v5/accounts/http_signing_key`: the key the account signs its webhooks with.
+    pub async fn http_signing_key(&self) -> Result<SecretString, ProviderError> {
+        #[derive(Deserialize)]
+        struct Key {
+            http_signing_key: String,
+        }
+
+        let request = self.request(reqwest::Method::GET, "/v5/accounts/http_signing_key");
+        let response = provider_error::send(PROVIDER, request, classify).await?;
+        let Key { http_signing_key } = provider_error::json_body(PROVIDER, response).await?;
+        Ok(SecretString::from(http_signing_key))
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base_url))
+            .basic_auth("api", Some(self.api_key.expose_secret()))
+            .header(ACCEPT, "application/json")
     }
 }
 

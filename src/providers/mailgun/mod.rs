@@ -2,6 +2,7 @@
 //! webhooks, signed with HMAC-SHA256 over a timestamp and a token.
 
 pub mod client;
+pub mod settings;
 pub mod signature;
 pub mod tokens;
 pub mod webhook;
@@ -9,13 +10,29 @@ pub mod webhook;
 use futures::future::BoxFuture;
 
 use self::client::{MailgunClient, OutgoingEmail};
-use crate::providers::{
-    Accepted, Account, Channel, MessageSender, OutgoingMessage, Provider, ProviderContext,
-    ProviderError, ProviderKind, Vendor, mailbox,
+use crate::{
+    crypto::CredentialField,
+    messaging::{factory::FactoryError, settings::PracticeMessagingConfig},
+    providers::{
+        Accepted, Account, Channel, MessageSender, OutgoingMessage, PracticeAccounts, Provider,
+        ProviderContext, ProviderError, ProviderKind, Secrets, Vendor, mailbox,
+    },
 };
 
 /// Mailgun in the registry.
 pub struct Mailgun;
+
+/// A Mailgun client for `domain` with `api_key`, on the API of `region` (or
+/// `MAILGUN_API_BASE_URL`).
+pub fn client(
+    ctx: &ProviderContext,
+    api_key: secrecy::SecretString,
+    domain: &str,
+    region: &str,
+) -> MailgunClient {
+    let base = ctx.settings.vendors.mailgun_base(region);
+    MailgunClient::new(ctx.http.clone(), base.as_str(), domain, api_key)
+}
 
 struct EmailSender {
     client: MailgunClient,
@@ -43,7 +60,62 @@ impl MessageSender for EmailSender {
     }
 }
 
+impl PracticeAccounts for Mailgun {
+    fn custom_blocker(&self, config: &PracticeMessagingConfig) -> Option<&'static str> {
+        let stored = config.accounts.get(Vendor::Mailgun);
+        let account = settings::stored_account(config);
+        if stored
+            .and_then(|s| s.envelope(CredentialField::MailgunApiKey))
+            .is_none()
+        {
+            Some("custom Mailgun has no API key")
+        } else if account.domain.is_none() || account.from_email.is_none() {
+            Some("custom Mailgun has no domain or from address")
+        } else if !account.can_send() {
+            Some("custom Mailgun domain is not verified")
+        } else {
+            None
+        }
+    }
+
+    fn custom_account(
+        &self,
+        ctx: &ProviderContext,
+        config: &PracticeMessagingConfig,
+        secrets: &dyn Secrets,
+    ) -> Result<Option<Account>, FactoryError> {
+        let Some(stored) = config.accounts.get(Vendor::Mailgun) else {
+            return Ok(None);
+        };
+        let account = settings::stored_account(config);
+        let key = secrets.decrypt(
+            config,
+            CredentialField::MailgunApiKey,
+            stored.envelope(CredentialField::MailgunApiKey),
+        )?;
+        let (Some(key), Some(domain), Some(from_email)) = (
+            key,
+            account.domain.as_deref(),
+            account.from_email.as_deref(),
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(Account {
+            kind: ProviderKind::CustomMailgun,
+            account_key: Some(format!("mailgun:{domain}")),
+            sender: Box::new(EmailSender {
+                client: client(ctx, key, domain, account.region()),
+                from: mailbox(account.from_name.as_deref().unwrap_or_default(), from_email),
+            }),
+        }))
+    }
+}
+
 impl Provider for Mailgun {
+    fn practice_accounts(&self) -> Option<&dyn PracticeAccounts> {
+        Some(self)
+    }
+
     fn vendor(&self) -> Vendor {
         Vendor::Mailgun
     }
@@ -54,17 +126,11 @@ impl Provider for Mailgun {
 
     fn system_account(&self, ctx: &ProviderContext) -> Option<Account> {
         let system = ctx.settings.vendors.system_mailgun.as_ref()?;
-        let base = ctx.settings.vendors.mailgun_base(&system.region);
         Some(Account {
             kind: ProviderKind::SystemMailgun,
             account_key: Some(format!("mailgun:{}", system.domain)),
             sender: Box::new(EmailSender {
-                client: MailgunClient::new(
-                    ctx.http.clone(),
-                    base.as_str(),
-                    system.domain.clone(),
-                    system.api_key.clone(),
-                ),
+                client: client(ctx, system.api_key.clone(), &system.domain, &system.region),
                 from: mailbox(&system.sender.from_name, &system.sender.from_email),
             }),
         })

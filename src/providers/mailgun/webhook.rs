@@ -7,7 +7,7 @@
 //! `MAILGUN_WEBHOOK_MAX_AGE_SECS`, which also bounds how long tokens are remembered.
 
 use chrono::{DateTime, Utc};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -16,7 +16,8 @@ use super::signature::{self, Signature};
 use super::tokens;
 use crate::providers::email_events::{self as email, EmailEvent};
 use crate::{
-    messaging::suppression::SuppressionReason,
+    crypto::CredentialField,
+    messaging::{settings::PracticeMessagingConfig, suppression::SuppressionReason},
     outreach::status::OutreachStatus,
     providers::Vendor,
     webhooks::{Context, Receipt, Route, Tenant, WebhookError},
@@ -48,20 +49,7 @@ async fn verify_and_ingest(
     body: &[u8],
 ) -> Result<Receipt, WebhookError> {
     let tenant = route.tenant()?;
-    let Tenant::System = tenant else {
-        return Err(WebhookError::unauthenticated(
-            "no practice has a Mailgun account of its own",
-        ));
-    };
-    let key = ctx
-        .settings
-        .vendors
-        .system_mailgun
-        .as_ref()
-        .and_then(|system| system.webhook_signing_key.as_ref())
-        .ok_or_else(|| {
-            WebhookError::unauthenticated("MAILGUN_WEBHOOK_SIGNING_KEY is not configured")
-        })?;
+    let key = signing_key(ctx, tenant).await?;
     let Body {
         signature: signed,
         event_data,
@@ -94,6 +82,29 @@ async fn verify_and_ingest(
     let receipt = email::ingest(&mut tx, Vendor::Mailgun, tenant, vec![event]).await?;
     tx.commit().await?;
     Ok(receipt)
+}
+
+/// The route's signing key: `MAILGUN_WEBHOOK_SIGNING_KEY`, or the practice's own account's.
+async fn signing_key(ctx: Context<'_>, tenant: Tenant) -> Result<SecretString, WebhookError> {
+    let key = match tenant {
+        Tenant::System => ctx
+            .settings
+            .vendors
+            .system_mailgun
+            .as_ref()
+            .and_then(|system| system.webhook_signing_key.clone()),
+        Tenant::Practice(id) => {
+            let config = PracticeMessagingConfig::load(ctx.pool, id)
+                .await?
+                .ok_or_else(|| WebhookError::unauthenticated("no such practice"))?;
+            let field = CredentialField::MailgunWebhookSigningKey;
+            ctx.keyring
+                .decrypt_if_present(config.envelope(field), id, field)?
+        }
+    };
+    key.ok_or_else(|| {
+        WebhookError::unauthenticated("no Mailgun webhook signing key is configured for this route")
+    })
 }
 
 fn read(mut data: Map<String, Value>) -> EmailEvent {

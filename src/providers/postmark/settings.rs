@@ -18,11 +18,11 @@ use crate::{
     auth::PracticeCaller,
     crypto::{CredentialField, Keyring},
     messaging::{
-        Channel, ProviderKind, accounts,
+        ProviderKind, accounts,
         practice_settings::{
-            EmailSettingsRequest, EmailValidation, EmailValidationRequest, ProviderFailure,
-            SettingsError, SettingsUpdate, begin_change, changed, commit_change, load,
-            refuse_custom_only, required, stored_secret, view,
+            AccountWrite, EmailSettingsRequest, EmailValidation, EmailValidationRequest,
+            ProviderFailure, SettingsError, SettingsUpdate, begin_change, changed, load,
+            refuse_other_vendors, required, save_account, stored_secret, view,
         },
         settings::PracticeMessagingConfig,
     },
@@ -163,15 +163,7 @@ impl PostmarkChange {
         stored: &PracticeMessagingConfig,
     ) -> Result<Self, SettingsError> {
         let mut errors = FieldErrors::new();
-        refuse_custom_only(
-            &mut errors,
-            &[
-                ("sendgridApiKey", request.sendgrid_api_key.is_some()),
-                ("webhookVerifyKey", request.webhook_verify_key.is_some()),
-            ],
-            ProviderKind::CustomSendgrid,
-            Channel::Email,
-        );
+        refuse_other_vendors(&mut errors, &request, ProviderKind::CustomPostmark);
         let from_email = errors.check(
             "fromEmail",
             required(request.from_email).and_then(|v| EmailAddress::parse(&v)),
@@ -315,7 +307,7 @@ pub async fn update(
         before.webhook_id
     };
 
-    let (mut tx, current) = begin_change(state, practice_id, Some(stored.settings_version)).await?;
+    let (tx, current) = begin_change(state, practice_id, Some(stored.settings_version)).await?;
     let current_stored = current.accounts.get(Vendor::Postmark);
     let before = current_stored
         .map(accounts::StoredAccount::settings::<PostmarkAccount>)
@@ -373,34 +365,20 @@ pub async fn update(
             current.email_fallback_enabled != change.fallback_enabled,
         ),
     ]);
-    if !fields.is_empty() {
-        accounts::save(
-            &mut tx,
-            practice_id,
-            Vendor::Postmark,
-            &account,
-            &secrets,
-            confirmed,
-        )
-        .await?;
-        sqlx::query(
-            "update practices set email_provider = $2, email_fallback_enabled = $3 where id = $1",
-        )
-        .bind(practice_id)
-        .bind(ProviderKind::CustomPostmark)
-        .bind(change.fallback_enabled)
-        .execute(&mut *tx)
-        .await?;
-        commit_change(
-            tx,
-            &state.messaging,
-            practice_id,
-            Some(caller.user_id),
-            "email.update",
-            &fields,
-        )
-        .await?;
-    }
+    save_account(
+        tx,
+        state,
+        caller,
+        AccountWrite {
+            kind: ProviderKind::CustomPostmark,
+            settings: &account,
+            secrets: &secrets,
+            sending_confirmed_at: confirmed,
+            fallback_enabled: change.fallback_enabled,
+        },
+        &fields,
+    )
+    .await?;
     let settings = view(state, practice_id).await?;
     if settings.email.postmark.sending_confirmed_at.is_none() {
         notes.push(format!(

@@ -43,6 +43,11 @@ pub enum DomainError {
     OtherDomain(String),
     #[error("no email domain is set up")]
     NotSetUp,
+    /// The practice's own Mailgun domain is chosen with its account, not set up or deleted here.
+    #[error(
+        "the practice sends through its own Mailgun domain, which is chosen with PUT /api/practice-settings/messaging/email          (mailgunDomain) and removed with DELETE /api/practice-settings/messaging/email; here it can be read and verified"
+    )]
+    MailgunDomain,
     #[error("the practice no longer exists")]
     UnknownPractice,
     #[error("{}", .0.unreadable_message())]
@@ -113,7 +118,12 @@ impl From<DnsRecord> for DnsRecordState {
 pub struct DomainView {
     #[serde(flatten)]
     pub state: DomainState,
-    pub sendgrid_domain_id: i64,
+    /// SendGrid's id of the domain authentication; absent for a Mailgun domain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sendgrid_domain_id: Option<i64>,
+    /// Mailgun's state of the domain (`active`, `unverified`, `disabled`); absent for SendGrid.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mailgun_state: Option<String>,
     pub records: Vec<DnsRecordState>,
     /// What to do in a DNS panel, step by step.
     pub instructions: Vec<String>,
@@ -130,7 +140,8 @@ impl DomainView {
         let instructions = instructions(&state, &records);
         Ok(Self {
             state,
-            sendgrid_domain_id,
+            sendgrid_domain_id: Some(sendgrid_domain_id),
+            mailgun_state: None,
             records,
             instructions,
         })

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use crate::messaging::practice_settings::{
     EmailSettingsRequest, EmailValidationRequest, ProviderFailure, SettingsError, SettingsUpdate,
     begin_change, changed, commit_change, event_webhook_url, invalid, is_stored_secret, load,
-    parse_provider, refuse_custom_only, required, stored_secret, view,
+    parse_provider, refuse_custom_only, refuse_other_vendors, required, stored_secret, view,
 };
 use crate::{
     AppState,
@@ -62,6 +62,7 @@ impl EmailChange {
             "provider",
             parse_provider(request.provider.as_deref(), Channel::Email),
         );
+        refuse_other_vendors(&mut errors, &request, ProviderKind::CustomSendgrid);
         let from_email = errors.check(
             "fromEmail",
             required(request.from_email).and_then(|v| EmailAddress::parse(&v)),

@@ -16,9 +16,9 @@ use crate::{
     messaging::{
         Channel, ProviderKind, accounts,
         practice_settings::{
-            ProviderFailure, SettingsError, SettingsUpdate, SmsSettingsRequest, SmsValidation,
-            SmsValidationRequest, begin_change, changed, commit_change, load, refuse_custom_only,
-            stored_secret, view,
+            AccountWrite, ProviderFailure, SettingsError, SettingsUpdate, SmsSettingsRequest,
+            SmsValidation, SmsValidationRequest, begin_change, changed, load, refuse_custom_only,
+            save_account, stored_secret, view,
         },
         settings::PracticeMessagingConfig,
     },
@@ -239,7 +239,7 @@ pub async fn update(
             .or(before.messaging_profile_id.clone());
     }
 
-    let (mut tx, current) = begin_change(state, practice_id, Some(stored.settings_version)).await?;
+    let (tx, current) = begin_change(state, practice_id, Some(stored.settings_version)).await?;
     let current_account = current.accounts.get(Vendor::Telnyx);
     let mut secrets: BTreeMap<String, String> = current_account
         .map(|account| account.secrets.clone())
@@ -277,34 +277,20 @@ pub async fn update(
             current.sms_fallback_enabled != change.fallback_enabled,
         ),
     ]);
-    if !fields.is_empty() {
-        accounts::save(
-            &mut tx,
-            practice_id,
-            Vendor::Telnyx,
-            &change.account,
-            &secrets,
-            None,
-        )
-        .await?;
-        sqlx::query(
-            "update practices set sms_provider = $2, sms_fallback_enabled = $3 where id = $1",
-        )
-        .bind(practice_id)
-        .bind(ProviderKind::CustomTelnyx)
-        .bind(change.fallback_enabled)
-        .execute(&mut *tx)
-        .await?;
-        commit_change(
-            tx,
-            &state.messaging,
-            practice_id,
-            Some(caller.user_id),
-            "sms.update",
-            &fields,
-        )
-        .await?;
-    }
+    save_account(
+        tx,
+        state,
+        caller,
+        AccountWrite {
+            kind: ProviderKind::CustomTelnyx,
+            settings: &change.account,
+            secrets: &secrets,
+            sending_confirmed_at: None,
+            fallback_enabled: change.fallback_enabled,
+        },
+        &fields,
+    )
+    .await?;
     let settings = view(state, practice_id).await?;
     let telnyx = &settings.sms.telnyx;
     let mut notes = vec![format!(
