@@ -128,6 +128,17 @@ export const settingsApi = {
 };
 
 /** The practice's suppression list: one page, and lifting an entry. */
+export const activityApi = {
+  page: (filter, cursor) => {
+    const query = new URLSearchParams();
+    for (const [name, value] of Object.entries(filter)) if (value) query.set(name, value);
+    if (cursor) query.set('cursor', cursor);
+    query.set('limit', '25');
+    return request('GET', `/api/outreach/logs?${query}`);
+  },
+  message: (id) => request('GET', `/api/outreach/logs/${encodeURIComponent(id)}`),
+};
+
 export const rulesApi = {
   read: () => request('GET', `${SETTINGS}/compliance`),
   save: (body) => request('PUT', `${SETTINGS}/compliance`, body),

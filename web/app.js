@@ -9,8 +9,9 @@ import { renderAnalytics } from './status.js';
 import { initSuppressions, renderSuppressions } from './suppressions.js';
 import { initAudit, renderAudit } from './audit.js';
 import { initRules, renderRules } from './rules.js';
+import { initActivity, renderActivity } from './activity.js';
 
-const VIEWS = ['view-sign-in', 'view-settings', 'view-analytics', 'view-rules', 'view-suppressions', 'view-audit'];
+const VIEWS = ['view-sign-in', 'view-settings', 'view-analytics', 'view-activity', 'view-rules', 'view-suppressions', 'view-audit'];
 const TABS = { email: 'tab-email', sms: 'tab-sms' };
 
 /** Where a signed-out visitor wanted to go, so sign-in takes them there. */
@@ -51,6 +52,7 @@ function showView(id, { focusHeading = true } = {}) {
   const links = [
     ['nav-settings', 'view-settings'],
     ['nav-analytics', 'view-analytics'],
+    ['nav-activity', 'view-activity'],
     ['nav-rules', 'view-rules'],
     ['nav-suppressions', 'view-suppressions'],
     ['nav-audit', 'view-audit'],
@@ -70,6 +72,7 @@ function showView(id, { focusHeading = true } = {}) {
 function parseRoute() {
   const [, section, tab] = window.location.hash.split('/');
   if (section === 'analytics') return { view: 'analytics' };
+  if (section === 'activity') return { view: 'activity' };
   if (section === 'rules') return { view: 'rules' };
   if (section === 'suppressions') return { view: 'suppressions' };
   if (section === 'audit') return { view: 'audit' };
@@ -92,6 +95,11 @@ async function route() {
   if (wanted.view === 'audit' && mayEdit(session)) {
     showView('view-audit');
     await loadInto($('audit-error'), () => renderAudit());
+    return;
+  }
+  if (wanted.view === 'activity') {
+    showView('view-activity');
+    await loadInto($('activity-error'), () => renderActivity());
     return;
   }
   if (wanted.view === 'rules') {
@@ -245,6 +253,7 @@ function init() {
   initSms(page);
   initSuppressions();
   initRules();
+  initActivity();
   initAudit();
   route();
 }

@@ -53,6 +53,8 @@ export const PROVIDER_NAMES = {
   system_twilio: "Dentite's shared Twilio number",
   custom_twilio: 'Your own Twilio account',
   system_postmark: "Dentite's shared Postmark server",
+  custom_postmark: 'Your own Postmark server',
+  custom_mailgun: 'Your own Mailgun domain',
   system_mailgun: "Dentite's shared Mailgun domain",
   system_telnyx: "Dentite's shared Telnyx number",
   custom_telnyx: 'Your own Telnyx number',

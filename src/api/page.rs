@@ -71,6 +71,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../web/audit.js"),
     ),
     (
+        "activity.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/activity.js"),
+    ),
+    (
         "rules.js",
         "text/javascript; charset=utf-8",
         include_str!("../../web/rules.js"),

@@ -1255,6 +1255,143 @@ async fn an_owner_saves_a_mailgun_domain_after_an_unknown_one_is_shown_at_its_fi
 }
 
 #[tokio::test]
+async fn the_activity_view_explains_each_message_filters_them_and_shows_a_refused_filter_at_its_field()
+ {
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
+    let app = spawn_app().await;
+    let practice = app.create_practice("Smile Dental").await;
+    let owner = user(&app, practice, Role::Owner).await;
+    let log = |status: &str,
+               provider: Option<&str>,
+               fallback: Option<&str>,
+               error: Option<&str>,
+               to: &str| {
+        let (status, provider, fallback, error, to) = (
+            status.to_string(),
+            provider.map(str::to_string),
+            fallback.map(str::to_string),
+            error.map(str::to_string),
+            to.to_string(),
+        );
+        let pool = app.pool.clone();
+        async move {
+            let id = Uuid::new_v4();
+            sqlx::query(
+                "insert into outreach_logs (id, practice_id, message_type, messaging_provider, status, recipient, body,
+                     fallback_reason, error)
+                 values ($1, $2, 'email', $3, $4, $5, 'Hello', $6, $7)",
+            )
+            .bind(id)
+            .bind(practice)
+            .bind(provider)
+            .bind(status)
+            .bind(to)
+            .bind(fallback)
+            .bind(error)
+            .execute(&pool)
+            .await
+            .unwrap();
+            id
+        }
+    };
+    let delivered = log(
+        "delivered",
+        Some("system_postmark"),
+        Some("system SendGrid failed: SendGrid returned HTTP 503 Service Unavailable"),
+        None,
+        "pat@example.com",
+    )
+    .await;
+    log(
+        "suppressed",
+        None,
+        None,
+        Some("opted_out"),
+        "sam@example.com",
+    )
+    .await;
+    log(
+        "bounced",
+        Some("system_sendgrid"),
+        None,
+        Some("hard bounce: 550 no such user"),
+        "gone@example.com",
+    )
+    .await;
+    sqlx::query(
+        "insert into provider_events (event_key, route_practice_id, provider, practice_id, outreach_log_id, event_type, payload, occurred_at)
+         values ('postmark:Delivery:m1', null, 'postmark', $1, $2, 'Delivery', '{}', now())",
+    )
+    .bind(practice)
+    .bind(delivered)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let browser = chromium.open(&app, DESKTOP).await;
+    browser.sign_in(&owner).await;
+    browser.click("#nav-activity").await;
+    browser
+        .text_containing("#activity-rows", "Withheld: the patient opted out.")
+        .await;
+    browser
+        .text_containing("#activity-rows", "Bounced: the address does not exist")
+        .await;
+
+    browser.select_value("#activity-status", "suppressed").await;
+    browser.click("#activity-apply").await;
+    browser
+        .eventually("only the withheld message", async |b: &Browser| {
+            let rows = b.text("#activity-rows").await?;
+            if rows.contains("sam@example.com") && !rows.contains("pat@example.com") {
+                Ok(())
+            } else {
+                Err(rows)
+            }
+        })
+        .await;
+
+    browser.select_value("#activity-status", "").await;
+    browser.click("#activity-apply").await;
+    browser
+        .text_containing("#activity-rows", "pat@example.com")
+        .await;
+    browser
+        .click(&format!("tr[data-log='{delivered}'] button"))
+        .await;
+    browser
+        .text_containing(
+            "#activity-timeline",
+            "Moved on: system SendGrid failed: SendGrid returned HTTP 503",
+        )
+        .await;
+    browser
+        .text_containing(
+            "#activity-timeline",
+            "Handed to Dentite's shared Postmark server.",
+        )
+        .await;
+    browser
+        .text_containing("#activity-timeline", "The provider reported: Delivery.")
+        .await;
+    assert_eq!(browser.focused_id().await, "activity-detail");
+
+    browser
+        .script(
+            "document.getElementById('activity-since').value = '2026-12-05';
+             document.getElementById('activity-until').value = '2026-12-01';",
+        )
+        .await;
+    browser.click("#activity-apply").await;
+    browser
+        .text_containing("#activity-until-error", "Must be later than since")
+        .await;
+    assert_eq!(browser.focused_id().await, "activity-until");
+    browser.close().await;
+}
+
+#[tokio::test]
 async fn the_tabs_follow_the_arrow_keys() {
     let Some(chromium) = Chromium::installed() else {
         return;
@@ -1559,6 +1696,9 @@ async fn at_360_pixels_wide_no_view_scrolls_sideways() {
     browser.click("#nav-rules").await;
     browser.visible("#rules-form").await;
     assert_eq!(browser.script(overflow).await, json!(0), "sending rules");
+    browser.click("#nav-activity").await;
+    browser.visible("#activity-filter").await;
+    assert_eq!(browser.script(overflow).await, json!(0), "activity");
     browser.close().await;
 }
 
@@ -1638,6 +1778,9 @@ async fn screenshots_of_each_tab_for_the_readme() {
         })
         .await;
     browser.screenshot("rules", DESKTOP.0).await;
+    browser.click("#nav-activity").await;
+    browser.visible("#activity-table").await;
+    browser.screenshot("activity", DESKTOP.0).await;
     browser.close().await;
 }
 

@@ -1,0 +1,172 @@
+// The activity view: the practice's messages with filters, a page at a time, and each message's
+// story: queued, held, handed over (with every fallback hop), the provider's events in order, and
+// its final state in plain words.
+
+import { activityApi } from './api.js';
+import { $, FormErrors, busy, el, formatDate, providerName, show } from './dom.js';
+
+/** Why a rule withheld a message, as a practice manager would say it. */
+const WITHHELD = {
+  opted_out: 'the patient opted out',
+  no_marketing_consent: 'no marketing consent',
+  frequency_cap: "the patient's limit of care texts was reached",
+  no_postal_address: "marketing email needs the practice's postal address (Sending rules)",
+};
+
+/** The filter shown, and where the next page starts. */
+const state = { filter: {}, cursor: null };
+
+const filterErrors = () => new FormErrors('activity-error', {
+  channel: 'activity-channel',
+  status: 'activity-status',
+  since: 'activity-since',
+  until: 'activity-until',
+});
+
+/** The final state of a message, in plain words. */
+export function outcome(log) {
+  const error = log.error ?? '';
+  switch (log.status) {
+    case 'queued':
+      return log.scheduledFor
+        ? `Waiting: held until ${formatDate(log.scheduledFor)}, the recipient's quiet hours.`
+        : 'Waiting to be sent.';
+    case 'sending':
+    case 'sent':
+      return 'Sent: the provider took it; no delivery report yet.';
+    case 'delivered':
+      return 'Delivered.';
+    case 'opened':
+      return 'Delivered and opened.';
+    case 'clicked':
+      return 'Delivered, opened and a link was clicked.';
+    case 'bounced':
+      return error.startsWith('hard bounce')
+        ? `Bounced: the address does not exist (${error}).`
+        : `Bounced: ${error || 'the receiving server refused it'}.`;
+    case 'dropped':
+      return `Dropped by the provider: ${error || 'it would not send to this address'}.`;
+    case 'spam_reported':
+      return 'The recipient reported it as spam.';
+    case 'undelivered':
+      return `Not delivered: ${error || 'the carrier could not deliver it'}.`;
+    case 'failed':
+      return `Failed: ${error || 'the provider refused it'}.`;
+    case 'suppressed':
+      return `Withheld: ${WITHHELD[error] ?? (error || 'the address is on the suppression list')}.`;
+    default:
+      return log.status;
+  }
+}
+
+function filterFromForm() {
+  const day = (id) => {
+    const value = $(id).value;
+    return value ? new Date(`${value}T00:00:00`).toISOString() : '';
+  };
+  return {
+    channel: $('activity-channel').value,
+    status: $('activity-status').value,
+    since: day('activity-since'),
+    until: day('activity-until'),
+  };
+}
+
+export async function renderActivity() {
+  state.filter = filterFromForm();
+  await showPage({ append: false });
+}
+
+async function showPage({ append }) {
+  const page = await activityApi.page(state.filter, append ? state.cursor : null);
+  state.cursor = page.nextCursor ?? null;
+  const rows = page.items.map(row);
+  if (append) $('activity-rows').append(...rows);
+  else $('activity-rows').replaceChildren(...rows);
+  const shown = $('activity-rows').children.length;
+  show($('activity-table'), shown > 0);
+  show($('activity-empty'), shown === 0);
+  show($('activity-more'), state.cursor !== null);
+}
+
+function row(log) {
+  const tr = el('tr');
+  tr.dataset.log = log.id;
+  const details = el('button', {
+    className: 'button button-small',
+    text: 'Story',
+    attrs: { type: 'button', 'aria-label': `The story of the message to ${log.recipient}` },
+  });
+  details.addEventListener('click', () => showStory(log.id));
+  const cell = el('td');
+  cell.append(details);
+  tr.append(
+    el('td', { text: formatDate(log.createdAt) }),
+    el('td', { text: log.recipient }),
+    el('td', { text: log.channel === 'sms' ? 'SMS' : 'Email' }),
+    el('td', { text: outcome(log) }),
+    cell,
+  );
+  return tr;
+}
+
+function step(when, text) {
+  const item = el('li');
+  item.append(el('time', { text: formatDate(when), attrs: { datetime: when } }), ' ', el('span', { text }));
+  return item;
+}
+
+async function showStory(id) {
+  const errors = filterErrors();
+  errors.clear();
+  try {
+    const log = await activityApi.message(id);
+    const steps = [step(log.createdAt, log.category === 'marketing' ? 'Queued (marketing).' : 'Queued (care).')];
+    if (log.scheduledFor) {
+      steps.push(step(log.scheduledFor, 'Held back to here: the recipient\'s quiet hours (sending window).'));
+    }
+    if (log.fallbackReason) {
+      for (const hop of log.fallbackReason.split('; then ')) steps.push(step(log.updatedAt, `Moved on: ${hop}.`));
+    }
+    if (log.messagingProvider) {
+      steps.push(step(log.updatedAt, `Handed to ${providerName(log.messagingProvider)}.`));
+    }
+    for (const event of log.events) {
+      steps.push(step(event.occurredAt ?? event.receivedAt, `The provider reported: ${event.eventType}.`));
+    }
+    $('activity-timeline').replaceChildren(...steps);
+    $('activity-outcome').textContent = outcome(log);
+    const cost = [];
+    if (log.segments) cost.push(`${log.segments} SMS segment${log.segments === 1 ? '' : 's'}`);
+    if (log.price) cost.push(`charged ${log.price} ${log.priceUnit ?? ''}`.trim());
+    $('activity-cost').textContent = cost.join(', ');
+    $('activity-detail-title').textContent = `The message to ${log.recipient}`;
+    show($('activity-detail'), true);
+    $('activity-detail').focus();
+  } catch (error) {
+    errors.show(error);
+  }
+}
+
+export function initActivity() {
+  $('activity-filter').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const errors = filterErrors();
+    errors.clear();
+    show($('activity-detail'), false);
+    try {
+      await busy($('activity-apply'), 'Loading…', () => renderActivity());
+    } catch (error) {
+      errors.show(error);
+    }
+  });
+  $('activity-more').addEventListener('click', async () => {
+    const errors = filterErrors();
+    errors.clear();
+    try {
+      await busy($('activity-more'), 'Loading…', () => showPage({ append: true }));
+    } catch (error) {
+      errors.show(error);
+    }
+  });
+}
