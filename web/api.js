@@ -139,6 +139,22 @@ export const activityApi = {
   message: (id) => request('GET', `/api/outreach/logs/${encodeURIComponent(id)}`),
 };
 
+export const patientsApi = {
+  page: (search, cursor) => {
+    const query = new URLSearchParams({ limit: '25' });
+    if (search) query.set('search', search);
+    if (cursor) query.set('cursor', cursor);
+    return request('GET', `/api/patients?${query}`);
+  },
+  create: (body) => request('POST', '/api/patients', body),
+  update: (id, body) => request('PATCH', `/api/patients/${encodeURIComponent(id)}`, body),
+  remove: (id) => request('DELETE', `/api/patients/${encodeURIComponent(id)}`),
+  consents: (id) => request('GET', `/api/patients/${encodeURIComponent(id)}/consents`),
+  recordConsent: (id, body) => request('POST', `/api/patients/${encodeURIComponent(id)}/consents`, body),
+  preview: (body) => request('POST', '/api/outreach/messages/preview', body),
+  send: (body) => request('POST', '/api/outreach/messages', body),
+};
+
 export const rulesApi = {
   read: () => request('GET', `${SETTINGS}/compliance`),
   save: (body) => request('PUT', `${SETTINGS}/compliance`, body),

@@ -10,8 +10,9 @@ import { initSuppressions, renderSuppressions } from './suppressions.js';
 import { initAudit, renderAudit } from './audit.js';
 import { initRules, renderRules } from './rules.js';
 import { initActivity, renderActivity } from './activity.js';
+import { initPatients, renderPatients } from './patients.js';
 
-const VIEWS = ['view-sign-in', 'view-settings', 'view-analytics', 'view-activity', 'view-rules', 'view-suppressions', 'view-audit'];
+const VIEWS = ['view-sign-in', 'view-settings', 'view-analytics', 'view-activity', 'view-patients', 'view-rules', 'view-suppressions', 'view-audit'];
 const TABS = { email: 'tab-email', sms: 'tab-sms' };
 
 /** Where a signed-out visitor wanted to go, so sign-in takes them there. */
@@ -53,6 +54,7 @@ function showView(id, { focusHeading = true } = {}) {
     ['nav-settings', 'view-settings'],
     ['nav-analytics', 'view-analytics'],
     ['nav-activity', 'view-activity'],
+    ['nav-patients', 'view-patients'],
     ['nav-rules', 'view-rules'],
     ['nav-suppressions', 'view-suppressions'],
     ['nav-audit', 'view-audit'],
@@ -73,6 +75,7 @@ function parseRoute() {
   const [, section, tab] = window.location.hash.split('/');
   if (section === 'analytics') return { view: 'analytics' };
   if (section === 'activity') return { view: 'activity' };
+  if (section === 'patients') return { view: 'patients' };
   if (section === 'rules') return { view: 'rules' };
   if (section === 'suppressions') return { view: 'suppressions' };
   if (section === 'audit') return { view: 'audit' };
@@ -100,6 +103,11 @@ async function route() {
   if (wanted.view === 'activity') {
     showView('view-activity');
     await loadInto($('activity-error'), () => renderActivity());
+    return;
+  }
+  if (wanted.view === 'patients') {
+    showView('view-patients');
+    await loadInto($('patients-error'), () => renderPatients());
     return;
   }
   if (wanted.view === 'rules') {
@@ -254,6 +262,7 @@ function init() {
   initSuppressions();
   initRules();
   initActivity();
+  initPatients();
   initAudit();
   route();
 }

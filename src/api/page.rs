@@ -76,6 +76,11 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../web/activity.js"),
     ),
     (
+        "patients.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/patients.js"),
+    ),
+    (
         "rules.js",
         "text/javascript; charset=utf-8",
         include_str!("../../web/rules.js"),

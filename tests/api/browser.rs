@@ -1392,6 +1392,91 @@ async fn the_activity_view_explains_each_message_filters_them_and_shows_a_refuse
 }
 
 #[tokio::test]
+async fn an_owner_adds_a_patient_after_a_refused_save_records_consent_previews_and_queues_a_text_then_deletes_them()
+ {
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
+    let app = spawn_app().await;
+    let practice = app.create_practice("Smile Dental").await;
+    let owner = user(&app, practice, Role::Owner).await;
+    let browser = chromium.open(&app, DESKTOP).await;
+    browser.sign_in(&owner).await;
+    browser.click("#nav-patients").await;
+    browser.visible("#patients-search-form").await;
+
+    browser.click("#patient-new").await;
+    browser.visible("#patient-form").await;
+    browser.type_into("#patient-last-name", "Lee").await;
+    browser.type_into("#patient-phone", "555").await;
+    browser.click("#patient-save").await;
+    browser.visible("#patient-first-name-error").await;
+    assert_eq!(browser.focused_id().await, "patient-first-name");
+    browser.visible("#patient-phone-error").await;
+
+    browser.type_into("#patient-first-name", "Pat").await;
+    browser.type_into("#patient-phone", "+15557654321").await;
+    browser.click("#patient-save").await;
+    browser
+        .text_containing("#patient-status", "Patient added.")
+        .await;
+    browser.text_containing("#patients-rows", "Pat Lee").await;
+    browser
+        .text_containing("#consent-effective", "Not recorded")
+        .await;
+
+    browser.select_value("#consent-category", "marketing").await;
+    browser.select_value("#consent-source", "paper_form").await;
+    browser
+        .type_into("#consent-evidence", "signed at the front desk")
+        .await;
+    browser.click("#consent-record").await;
+    browser
+        .text_containing(
+            "#consent-history",
+            "Granted marketing SMS, by paper form by",
+        )
+        .await;
+    browser
+        .text_containing("#consent-history", "(signed at the front desk)")
+        .await;
+
+    browser
+        .type_into("#compose-body", "Your cleaning is due \u{1F600}")
+        .await;
+    browser
+        .text_containing("#compose-preview", "UCS-2 because of \u{1F600}")
+        .await;
+    browser
+        .text_containing("#compose-preview", "1 segment")
+        .await;
+    browser.click("#compose-send").await;
+    browser
+        .text_containing("#compose-status", "Queued. Follow it in Activity.")
+        .await;
+    let texts: i64 = sqlx::query_scalar(
+        "select count(*) from outreach_logs where practice_id = $1 and message_type = 'sms'",
+    )
+    .bind(practice)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(texts, 1);
+
+    browser.click("#patient-delete").await;
+    browser.visible("#confirm-dialog").await;
+    browser.click("#confirm-accept").await;
+    browser.visible("#patients-empty").await;
+    let left: i64 = sqlx::query_scalar("select count(*) from patients where practice_id = $1")
+        .bind(practice)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    browser.close().await;
+}
+
+#[tokio::test]
 async fn the_tabs_follow_the_arrow_keys() {
     let Some(chromium) = Chromium::installed() else {
         return;
@@ -1699,6 +1784,9 @@ async fn at_360_pixels_wide_no_view_scrolls_sideways() {
     browser.click("#nav-activity").await;
     browser.visible("#activity-filter").await;
     assert_eq!(browser.script(overflow).await, json!(0), "activity");
+    browser.click("#nav-patients").await;
+    browser.visible("#patients-search-form").await;
+    assert_eq!(browser.script(overflow).await, json!(0), "patients");
     browser.close().await;
 }
 
