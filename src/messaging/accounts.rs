@@ -43,6 +43,13 @@ impl StoredAccounts {
         self.0.get(&vendor)
     }
 
+    /// The settings of the account of `vendor` in the vendor's own shape; empty without one.
+    pub fn settings<T: DeserializeOwned + Default>(&self, vendor: Vendor) -> T {
+        self.get(vendor)
+            .map(StoredAccount::settings)
+            .unwrap_or_default()
+    }
+
     /// The envelope of `field`, whichever account holds it.
     pub fn envelope(&self, field: CredentialField) -> Option<&str> {
         self.0.values().find_map(|account| account.envelope(field))

@@ -300,11 +300,7 @@ impl MessagingServiceFactory {
         &self,
         config: &PracticeMessagingConfig,
     ) -> Result<Option<SendGridClient>, FactoryError> {
-        let key = self.decrypt(
-            config,
-            CredentialField::SendGridApiKey,
-            config.sendgrid_api_key.as_deref(),
-        )?;
+        let key = self.decrypt(config, CredentialField::SendGridApiKey)?;
         Ok(key.map(|key| self.sendgrid_client(key)))
     }
 
@@ -444,10 +440,9 @@ impl Secrets for MessagingServiceFactory {
         &self,
         config: &PracticeMessagingConfig,
         field: CredentialField,
-        envelope: Option<&str>,
     ) -> Result<Option<SecretString>, FactoryError> {
         self.keyring
-            .decrypt_if_present(envelope, config.id, field)
+            .decrypt_if_present(config.envelope(field), config.id, field)
             .map_err(|source| FactoryError::Decrypt {
                 practice_id: config.id,
                 field,

@@ -339,12 +339,11 @@ pub trait PracticeAccounts: Send + Sync {
     ) -> Result<Option<Account>, FactoryError>;
 }
 
-/// Decrypts a practice's stored credential fields.
+/// Decrypts a practice's stored credential fields, wherever the practice's row keeps them.
 pub trait Secrets {
     fn decrypt(
         &self,
         config: &PracticeMessagingConfig,
         field: CredentialField,
-        envelope: Option<&str>,
     ) -> Result<Option<secrecy::SecretString>, FactoryError>;
 }

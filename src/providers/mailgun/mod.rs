@@ -9,7 +9,10 @@ pub mod webhook;
 
 use futures::future::BoxFuture;
 
-use self::client::{MailgunClient, OutgoingEmail};
+use self::{
+    client::{MailgunClient, OutgoingEmail},
+    settings::MailgunAccount,
+};
 use crate::{
     crypto::CredentialField,
     messaging::{factory::FactoryError, settings::PracticeMessagingConfig},
@@ -62,12 +65,8 @@ impl MessageSender for EmailSender {
 
 impl PracticeAccounts for Mailgun {
     fn custom_blocker(&self, config: &PracticeMessagingConfig) -> Option<&'static str> {
-        let stored = config.accounts.get(Vendor::Mailgun);
-        let account = settings::stored_account(config);
-        if stored
-            .and_then(|s| s.envelope(CredentialField::MailgunApiKey))
-            .is_none()
-        {
+        let account = config.accounts.settings::<MailgunAccount>(Vendor::Mailgun);
+        if config.envelope(CredentialField::MailgunApiKey).is_none() {
             Some("custom Mailgun has no API key")
         } else if account.domain.is_none() || account.from_email.is_none() {
             Some("custom Mailgun has no domain or from address")
@@ -84,15 +83,8 @@ impl PracticeAccounts for Mailgun {
         config: &PracticeMessagingConfig,
         secrets: &dyn Secrets,
     ) -> Result<Option<Account>, FactoryError> {
-        let Some(stored) = config.accounts.get(Vendor::Mailgun) else {
-            return Ok(None);
-        };
-        let account = settings::stored_account(config);
-        let key = secrets.decrypt(
-            config,
-            CredentialField::MailgunApiKey,
-            stored.envelope(CredentialField::MailgunApiKey),
-        )?;
+        let account = config.accounts.settings::<MailgunAccount>(Vendor::Mailgun);
+        let key = secrets.decrypt(config, CredentialField::MailgunApiKey)?;
         let (Some(key), Some(domain), Some(from_email)) = (
             key,
             account.domain.as_deref(),

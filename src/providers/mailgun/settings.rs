@@ -72,14 +72,6 @@ impl MailgunAccount {
     }
 }
 
-pub fn stored_account(config: &PracticeMessagingConfig) -> MailgunAccount {
-    config
-        .accounts
-        .get(Vendor::Mailgun)
-        .map(accounts::StoredAccount::settings)
-        .unwrap_or_default()
-}
-
 /// The practice's Mailgun domain as `GET /` shows it.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -105,7 +97,7 @@ impl MailgunSettingsView {
         key_last4: Option<String>,
         webhook_url: String,
     ) -> Self {
-        let account = stored_account(config);
+        let account = config.accounts.settings::<MailgunAccount>(Vendor::Mailgun);
         let signing = config
             .accounts
             .get(Vendor::Mailgun)
@@ -175,7 +167,7 @@ impl MailgunChange {
     ) -> Result<Self, SettingsError> {
         let mut errors = FieldErrors::new();
         refuse_other_vendors(&mut errors, &request, ProviderKind::CustomMailgun);
-        let before = stored_account(stored);
+        let before = stored.accounts.settings::<MailgunAccount>(Vendor::Mailgun);
         let from_email = errors.check(
             "fromEmail",
             required(request.from_email).and_then(|v| EmailAddress::parse(&v)),
@@ -291,7 +283,7 @@ pub async fn update(
     let practice_id = caller.practice_id;
     let stored = load(&state.pool, practice_id).await?;
     let change = MailgunChange::parse(state, request, &stored)?;
-    let mut account = stored_account(&stored);
+    let mut account = stored.accounts.settings::<MailgunAccount>(Vendor::Mailgun);
     let client = client(
         state,
         change.api_key.clone(),
@@ -362,9 +354,7 @@ pub async fn update(
 
     let (tx, current) = begin_change(state, practice_id, Some(stored.settings_version)).await?;
     let current_stored = current.accounts.get(Vendor::Mailgun);
-    let before = current_stored
-        .map(accounts::StoredAccount::settings::<MailgunAccount>)
-        .unwrap_or_default();
+    let before = current.accounts.settings::<MailgunAccount>(Vendor::Mailgun);
     let mut secrets: BTreeMap<String, String> = current_stored
         .map(|a| a.secrets.clone())
         .unwrap_or_default();
@@ -448,7 +438,7 @@ pub async fn validate(
     request: EmailValidationRequest,
 ) -> Result<EmailValidation, SettingsError> {
     let stored = load(&state.pool, caller.practice_id).await?;
-    let account = stored_account(&stored);
+    let account = stored.accounts.settings::<MailgunAccount>(Vendor::Mailgun);
     let mut errors = FieldErrors::new();
     let key = match request.mailgun_api_key.as_deref() {
         Some(given) => errors.check(API_KEY, secret(given, "private API key")),
@@ -499,7 +489,7 @@ pub async fn validate(
 
 /// The domain routes for a practice on its own Mailgun domain: its records and state.
 pub fn domain_view(config: &PracticeMessagingConfig) -> Result<DomainView, DomainError> {
-    let account = stored_account(config);
+    let account = config.accounts.settings::<MailgunAccount>(Vendor::Mailgun);
     let Some(domain) = account.domain.clone() else {
         return Err(DomainError::NotSetUp);
     };
@@ -559,7 +549,7 @@ pub async fn verify_domain(
     config: &PracticeMessagingConfig,
     user_id: Option<uuid::Uuid>,
 ) -> Result<DomainView, DomainError> {
-    let mut account = stored_account(config);
+    let mut account = config.accounts.settings::<MailgunAccount>(Vendor::Mailgun);
     let Some(domain) = account.domain.clone() else {
         return Err(DomainError::NotSetUp);
     };

@@ -7,7 +7,10 @@ pub mod webhook;
 
 use futures::future::BoxFuture;
 
-use self::client::{Header, OutgoingEmail, PostmarkClient};
+use self::{
+    client::{Header, OutgoingEmail, PostmarkClient},
+    settings::PostmarkAccount,
+};
 use crate::{
     crypto::CredentialField,
     messaging::{factory::FactoryError, settings::PracticeMessagingConfig},
@@ -67,9 +70,11 @@ impl MessageSender for EmailSender {
 impl PracticeAccounts for Postmark {
     fn custom_blocker(&self, config: &PracticeMessagingConfig) -> Option<&'static str> {
         let stored = config.accounts.get(Vendor::Postmark);
-        let account = settings::stored_account(config);
-        if stored
-            .and_then(|s| s.envelope(CredentialField::PostmarkServerToken))
+        let account = config
+            .accounts
+            .settings::<PostmarkAccount>(Vendor::Postmark);
+        if config
+            .envelope(CredentialField::PostmarkServerToken)
             .is_none()
         {
             Some("custom Postmark has no server token")
@@ -87,7 +92,11 @@ impl PracticeAccounts for Postmark {
         stored.is_some_and(|s| {
             s.envelope(CredentialField::PostmarkServerToken).is_some()
                 && s.sending_confirmed_at.is_none()
-        }) && settings::stored_account(config).from_email.is_some()
+        }) && config
+            .accounts
+            .settings::<PostmarkAccount>(Vendor::Postmark)
+            .from_email
+            .is_some()
     }
 
     fn custom_account(
@@ -96,15 +105,10 @@ impl PracticeAccounts for Postmark {
         config: &PracticeMessagingConfig,
         secrets: &dyn Secrets,
     ) -> Result<Option<Account>, FactoryError> {
-        let Some(stored) = config.accounts.get(Vendor::Postmark) else {
-            return Ok(None);
-        };
-        let account = settings::stored_account(config);
-        let token = secrets.decrypt(
-            config,
-            CredentialField::PostmarkServerToken,
-            stored.envelope(CredentialField::PostmarkServerToken),
-        )?;
+        let account = config
+            .accounts
+            .settings::<PostmarkAccount>(Vendor::Postmark);
+        let token = secrets.decrypt(config, CredentialField::PostmarkServerToken)?;
         let (Some(token), Some(from_email)) = (token, account.from_email.as_deref()) else {
             return Ok(None);
         };

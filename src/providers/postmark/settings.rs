@@ -18,7 +18,7 @@ use crate::{
     auth::PracticeCaller,
     crypto::{CredentialField, Keyring},
     messaging::{
-        ProviderKind, accounts,
+        ProviderKind,
         practice_settings::{
             AccountWrite, EmailSettingsRequest, EmailValidation, EmailValidationRequest,
             ProviderFailure, SettingsError, SettingsUpdate, begin_change, changed, load,
@@ -53,14 +53,6 @@ impl PostmarkAccount {
     }
 }
 
-pub fn stored_account(config: &PracticeMessagingConfig) -> PostmarkAccount {
-    config
-        .accounts
-        .get(Vendor::Postmark)
-        .map(accounts::StoredAccount::settings)
-        .unwrap_or_default()
-}
-
 /// The practice's Postmark server as `GET /` shows it.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -91,7 +83,9 @@ impl PostmarkSettingsView {
         token_last4: Option<String>,
         webhook_url: String,
     ) -> Self {
-        let account = stored_account(config);
+        let account = config
+            .accounts
+            .settings::<PostmarkAccount>(Vendor::Postmark);
         let stored = config.accounts.get(Vendor::Postmark);
         let webhook_password =
             stored_secret(keyring, config, CredentialField::PostmarkWebhookPassword)
@@ -193,7 +187,13 @@ impl PostmarkChange {
         };
         let stream = match request.postmark_message_stream.as_deref() {
             Some(given) => errors.check(STREAM, message_stream(given)),
-            None => Some(stored_account(stored).stream().to_string()),
+            None => Some(
+                stored
+                    .accounts
+                    .settings::<PostmarkAccount>(Vendor::Postmark)
+                    .stream()
+                    .to_string(),
+            ),
         };
         match (from_email, from_name, fallback_enabled, stream) {
             (Some(from_email), Some(from_name), Some(fallback_enabled), Some(stream))
@@ -247,7 +247,9 @@ pub async fn update(
     let practice_id = caller.practice_id;
     let stored = load(&state.pool, practice_id).await?;
     let change = PostmarkChange::parse(state, request, &stored)?;
-    let before = stored_account(&stored);
+    let before = stored
+        .accounts
+        .settings::<PostmarkAccount>(Vendor::Postmark);
     let client = state.messaging.postmark_client(change.token.clone());
     let mut notes = Vec::new();
     let server_name = if change.token_changed {
@@ -309,9 +311,9 @@ pub async fn update(
 
     let (tx, current) = begin_change(state, practice_id, Some(stored.settings_version)).await?;
     let current_stored = current.accounts.get(Vendor::Postmark);
-    let before = current_stored
-        .map(accounts::StoredAccount::settings::<PostmarkAccount>)
-        .unwrap_or_default();
+    let before = current
+        .accounts
+        .settings::<PostmarkAccount>(Vendor::Postmark);
     let mut secrets: BTreeMap<String, String> = current_stored
         .map(|account| account.secrets.clone())
         .unwrap_or_default();

@@ -108,11 +108,7 @@ impl PracticeAccounts for SendGrid {
         config: &PracticeMessagingConfig,
         secrets: &dyn Secrets,
     ) -> Result<Option<Account>, FactoryError> {
-        let key = secrets.decrypt(
-            config,
-            CredentialField::SendGridApiKey,
-            config.sendgrid_api_key.as_deref(),
-        )?;
+        let key = secrets.decrypt(config, CredentialField::SendGridApiKey)?;
         let (Some(key), Some(from_email)) = (key, config.sendgrid_from_email.clone()) else {
             return Ok(None);
         };

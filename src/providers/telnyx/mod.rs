@@ -14,9 +14,7 @@ use self::{
 };
 use crate::{
     crypto::CredentialField,
-    messaging::{
-        accounts::StoredAccount, factory::FactoryError, settings::PracticeMessagingConfig,
-    },
+    messaging::{factory::FactoryError, settings::PracticeMessagingConfig},
     providers::{
         Accepted, Account, Channel, MessageSender, OutgoingMessage, PracticeAccounts, Provider,
         ProviderContext, ProviderError, ProviderKind, Secrets, Vendor,
@@ -64,12 +62,8 @@ impl MessageSender for SmsSender {
 
 impl PracticeAccounts for Telnyx {
     fn custom_blocker(&self, config: &PracticeMessagingConfig) -> Option<&'static str> {
-        let stored = config.accounts.get(Vendor::Telnyx);
-        let account: TelnyxAccount = stored.map(StoredAccount::settings).unwrap_or_default();
-        if stored
-            .and_then(|a| a.envelope(CredentialField::TelnyxApiKey))
-            .is_none()
-        {
+        let account: TelnyxAccount = config.accounts.settings(Vendor::Telnyx);
+        if config.envelope(CredentialField::TelnyxApiKey).is_none() {
             Some("custom Telnyx has no API key")
         } else if account.phone_number.is_none() {
             Some("custom Telnyx has no phone number")
@@ -84,15 +78,8 @@ impl PracticeAccounts for Telnyx {
         config: &PracticeMessagingConfig,
         secrets: &dyn Secrets,
     ) -> Result<Option<Account>, FactoryError> {
-        let Some(stored) = config.accounts.get(Vendor::Telnyx) else {
-            return Ok(None);
-        };
-        let account: TelnyxAccount = stored.settings();
-        let key = secrets.decrypt(
-            config,
-            CredentialField::TelnyxApiKey,
-            stored.envelope(CredentialField::TelnyxApiKey),
-        )?;
+        let account: TelnyxAccount = config.accounts.settings(Vendor::Telnyx);
+        let key = secrets.decrypt(config, CredentialField::TelnyxApiKey)?;
         let (Some(key), Some(from)) = (key, account.phone_number) else {
             return Ok(None);
         };

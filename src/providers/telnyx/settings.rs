@@ -14,7 +14,7 @@ use crate::{
     auth::PracticeCaller,
     crypto::CredentialField,
     messaging::{
-        Channel, ProviderKind, accounts,
+        Channel, ProviderKind,
         practice_settings::{
             AccountWrite, ProviderFailure, SettingsError, SettingsUpdate, SmsSettingsRequest,
             SmsValidation, SmsValidationRequest, begin_change, changed, load, refuse_custom_only,
@@ -62,11 +62,7 @@ impl TelnyxSettingsView {
         api_key_last4: Option<String>,
         webhook_url: String,
     ) -> Self {
-        let account: TelnyxAccount = config
-            .accounts
-            .get(Vendor::Telnyx)
-            .map(accounts::StoredAccount::settings)
-            .unwrap_or_default();
+        let account: TelnyxAccount = config.accounts.settings(Vendor::Telnyx);
         Self {
             telnyx_api_key_configured: api_key_configured,
             telnyx_api_key_last4: api_key_last4,
@@ -120,14 +116,6 @@ fn public_key(value: &str) -> Result<String, String> {
         .map_err(|e| format!("{e} (Mission Control, Keys & Credentials, Public Key)"))
 }
 
-fn stored_account(config: &PracticeMessagingConfig) -> TelnyxAccount {
-    config
-        .accounts
-        .get(Vendor::Telnyx)
-        .map(accounts::StoredAccount::settings)
-        .unwrap_or_default()
-}
-
 impl TelnyxChange {
     fn parse(
         state: &AppState,
@@ -149,7 +137,7 @@ impl TelnyxChange {
             ProviderKind::CustomTwilio,
             Channel::Sms,
         );
-        let before = stored_account(stored);
+        let before = stored.accounts.settings::<TelnyxAccount>(Vendor::Telnyx);
         let stored_key = stored_secret(&state.keyring, stored, CredentialField::TelnyxApiKey)
             .ok()
             .flatten();
@@ -217,7 +205,7 @@ pub async fn update(
     let practice_id = caller.practice_id;
     let stored = load(&state.pool, practice_id).await?;
     let mut change = TelnyxChange::parse(state, request, &stored)?;
-    let before = stored_account(&stored);
+    let before = stored.accounts.settings::<TelnyxAccount>(Vendor::Telnyx);
     let asks_telnyx = change.key_changed
         || change.account.phone_number != before.phone_number
         || (change.account.messaging_profile_id.is_some()
@@ -254,9 +242,7 @@ pub async fn update(
             ),
         );
     }
-    let before = current_account
-        .map(accounts::StoredAccount::settings::<TelnyxAccount>)
-        .unwrap_or_default();
+    let before: TelnyxAccount = current.accounts.settings(Vendor::Telnyx);
     let fields = changed(&[
         (
             "provider",
@@ -372,7 +358,7 @@ pub async fn validate(
     request: SmsValidationRequest,
 ) -> Result<SmsValidation, SettingsError> {
     let stored = load(&state.pool, caller.practice_id).await?;
-    let account = stored_account(&stored);
+    let account = stored.accounts.settings::<TelnyxAccount>(Vendor::Telnyx);
     let mut errors = FieldErrors::new();
     let key = match request.telnyx_api_key.as_deref() {
         Some(given) => errors.check(API_KEY, api_key(given)),

@@ -108,16 +108,8 @@ impl PracticeAccounts for Twilio {
         config: &PracticeMessagingConfig,
         secrets: &dyn Secrets,
     ) -> Result<Option<Account>, FactoryError> {
-        let sid = secrets.decrypt(
-            config,
-            CredentialField::TwilioAccountSid,
-            config.twilio_account_sid.as_deref(),
-        )?;
-        let token = secrets.decrypt(
-            config,
-            CredentialField::TwilioAuthToken,
-            config.twilio_auth_token.as_deref(),
-        )?;
+        let sid = secrets.decrypt(config, CredentialField::TwilioAccountSid)?;
+        let token = secrets.decrypt(config, CredentialField::TwilioAuthToken)?;
         let (Some(sid), Some(token), Some(from)) = (sid, token, config.twilio_phone_number.clone())
         else {
             return Ok(None);
