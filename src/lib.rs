@@ -32,7 +32,7 @@ use crate::{
     config::Settings,
     crypto::Keyring,
     messaging::MessagingServiceFactory,
-    outreach::{unsubscribe::UnsubscribeLinks, worker::Workers},
+    outreach::{activity::ActivityFeed, unsubscribe::UnsubscribeLinks, worker::Workers},
 };
 
 /// What every handler and background task shares. Cheap to clone.
@@ -49,6 +49,8 @@ pub struct AppState {
     pub messaging: Arc<MessagingServiceFactory>,
     pub unsubscribe: Arc<UnsubscribeLinks>,
     pub platform_usage: Arc<outreach::analytics::PlatformUsageCache>,
+    /// Tells open consoles that their practice's messages changed.
+    pub activity: Arc<ActivityFeed>,
     pub metrics: PrometheusHandle,
 }
 
@@ -75,6 +77,8 @@ pub struct Application {
     settings_changes: PgListener,
     /// Likewise for the users cache.
     user_changes: PgListener,
+    /// And for the activity feed, so a console subscribing hears every change from then on.
+    activity_changes: PgListener,
     state: AppState,
     options: ServeOptions,
 }
@@ -108,6 +112,9 @@ impl Application {
         let user_changes = db::listen(&listen_pool, auth::USERS_CHANNEL)
             .await
             .context("could not listen for user changes")?;
+        let activity_changes = db::listen(&listen_pool, outreach::activity::ACTIVITY_CHANNEL)
+            .await
+            .context("could not listen for message activity")?;
         if settings.uses_outbox() {
             tracing::warn!(
                 "a system provider account is not configured: that channel goes to the outbox"
@@ -123,6 +130,10 @@ impl Application {
             tokens: Arc::new(TokenSigner::from_seed(&settings.auth_signing_key.0)?),
             users: Arc::new(UserDirectory::new(pool.clone())),
             platform_usage: Arc::default(),
+            // A quarter of the connections at most, so live consoles never crowd out requests.
+            activity: Arc::new(ActivityFeed::new(
+                (settings.http.max_connections / 4).max(1),
+            )),
             metrics: telemetry::metrics_handle(),
             settings: Arc::new(settings),
             pool,
@@ -132,6 +143,7 @@ impl Application {
             listener,
             settings_changes,
             user_changes,
+            activity_changes,
             state,
             options,
         })
@@ -169,13 +181,22 @@ impl Application {
                 .clone()
                 .forget_changed_users(self.user_changes, stop_rx.clone()),
         ));
+        background.push(tokio::spawn(
+            self.state
+                .activity
+                .clone()
+                .relay(self.activity_changes, stop_rx.clone()),
+        ));
         if self.options.background {
             background.extend(Self::spawn_background(&self.state, stop_rx));
         }
         let app = api::app(self.state.clone());
         tracing::info!(%addr, "serving");
+        let activity = self.state.activity.clone();
         api::server::serve(self.listener, app, self.state.settings.http, async move {
             shutdown.await;
+            // Live feeds never finish by themselves: end them, or they hold the shutdown open.
+            activity.close();
             tracing::info!("shutting down: finishing in-flight requests");
         })
         .await;

@@ -10,7 +10,8 @@ use crate::{
     auth::PracticeCaller,
     error::{ApiError, ErrorBody},
     outreach::sequences::{
-        self, EnrollmentOutcome, EnrollmentRequest, Sequence, SequenceFields, SequenceQuery,
+        self, Enrollment, EnrollmentOutcome, EnrollmentQuery, EnrollmentRequest, Sequence,
+        SequenceFields, SequenceQuery,
     },
     page::Page,
 };
@@ -19,7 +20,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_sequence, list_sequences))
         .routes(routes!(get_sequence, update_sequence, delete_sequence))
-        .routes(routes!(enroll_patients))
+        .routes(routes!(enroll_patients, list_enrollments))
         .routes(routes!(remove_enrollment))
 }
 
@@ -104,6 +105,23 @@ async fn enroll_patients(
 ) -> Result<Json<EnrollmentOutcome>, ApiError> {
     Ok(Json(
         sequences::enroll(&state.pool, caller.practice_id, id, &request).await?,
+    ))
+}
+
+/// Who is enrolled, newest first: each enrolment's state, its next step and when, or why it
+/// stopped.
+#[utoipa::path(get, path = "/api/sequences/{id}/enrollments", tag = "sequences", security(("bearer" = [])),
+    params(("id" = Uuid, Path), EnrollmentQuery),
+    responses((status = 200, body = Page<Enrollment>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn list_enrollments(
+    State(state): State<AppState>,
+    caller: PracticeCaller,
+    Path(id): Path<Uuid>,
+    Query(query): Query<EnrollmentQuery>,
+) -> Result<Json<Page<Enrollment>>, ApiError> {
+    Ok(Json(
+        sequences::enrollments(&state.pool, caller.practice_id, id, &query).await?,
     ))
 }
 

@@ -67,32 +67,19 @@ impl UserDirectory {
     /// have been missed meanwhile.
     pub async fn forget_changed_users(
         self: std::sync::Arc<Self>,
-        mut listener: PgListener,
-        mut stop: watch::Receiver<bool>,
+        listener: PgListener,
+        stop: watch::Receiver<bool>,
     ) {
-        loop {
-            tokio::select! {
-                _ = stop.changed() => return,
-                received = listener.try_recv() => match received {
-                    Ok(Some(n)) => match n.payload().parse::<Uuid>() {
-                        Ok(user_id) => self.forget(user_id).await,
-                        Err(_) => tracing::warn!(payload = n.payload(), "ignoring malformed user notification"),
-                    },
-                    // try_recv reconnects by itself on the next call; what happened meanwhile is lost.
-                    Ok(None) => {
-                        tracing::warn!("the users listener lost its connection; forgetting every cached user");
-                        self.cache.invalidate_all();
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "users listener failed; retrying");
-                        self.cache.invalidate_all();
-                        tokio::select! {
-                            _ = stop.changed() => return,
-                            () = tokio::time::sleep(Duration::from_secs(2)) => {}
-                        }
-                    }
-                }
-            }
-        }
+        crate::db::follow_ids(
+            listener,
+            stop,
+            "users",
+            |user_id| {
+                let users = self.clone();
+                async move { users.forget(user_id).await }
+            },
+            || self.cache.invalidate_all(),
+        )
+        .await;
     }
 }

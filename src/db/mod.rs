@@ -67,11 +67,12 @@ impl Endpoints {
     }
 
     /// The pool that LISTEN connections come from: each listener keeps one connection for as
-    /// long as it listens (the settings cache, the send workers and the users cache: three per
-    /// instance).
+    /// long as it listens (the settings cache, the send workers, the users cache and the
+    /// activity feed: four per instance), with room for one reconnecting before its old
+    /// connection is back.
     pub fn listen_pool(&self) -> PgPool {
         PgPoolOptions::new()
-            .max_connections(4)
+            .max_connections(6)
             .acquire_timeout(Duration::from_secs(3))
             .connect_lazy_with(self.direct.clone())
     }
@@ -143,8 +144,8 @@ pub fn is_foreign_key_violation(error: &sqlx::Error, constraint: &str) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.is_foreign_key_violation() && e.constraint() == Some(constraint))
 }
 
-/// A dedicated connection listening on one NOTIFY channel (the settings cache, the send workers
-/// and the users cache each keep one). `pool` must be a direct one ([`Endpoints::listen_pool`]): a
+/// A dedicated connection listening on one NOTIFY channel (the settings cache, the send workers,
+/// the users cache and the activity feed each keep one). `pool` must be a direct one ([`Endpoints::listen_pool`]): a
 /// transaction-mode pooler would hand the LISTEN's server connection to another client.
 pub async fn listen(
     pool: &PgPool,
@@ -153,4 +154,40 @@ pub async fn listen(
     let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
     listener.listen(channel).await?;
     Ok(listener)
+}
+
+/// Hands each id `listener` hears to `on_id` until `stop`. Notifications sent while the
+/// connection was lost are gone, so after a loss (the listener connects again by itself on the
+/// next receive) `on_gap` runs: whatever the ids stand for may have changed meanwhile. `what`
+/// names the ids in the log.
+pub async fn follow_ids<Handled: std::future::Future<Output = ()>>(
+    mut listener: sqlx::postgres::PgListener,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    what: &str,
+    mut on_id: impl FnMut(uuid::Uuid) -> Handled,
+    mut on_gap: impl FnMut(),
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            received = listener.try_recv() => match received {
+                Ok(Some(n)) => match n.payload().parse() {
+                    Ok(id) => on_id(id).await,
+                    Err(_) => tracing::warn!(what, payload = n.payload(), "ignoring a malformed notification"),
+                },
+                Ok(None) => {
+                    tracing::warn!(what, "a listener lost its connection; treating everything as changed");
+                    on_gap();
+                }
+                Err(e) => {
+                    tracing::warn!(what, error = %e, "a listener failed; retrying");
+                    on_gap();
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                    }
+                }
+            }
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! Every function here is scoped to one practice by an explicit `practice_id`: a row of another
 //! practice is indistinguishable from a row that does not exist.
 
+pub mod activity;
 pub mod analytics;
 pub mod logs;
 pub mod messages;

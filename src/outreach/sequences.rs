@@ -184,6 +184,65 @@ pub struct EnrollmentOutcome {
     pub already_enrolled: u64,
 }
 
+/// Where an enrolment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, sqlx::Type)]
+#[serde(rename_all = "lowercase")]
+#[sqlx(type_name = "text", rename_all = "lowercase")]
+pub enum EnrollmentStatus {
+    /// Part-way through: `nextStep` is queued at `nextRunAt` (held while the sequence is paused).
+    Active,
+    /// Every step was queued.
+    Completed,
+    /// Ended early: `stopReason` says why.
+    Stopped,
+}
+
+impl EnrollmentStatus {
+    const ALL: [Self; 3] = [Self::Active, Self::Completed, Self::Stopped];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Completed => "completed",
+            Self::Stopped => "stopped",
+        }
+    }
+}
+
+/// One patient's enrolment in a sequence.
+#[derive(Debug, Clone, Serialize, ToSchema, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct Enrollment {
+    pub patient_id: Uuid,
+    pub first_name: String,
+    pub last_name: String,
+    pub status: EnrollmentStatus,
+    /// Index (from 0) of the next step to queue; the step count once completed.
+    pub next_step: i32,
+    /// When the next step is queued; absent once the enrolment ended.
+    pub next_run_at: Option<DateTime<Utc>>,
+    /// Why it stopped: `removed`, `missing_email`, `missing_phone`, `invalid_steps`, or the
+    /// suppression that stopped it (`unsubscribed`, `opted_out`, `bounced`, `spam_reported`,
+    /// `invalid`).
+    pub stop_reason: Option<String>,
+    /// When the patient was enrolled (or enrolled again after being stopped: then `updatedAt`).
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EnrollmentQuery {
+    /// Only enrolments in this state.
+    #[param(value_type = Option<EnrollmentStatus>)]
+    pub status: Option<String>,
+    /// Page size, 1 to 100 (default 50).
+    #[param(value_type = Option<i64>)]
+    pub limit: Option<String>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
 struct ValidSequence {
     name: String,
     status: SequenceStatus,
@@ -492,6 +551,55 @@ pub async fn enroll(
         enrolled: changed,
         already_enrolled: patients.len() as u64 - changed,
     })
+}
+
+/// The sequence's enrolments, newest first, optionally of one state.
+pub async fn enrollments(
+    pool: &PgPool,
+    practice_id: Uuid,
+    sequence_id: Uuid,
+    query: &EnrollmentQuery,
+) -> Result<Page<Enrollment>, OutreachError> {
+    let mut errors = FieldErrors::new();
+    let status = query
+        .status
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .and_then(|wanted| {
+            errors.check(
+                "status",
+                EnrollmentStatus::ALL
+                    .into_iter()
+                    .find(|s| s.as_str() == wanted)
+                    .ok_or("must be one of active, completed, stopped"),
+            )
+        });
+    let page =
+        PageRequest::<NewestFirst>::parse(errors, query.limit.as_deref(), query.cursor.as_deref())
+            .map_err(OutreachError::Invalid)?;
+    fetch(pool, practice_id, sequence_id).await?;
+    let after = page.after.as_ref();
+    let rows: Vec<Enrollment> = sqlx::query_as(
+        "select e.patient_id, p.first_name, p.last_name, e.status, e.next_step, e.next_run_at,
+                e.stop_reason, e.created_at, e.updated_at
+         from sequence_enrollments e
+         join patients p on p.id = e.patient_id
+         where e.sequence_id = $1 and e.practice_id = $2
+           and ($3::text is null or e.status = $3)
+           and ($4::timestamptz is null or (e.created_at, e.patient_id) < ($4, $5))
+         order by e.created_at desc, e.patient_id desc
+         limit $6",
+    )
+    .bind(sequence_id)
+    .bind(practice_id)
+    .bind(status)
+    .bind(after.map(|key| key.0))
+    .bind(after.map(|key| key.1))
+    .bind(page.fetch_limit())
+    .fetch_all(pool)
+    .await?;
+    Ok(page.page(rows, |e| (e.created_at, e.patient_id)))
 }
 
 /// Stops a patient's enrolment: nothing more of the sequence is queued for them. Stopping one

@@ -801,6 +801,66 @@ async fn removing_an_enrolment_stops_it_and_enrolling_again_restarts_it() {
 }
 
 #[tokio::test]
+async fn enrolments_are_listed_with_their_state_and_why_they_stopped() {
+    let app = TestEnv::new().without_background().spawn().await;
+    let SmsSequence {
+        owner,
+        sequence,
+        pat,
+    } = sms_sequence(&app).await;
+    let kim = patient_id(&app, &owner, "Kim", "Ode", None, Some("+15557654321")).await;
+    enroll(&app, &owner, &sequence, &[&pat]).await;
+    enroll(&app, &owner, &sequence, &[&kim]).await;
+    let path = format!("/api/sequences/{sequence}/enrollments");
+    assert_eq!(delete(&app, &format!("{path}/{pat}"), &owner).await, 204);
+
+    let listed = json_of(app.get(&path, &owner).await, 200).await;
+    let summary: Vec<(&str, &str, Option<&str>, bool)> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["firstName"].as_str().unwrap(),
+                e["status"].as_str().unwrap(),
+                e["stopReason"].as_str(),
+                e["nextRunAt"].is_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("Kim", "active", None, true),
+            ("Pat", "stopped", Some("removed"), false)
+        ]
+    );
+    let stopped = json_of(
+        app.get(&format!("{path}?status=stopped"), &owner).await,
+        200,
+    )
+    .await;
+    assert_eq!(stopped["items"].as_array().unwrap().len(), 1);
+    assert_eq!(stopped["items"][0]["patientId"], pat.as_str());
+    let paged = json_of(app.get(&format!("{path}?limit=1"), &owner).await, 200).await;
+    let rest = format!(
+        "{path}?limit=1&cursor={}",
+        paged["nextCursor"].as_str().unwrap()
+    );
+    assert_eq!(
+        json_of(app.get(&rest, &owner).await, 200).await["items"][0]["firstName"],
+        "Pat"
+    );
+
+    assert_eq!(
+        invalid_fields(app.get(&format!("{path}?status=paused"), &owner).await).await,
+        ["status"]
+    );
+    let other = app.practice_owner().await;
+    assert_eq!(app.get(&path, &other).await.status(), 404);
+}
+
+#[tokio::test]
 async fn outreach_logs_are_filtered_and_paged_newest_first() {
     let app = TestEnv::new().without_background().spawn().await;
     let staff = app
@@ -894,6 +954,133 @@ async fn outreach_logs_are_filtered_and_paged_newest_first() {
         invalid_fields(bad).await,
         ["channel", "provider", "since", "status", "until"]
     );
+}
+
+#[tokio::test]
+async fn outreach_logs_are_found_by_a_recipient_prefix_ignoring_case_and_by_category() {
+    let app = TestEnv::new().without_background().spawn().await;
+    let staff = app
+        .login_as(Some(app.create_practice("Smile Dental").await), Role::Staff)
+        .await;
+    let practice = staff.practice_id.unwrap();
+    let mut seeded = Vec::new();
+    for (recipient, category, hours) in [
+        ("Ann.Lee@Example.com", "care", 1),
+        ("ann.lee@example.com", "marketing", 2),
+        ("anna_b@example.com", "care", 3),
+        ("+15551234567", "care", 4),
+    ] {
+        let log = seed_log(
+            &app.pool,
+            practice,
+            if recipient.starts_with('+') {
+                "sms"
+            } else {
+                "email"
+            },
+            "sent",
+            None,
+            Utc::now() - Duration::hours(hours),
+        )
+        .await;
+        sqlx::query("update outreach_logs set recipient = $2, category = $3 where id = $1")
+            .bind(log)
+            .bind(recipient)
+            .bind(category)
+            .execute(&app.pool)
+            .await
+            .unwrap();
+        seeded.push(log);
+    }
+    let [ann_care, ann_marketing, anna, phone] = seeded[..] else {
+        unreachable!()
+    };
+    let found = async |query: &str| -> Vec<Uuid> {
+        let page = json_of(
+            app.get(&format!("/api/outreach/logs?{query}"), &staff)
+                .await,
+            200,
+        )
+        .await;
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["id"].as_str().unwrap().parse().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        found("recipient=ANN.LEE%40example.COM").await,
+        [ann_care, ann_marketing]
+    );
+    assert_eq!(
+        found("recipient=ann").await,
+        [ann_care, ann_marketing, anna]
+    );
+    // `_` and `%` are letters here, not wildcards.
+    assert_eq!(found("recipient=ann_").await, Vec::<Uuid>::new());
+    assert_eq!(found("recipient=anna_").await, [anna]);
+    assert_eq!(found("recipient=%25").await, Vec::<Uuid>::new());
+    assert_eq!(found("recipient=%2B1555").await, [phone]);
+    assert_eq!(
+        found("recipient=ann&category=marketing").await,
+        [ann_marketing]
+    );
+    let bad = app
+        .get(
+            &format!(
+                "/api/outreach/logs?category=promo&recipient={}",
+                "a".repeat(255)
+            ),
+            &staff,
+        )
+        .await;
+    assert_eq!(invalid_fields(bad).await, ["category", "recipient"]);
+}
+
+#[tokio::test]
+async fn a_console_following_the_logs_hears_when_its_practices_messages_change() {
+    let app = TestEnv::new().without_background().spawn().await;
+    let owner = app.practice_owner().await;
+    let patient = patient_id(&app, &owner, "Pat", "Lee", Some("pat@example.com"), None).await;
+    let follow = app.request(Method::GET, "/api/outreach/logs/changes", None);
+    assert_eq!(follow.send().await.unwrap().status(), 401);
+
+    let mut stream = app
+        .request(Method::GET, "/api/outreach/logs/changes", Some(&owner))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(
+        stream.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let mut heard = String::new();
+    let mut until_event = async |event: &str| {
+        let wanted = format!("event: {event}");
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while !heard.contains(&wanted) {
+                let chunk = stream
+                    .chunk()
+                    .await
+                    .unwrap()
+                    .expect("the stream stays open");
+                heard.push_str(std::str::from_utf8(&chunk).unwrap());
+            }
+            heard.clear();
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no {event} event within 10 s"));
+    };
+    until_event("ready").await;
+    let body =
+        json!({"patientId": patient, "channel": "email", "subject": "Recall", "body": "Hello"});
+    let queued = app
+        .send_json(Method::POST, "/api/outreach/messages", &owner, &body)
+        .await;
+    assert_eq!(queued.status(), 202);
+    until_event("changed").await;
 }
 
 #[tokio::test]
@@ -1122,9 +1309,10 @@ async fn every_outreach_route_is_in_the_openapi_document() {
         ("/api/patients/{id}", &["get", "patch", "delete"]),
         ("/api/sequences", &["post", "get"]),
         ("/api/sequences/{id}", &["get", "patch", "delete"]),
-        ("/api/sequences/{id}/enrollments", &["post"]),
+        ("/api/sequences/{id}/enrollments", &["post", "get"]),
         ("/api/sequences/{id}/enrollments/{patientId}", &["delete"]),
         ("/api/outreach/logs", &["get"]),
+        ("/api/outreach/logs/changes", &["get"]),
         ("/api/outreach/logs/{id}", &["get"]),
         ("/api/analytics/messaging", &["get"]),
         ("/api/admin/messaging/usage", &["get"]),
