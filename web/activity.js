@@ -1,9 +1,11 @@
 // The activity view: the practice's messages with filters, a page at a time, and each message's
 // story: queued, held, handed over (with every fallback hop), the provider's events in order, and
-// its final state in plain words.
+// its final state in plain words. While the view is open it follows the practice's changes, so
+// new messages and statuses appear without a reload.
 
 import { activityApi } from './api.js';
-import { $, FormErrors, busy, el, formatDate, providerName, show } from './dom.js';
+import { ApiError } from './api.js';
+import { $, FormErrors, PROVIDER_NAMES, busy, el, formatDate, providerName, show } from './dom.js';
 
 /** Why a rule withheld a message, as a practice manager would say it. */
 const WITHHELD = {
@@ -13,14 +15,23 @@ const WITHHELD = {
   no_postal_address: "marketing email needs the practice's postal address (Sending rules)",
 };
 
-/** The filter shown, and where the next page starts. */
-const state = { filter: {}, cursor: null };
+/** How long to wait before following again after the stream failed. */
+const RETRY_MS = 5000;
+
+/**
+ * The filter shown, where the next page starts, how many pages are shown, the message whose
+ * story is open, and the stream followed while the view is open.
+ */
+const state = { filter: {}, cursor: null, pages: 0, storyOf: null, following: null };
 
 const filterErrors = () => new FormErrors('activity-error', {
   channel: 'activity-channel',
   status: 'activity-status',
   since: 'activity-since',
   until: 'activity-until',
+  provider: 'activity-provider',
+  category: 'activity-category',
+  recipient: 'activity-recipient',
 });
 
 /** The final state of a message, in plain words. */
@@ -69,17 +80,23 @@ function filterFromForm() {
     status: $('activity-status').value,
     since: day('activity-since'),
     until: day('activity-until'),
+    provider: $('activity-provider').value,
+    category: $('activity-category').value,
+    recipient: $('activity-recipient').value.trim(),
   };
 }
 
 export async function renderActivity() {
   state.filter = filterFromForm();
   await showPage({ append: false });
+  followChanges();
 }
 
 async function showPage({ append }) {
   const page = await activityApi.page(state.filter, append ? state.cursor : null);
   state.cursor = page.nextCursor ?? null;
+  state.pages = append ? state.pages + 1 : 1;
+  show($('activity-news'), false);
   const rows = page.items.map(row);
   if (append) $('activity-rows').append(...rows);
   else $('activity-rows').replaceChildren(...rows);
@@ -116,11 +133,12 @@ function step(when, text) {
   return item;
 }
 
-async function showStory(id) {
+async function showStory(id, { focus = true } = {}) {
   const errors = filterErrors();
   errors.clear();
   try {
     const log = await activityApi.message(id);
+    state.storyOf = id;
     const steps = [step(log.createdAt, log.category === 'marketing' ? 'Queued (marketing).' : 'Queued (care).')];
     if (log.scheduledFor) {
       steps.push(step(log.scheduledFor, 'Held back to here: the recipient\'s quiet hours (sending window).'));
@@ -142,13 +160,73 @@ async function showStory(id) {
     $('activity-cost').textContent = cost.join(', ');
     $('activity-detail-title').textContent = `The message to ${log.recipient}`;
     show($('activity-detail'), true);
-    $('activity-detail').focus();
+    if (focus) $('activity-detail').focus();
   } catch (error) {
     errors.show(error);
   }
 }
 
+/**
+ * Follows the practice's changes while the view is shown: each change redraws the first page (or,
+ * when more pages are shown, offers to) and the open story. A stream the server ended (it does
+ * every few minutes) or lost is followed again; one reconnection redraws too, since changes may
+ * have been missed meanwhile.
+ */
+function followChanges() {
+  if (state.following) return;
+  const following = new AbortController();
+  state.following = following;
+  const live = $('activity-live');
+  (async () => {
+    let missed = false;
+    while (!following.signal.aborted) {
+      try {
+        await activityApi.follow((event) => {
+          if (event === 'ready') live.textContent = 'Live: new messages and statuses appear as they happen.';
+          if (event === 'changed' || (event === 'ready' && missed)) refresh();
+          missed = false;
+        }, following.signal);
+        missed = true;
+      } catch (error) {
+        if (following.signal.aborted || (error instanceof ApiError && error.status === 401)) break;
+        live.textContent = 'Live updates are interrupted; trying again shortly. Show messages reads the latest.';
+        missed = true;
+        await new Promise((resume) => { setTimeout(resume, RETRY_MS); });
+      }
+    }
+    live.textContent = '';
+  })();
+}
+
+/** Ends following: the view was left, or the user signed out. */
+export function stopFollowingActivity() {
+  state.following?.abort();
+  state.following = null;
+}
+
+async function refresh() {
+  try {
+    if (state.pages > 1) show($('activity-news'), true);
+    else await showPage({ append: false });
+    if (state.storyOf && !$('activity-detail').hidden) await showStory(state.storyOf, { focus: false });
+  } catch {
+    // Redrawing is a courtesy: the list shown stays, and Show messages says what is wrong.
+  }
+}
+
 export function initActivity() {
+  for (const [kind, name] of Object.entries(PROVIDER_NAMES)) {
+    $('activity-provider').append(el('option', { text: name, attrs: { value: kind } }));
+  }
+  $('activity-latest').addEventListener('click', async () => {
+    const errors = filterErrors();
+    errors.clear();
+    try {
+      await busy($('activity-latest'), 'Loading…', () => showPage({ append: false }));
+    } catch (error) {
+      errors.show(error);
+    }
+  });
   $('activity-filter').addEventListener('submit', async (event) => {
     event.preventDefault();
     const errors = filterErrors();

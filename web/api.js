@@ -47,37 +47,76 @@ export async function signIn(email, password) {
  * ended (expired or signed out elsewhere): the session is dropped and `onSessionEnded` runs.
  */
 export async function request(method, path, body, { authenticated = true } = {}) {
-  const headers = { Accept: 'application/json' };
+  const headers = headersFor('application/json', authenticated);
   if (body !== undefined) headers['Content-Type'] = 'application/json';
-  if (authenticated) {
-    const session = currentSession();
-    if (!session) {
-      sessionEnded();
-      throw new ApiError(401, 'unauthorized', 'Your session has ended. Sign in again.');
-    }
-    headers.Authorization = `Bearer ${session.token}`;
-  }
-  let response;
+  const response = await reach(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (!response.ok) throw await failure(response, authenticated);
+  const text = await response.text();
   try {
-    response = await fetch(path, {
-      method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-      cache: 'no-store',
-    });
+    return text ? JSON.parse(text) : null;
   } catch {
+    return null;
+  }
+}
+
+/**
+ * Follows a server-sent event stream of the API, calling `onEvent(name)` for each named event,
+ * until the server ends it (resolves) or `signal` aborts it (rejects with an AbortError).
+ * `fetch`, not EventSource: only it can send the bearer token.
+ */
+export async function follow(path, onEvent, signal) {
+  const response = await reach(path, { headers: headersFor('text/event-stream', true), signal });
+  if (!response.ok) throw await failure(response, true);
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value.replaceAll('\r\n', '\n');
+    let end = buffer.indexOf('\n\n');
+    while (end >= 0) {
+      const name = buffer.slice(0, end).split('\n').find((line) => line.startsWith('event:'));
+      buffer = buffer.slice(end + 2);
+      // Blocks without a name are the server's keep-alive comments.
+      if (name) onEvent(name.slice('event:'.length).trim());
+      end = buffer.indexOf('\n\n');
+    }
+  }
+}
+
+function headersFor(accept, authenticated) {
+  const headers = { Accept: accept };
+  if (!authenticated) return headers;
+  const session = currentSession();
+  if (!session) {
+    sessionEnded();
+    throw new ApiError(401, 'unauthorized', 'Your session has ended. Sign in again.');
+  }
+  headers.Authorization = `Bearer ${session.token}`;
+  return headers;
+}
+
+async function reach(path, init) {
+  try {
+    return await fetch(path, { ...init, cache: 'no-store' });
+  } catch (error) {
+    if (error?.name === 'AbortError') throw error;
     throw new ApiError(0, 'network', 'Could not reach the Dentite server. Check your connection and try again.');
   }
-  const text = await response.text();
-  let answer = null;
-  try {
-    answer = text ? JSON.parse(text) : null;
-  } catch {
-    answer = null;
-  }
-  if (response.ok) return answer;
+}
 
-  const detail = answer?.error ?? {};
+/** The API's error answer as an ApiError; a 401 of an authenticated call ends the session. */
+async function failure(response, authenticated) {
+  let detail = {};
+  try {
+    detail = JSON.parse(await response.text())?.error ?? {};
+  } catch {
+    detail = {};
+  }
   const retryAfter = Number(response.headers.get('Retry-After')) || undefined;
   const error = new ApiError(
     response.status,
@@ -91,7 +130,7 @@ export async function request(method, path, body, { authenticated = true } = {})
     sessionEnded();
     error.message = 'Your session has ended. Sign in again.';
   }
-  throw error;
+  return error;
 }
 
 let sessionEndedHandler = () => {};
@@ -127,7 +166,7 @@ export const settingsApi = {
   audit: (cursor) => request('GET', `${SETTINGS}/audit${cursor == null ? '' : `?cursor=${encodeURIComponent(cursor)}`}`),
 };
 
-/** The practice's suppression list: one page, and lifting an entry. */
+/** The practice's messages: one page of a filter, one message's story, and news of changes. */
 export const activityApi = {
   page: (filter, cursor) => {
     const query = new URLSearchParams();
@@ -137,6 +176,8 @@ export const activityApi = {
     return request('GET', `/api/outreach/logs?${query}`);
   },
   message: (id) => request('GET', `/api/outreach/logs/${encodeURIComponent(id)}`),
+  /** `ready` once following, then `changed` whenever the practice's messages change. */
+  follow: (onEvent, signal) => follow('/api/outreach/logs/changes', onEvent, signal),
 };
 
 export const patientsApi = {
@@ -153,6 +194,26 @@ export const patientsApi = {
   recordConsent: (id, body) => request('POST', `/api/patients/${encodeURIComponent(id)}/consents`, body),
   preview: (body) => request('POST', '/api/outreach/messages/preview', body),
   send: (body) => request('POST', '/api/outreach/messages', body),
+};
+
+const SEQUENCES = '/api/sequences';
+const sequencePath = (id) => `${SEQUENCES}/${encodeURIComponent(id)}`;
+
+export const sequencesApi = {
+  page: (cursor) => request('GET', `${SEQUENCES}?${new URLSearchParams(cursor ? { limit: '25', cursor } : { limit: '25' })}`),
+  read: (id) => request('GET', sequencePath(id)),
+  create: (body) => request('POST', SEQUENCES, body),
+  update: (id, body) => request('PATCH', sequencePath(id), body),
+  remove: (id) => request('DELETE', sequencePath(id)),
+  enrol: (id, body) => request('POST', `${sequencePath(id)}/enrollments`, body),
+  enrollments: (id, status, cursor) => {
+    const query = new URLSearchParams({ limit: '25' });
+    if (status) query.set('status', status);
+    if (cursor) query.set('cursor', cursor);
+    return request('GET', `${sequencePath(id)}/enrollments?${query}`);
+  },
+  stop: (id, patientId) => request('DELETE', `${sequencePath(id)}/enrollments/${encodeURIComponent(patientId)}`),
+  preview: (body) => request('POST', '/api/outreach/messages/preview', body),
 };
 
 export const rulesApi = {

@@ -1,5 +1,5 @@
-// The page: sign-in, the hash routes (#/settings/email, #/settings/sms, #/analytics,
-// #/suppressions, #/audit) and the tabs. Each channel and view has its own module.
+// The page: sign-in, the hash routes (#/settings/email, #/settings/sms, #/analytics, #/activity,
+// #/patients, #/sequences, #/rules, #/suppressions, #/audit) and the tabs. Each channel and view has its own module.
 
 import { ApiError, currentSession, mayEdit, onSessionEnded, settingsApi, signIn, signOut } from './api.js';
 import { $, FormErrors, announce, forgetMessages, show } from './dom.js';
@@ -9,10 +9,11 @@ import { renderAnalytics } from './status.js';
 import { initSuppressions, renderSuppressions } from './suppressions.js';
 import { initAudit, renderAudit } from './audit.js';
 import { initRules, renderRules } from './rules.js';
-import { initActivity, renderActivity } from './activity.js';
+import { initActivity, renderActivity, stopFollowingActivity } from './activity.js';
 import { initPatients, renderPatients } from './patients.js';
+import { initSequences, renderSequences } from './sequences.js';
 
-const VIEWS = ['view-sign-in', 'view-settings', 'view-analytics', 'view-activity', 'view-patients', 'view-rules', 'view-suppressions', 'view-audit'];
+const VIEWS = ['view-sign-in', 'view-settings', 'view-analytics', 'view-activity', 'view-patients', 'view-sequences', 'view-rules', 'view-suppressions', 'view-audit'];
 const TABS = { email: 'tab-email', sms: 'tab-sms' };
 
 /** Where a signed-out visitor wanted to go, so sign-in takes them there. */
@@ -47,6 +48,7 @@ const page = {
 function showView(id, { focusHeading = true } = {}) {
   show($('loading'), false);
   for (const view of VIEWS) show($(view), view === id);
+  if (id !== 'view-activity') stopFollowingActivity();
   const signedIn = id !== 'view-sign-in';
   show($('main-nav'), signedIn);
   show($('account'), signedIn);
@@ -55,6 +57,7 @@ function showView(id, { focusHeading = true } = {}) {
     ['nav-analytics', 'view-analytics'],
     ['nav-activity', 'view-activity'],
     ['nav-patients', 'view-patients'],
+    ['nav-sequences', 'view-sequences'],
     ['nav-rules', 'view-rules'],
     ['nav-suppressions', 'view-suppressions'],
     ['nav-audit', 'view-audit'],
@@ -76,6 +79,7 @@ function parseRoute() {
   if (section === 'analytics') return { view: 'analytics' };
   if (section === 'activity') return { view: 'activity' };
   if (section === 'patients') return { view: 'patients' };
+  if (section === 'sequences') return { view: 'sequences' };
   if (section === 'rules') return { view: 'rules' };
   if (section === 'suppressions') return { view: 'suppressions' };
   if (section === 'audit') return { view: 'audit' };
@@ -108,6 +112,11 @@ async function route() {
   if (wanted.view === 'patients') {
     showView('view-patients');
     await loadInto($('patients-error'), () => renderPatients());
+    return;
+  }
+  if (wanted.view === 'sequences') {
+    showView('view-sequences');
+    await loadInto($('sequences-error'), () => renderSequences());
     return;
   }
   if (wanted.view === 'rules') {
@@ -263,6 +272,7 @@ function init() {
   initRules();
   initActivity();
   initPatients();
+  initSequences();
   initAudit();
   route();
 }

@@ -4,6 +4,7 @@
 
 import { patientsApi } from './api.js';
 import { $, FormErrors, busy, confirmAction, el, formatDate, setStatus, show } from './dom.js';
+import { smsShape } from './segments.js';
 
 const state = { search: '', cursor: null, patient: null, previewTimer: null };
 
@@ -198,9 +199,7 @@ async function preview() {
     const answer = await patientsApi.preview(composed());
     const parts = [];
     if ($('compose-channel').value === 'sms') {
-      parts.push(`${answer.segments} segment${answer.segments === 1 ? '' : 's'} (${answer.encoding}, ${answer.characters} characters)`);
-      if (answer.nonGsmCharacters.length > 0) parts.push(`UCS-2 because of ${answer.nonGsmCharacters.join(' ')}`);
-      if (answer.estimatedCost) parts.push(`about ${answer.estimatedCost}`);
+      parts.push(...smsShape(answer));
     }
     if (answer.scheduledFor) parts.push(`would go at ${formatDate(answer.scheduledFor)} (the patient's sending window)`);
     if (answer.wouldBeSuppressed) parts.push(`would be withheld: ${RULES[answer.wouldBeSuppressed] ?? answer.wouldBeSuppressed}`);

@@ -81,6 +81,16 @@ const ASSETS: &[(&str, &str, &str)] = &[
         include_str!("../../web/patients.js"),
     ),
     (
+        "segments.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/segments.js"),
+    ),
+    (
+        "sequences.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/sequences.js"),
+    ),
+    (
         "rules.js",
         "text/javascript; charset=utf-8",
         include_str!("../../web/rules.js"),

@@ -21,6 +21,7 @@ use base64::Engine;
 use dentite::auth::Role;
 use fantoccini::{Client, ClientBuilder, Locator, elements::Element, key::Key};
 use hyper_util::client::legacy::connect::HttpConnector;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 use wiremock::ResponseTemplate;
@@ -1377,6 +1378,69 @@ async fn the_activity_view_explains_each_message_filters_them_and_shows_a_refuse
         .await;
     assert_eq!(browser.focused_id().await, "activity-detail");
 
+    browser.type_into("#activity-recipient", "SAM").await;
+    browser.click("#activity-apply").await;
+    browser
+        .eventually("only the message to sam@", async |b: &Browser| {
+            let rows = b.text("#activity-rows").await?;
+            if rows.contains("sam@example.com") && !rows.contains("gone@example.com") {
+                Ok(())
+            } else {
+                Err(rows)
+            }
+        })
+        .await;
+    browser.type_into("#activity-recipient", "").await;
+    browser
+        .select_value("#activity-provider", "system_postmark")
+        .await;
+    browser.click("#activity-apply").await;
+    browser
+        .eventually("only Postmark's message", async |b: &Browser| {
+            let rows = b.text("#activity-rows").await?;
+            if rows.contains("pat@example.com") && !rows.contains("gone@example.com") {
+                Ok(())
+            } else {
+                Err(rows)
+            }
+        })
+        .await;
+    browser.select_value("#activity-provider", "").await;
+    browser.click("#activity-apply").await;
+    browser
+        .text_containing("#activity-rows", "gone@example.com")
+        .await;
+
+    // Live: a new message and a new status appear without a reload.
+    browser
+        .text_containing("#activity-live", "Live: new messages and statuses appear")
+        .await;
+    let late = log(
+        "sent",
+        Some("system_sendgrid"),
+        None,
+        None,
+        "late@example.com",
+    )
+    .await;
+    browser
+        .text_containing("#activity-rows", "late@example.com")
+        .await;
+    browser
+        .click(&format!("tr[data-log='{late}'] button"))
+        .await;
+    browser
+        .text_containing("#activity-outcome", "Sent: the provider took it")
+        .await;
+    sqlx::query("update outreach_logs set status = 'delivered' where id = $1")
+        .bind(late)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    browser
+        .text_containing("#activity-outcome", "Delivered.")
+        .await;
+
     browser
         .script(
             "document.getElementById('activity-since').value = '2026-12-05';
@@ -1473,6 +1537,120 @@ async fn an_owner_adds_a_patient_after_a_refused_save_records_consent_previews_a
         .await
         .unwrap();
     assert_eq!(left, 0);
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn an_owner_builds_a_sequence_after_a_refused_placeholder_is_shown_at_its_step_enrols_a_patient_pauses_and_stops_them()
+ {
+    let Some(chromium) = Chromium::installed() else {
+        return;
+    };
+    // No scheduler: the enrolment stays at its first step for the page to show.
+    let app = TestEnv::new().without_background().spawn().await;
+    let practice = app.create_practice("Smile Dental").await;
+    let owner = user(&app, practice, Role::Owner).await;
+    let patient = app
+        .create_patient(practice, "pat@example.com", "+15557654321")
+        .await;
+    let browser = chromium.open(&app, DESKTOP).await;
+    browser.sign_in(&owner).await;
+    browser.click("#nav-sequences").await;
+    browser.visible("#sequences-empty").await;
+
+    browser.click("#sequence-new").await;
+    browser
+        .type_into("#sequence-name", "Six-month recall")
+        .await;
+    browser
+        .type_into("#step-0-body", "Hi {{first_name}}, your cleaning is due")
+        .await;
+    browser
+        .text_containing("#step-0-count", "1 segment (GSM-7")
+        .await;
+    browser.click("#sequence-save").await;
+    browser
+        .text_containing("#step-0-body-error", "{{first_name}}")
+        .await;
+    assert_eq!(browser.focused_id().await, "step-0-body");
+
+    browser
+        .type_into(
+            "#step-0-body",
+            "Hi {{firstName}}, your cleaning at {{practiceName}} is due \u{1F9B7}",
+        )
+        .await;
+    browser
+        .text_containing("#step-0-count", "UCS-2 because of \u{1F9B7}")
+        .await;
+    browser.click("#sequence-add-step").await;
+    browser.select_value("#step-1-channel", "email").await;
+    browser
+        .type_into("#step-1-subject", "Time for your check-up")
+        .await;
+    browser
+        .type_into("#step-1-body", "Book online, {{firstName}}.")
+        .await;
+    browser.click("#sequence-save").await;
+    browser
+        .text_containing("#sequence-status", "Sequence created.")
+        .await;
+    browser
+        .text_containing("#sequences-rows", "Six-month recall")
+        .await;
+    let steps: Value = sqlx::query_scalar("select steps from sequences where practice_id = $1")
+        .bind(practice)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(steps[0]["channel"], "sms");
+    assert_eq!(steps[0]["delayMinutes"], 0);
+    assert_eq!(steps[1]["channel"], "email");
+    assert_eq!(
+        steps[1]["delayMinutes"],
+        7 * 24 * 60,
+        "the new step waits a week"
+    );
+    assert_eq!(steps[1]["subject"], "Time for your check-up");
+
+    browser.type_into("#enrol-search", "Lee").await;
+    browser.click("#enrol-search-button").await;
+    browser.click("#enrol-choices input[type='checkbox']").await;
+    browser.click("#enrol-submit").await;
+    browser.text_containing("#enrol-status", "1 enrolled").await;
+    browser
+        .text_containing(
+            &format!("#enrollments-rows tr[data-patient='{patient}']"),
+            "Next: step 1 of 2",
+        )
+        .await;
+    browser
+        .text_containing("#sequence-state", "1 part-way through")
+        .await;
+
+    browser.click("#sequence-pause").await;
+    browser.text_containing("#sequence-state", "Paused").await;
+    browser
+        .text_containing("#enrollments-rows", "held while the sequence is paused")
+        .await;
+    browser.text_containing("#sequence-pause", "Resume").await;
+
+    browser.click("#enrollments-rows button").await;
+    browser.visible("#confirm-dialog").await;
+    browser.click("#confirm-accept").await;
+    browser
+        .text_containing(
+            "#enrollments-rows",
+            "Stopped: taken out of the sequence by a user.",
+        )
+        .await;
+    let stopped: Option<String> =
+        sqlx::query_scalar("select stop_reason from sequence_enrollments where patient_id = $1")
+            .bind(patient)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(stopped.as_deref(), Some("removed"));
     browser.close().await;
 }
 
@@ -1787,6 +1965,10 @@ async fn at_360_pixels_wide_no_view_scrolls_sideways() {
     browser.click("#nav-patients").await;
     browser.visible("#patients-search-form").await;
     assert_eq!(browser.script(overflow).await, json!(0), "patients");
+    browser.click("#nav-sequences").await;
+    browser.click("#sequence-new").await;
+    browser.visible("#step-0-body").await;
+    assert_eq!(browser.script(overflow).await, json!(0), "sequences");
     browser.close().await;
 }
 
@@ -1869,30 +2051,106 @@ async fn screenshots_of_each_tab_for_the_readme() {
     browser.click("#nav-activity").await;
     browser.visible("#activity-table").await;
     browser.screenshot("activity", DESKTOP.0).await;
+
+    let patient = app
+        .create_patient(practice, "pat@example.com", "+15557654321")
+        .await;
+    let recall = json!({"name": "Six-month recall", "steps": [
+        {"channel": "sms", "delayMinutes": 0, "body": "Hi {{firstName}}, your cleaning at {{practiceName}} is due. Reply to book."},
+        {"channel": "email", "delayMinutes": 10080, "subject": "Time for your check-up",
+         "body": "Book online, {{firstName}}."},
+    ]});
+    let created = app
+        .send_json(Method::POST, "/api/sequences", &owner, &recall)
+        .await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let sequence: Value = created.json().await.unwrap();
+    let enrolled = app
+        .send_json(
+            Method::POST,
+            &format!(
+                "/api/sequences/{}/enrollments",
+                sequence["id"].as_str().unwrap()
+            ),
+            &owner,
+            &json!({"patientIds": [patient]}),
+        )
+        .await;
+    assert_eq!(enrolled.status(), StatusCode::OK);
+    browser.click("#nav-patients").await;
+    browser.click("#patients-rows button").await;
+    browser
+        .text_containing("#consent-effective", "Not recorded")
+        .await;
+    browser
+        .type_into("#compose-body", "Your cleaning is due, Pat.")
+        .await;
+    browser
+        .text_containing("#compose-preview", "1 segment")
+        .await;
+    browser.screenshot("patients", DESKTOP.0).await;
+    browser.click("#nav-sequences").await;
+    browser.click("#sequences-rows button").await;
+    browser
+        .text_containing("#enrollments-rows", "Next: step 1 of 2")
+        .await;
+    browser.text_containing("#step-0-count", "segment").await;
+    browser.screenshot("sequences", DESKTOP.0).await;
     browser.close().await;
 }
 
 /// Messages of the last 30 days (and one older), as the status card counts them.
 async fn insert_outreach_logs(app: &TestApp, practice: Uuid) {
     let logs = [
-        ("email", "sent", "custom_sendgrid", "1 day"),
-        ("email", "delivered", "custom_sendgrid", "2 days"),
-        ("email", "clicked", "custom_sendgrid", "3 days"),
-        ("email", "bounced", "system_sendgrid", "4 days"),
-        ("email", "delivered", "custom_sendgrid", "40 days"),
-        ("sms", "delivered", "custom_twilio", "1 day"),
-        ("sms", "failed", "custom_twilio", "2 days"),
+        (
+            "email",
+            "sent",
+            "custom_sendgrid",
+            "1 day",
+            "sam.lee@example.com",
+        ),
+        (
+            "email",
+            "delivered",
+            "custom_sendgrid",
+            "2 days",
+            "kim@example.com",
+        ),
+        (
+            "email",
+            "clicked",
+            "custom_sendgrid",
+            "3 days",
+            "alex.ng@example.com",
+        ),
+        (
+            "email",
+            "bounced",
+            "system_sendgrid",
+            "4 days",
+            "old.address@example.com",
+        ),
+        (
+            "email",
+            "delivered",
+            "custom_sendgrid",
+            "40 days",
+            "kim@example.com",
+        ),
+        ("sms", "delivered", "custom_twilio", "1 day", "+15557654321"),
+        ("sms", "failed", "custom_twilio", "2 days", "+15550001111"),
     ];
-    for (channel, status, provider, age) in logs {
+    for (channel, status, provider, age, recipient) in logs {
         sqlx::query(
             "insert into outreach_logs (id, practice_id, message_type, status, messaging_provider, recipient, body, created_at)
-             values ($1, $2, $3, $4, $5, 'x', 'y', now() - $6::interval)",
+             values ($1, $2, $3, $4, $5, $6, 'See you soon', now() - $7::interval)",
         )
         .bind(Uuid::new_v4())
         .bind(practice)
         .bind(channel)
         .bind(status)
         .bind(provider)
+        .bind(recipient)
         .bind(age)
         .execute(&app.pool)
         .await
