@@ -15,6 +15,13 @@ const WITHHELD = {
   no_postal_address: "marketing email needs the practice's postal address (Sending rules)",
 };
 
+/** Why a message was held back before being handed over. */
+const DEFERRED = {
+  quiet_hours: "the recipient's quiet hours (sending window)",
+};
+
+const heldBecause = (log) => DEFERRED[log.deferReason] ?? log.deferReason ?? 'the sending rules';
+
 /** How long to wait before following again after the stream failed. */
 const RETRY_MS = 5000;
 
@@ -40,7 +47,7 @@ export function outcome(log) {
   switch (log.status) {
     case 'queued':
       return log.scheduledFor
-        ? `Waiting: held until ${formatDate(log.scheduledFor)}, the recipient's quiet hours.`
+        ? `Waiting: held until ${formatDate(log.scheduledFor)}, ${heldBecause(log)}.`
         : 'Waiting to be sent.';
     case 'sending':
     case 'sent':
@@ -141,7 +148,7 @@ async function showStory(id, { focus = true } = {}) {
     state.storyOf = id;
     const steps = [step(log.createdAt, log.category === 'marketing' ? 'Queued (marketing).' : 'Queued (care).')];
     if (log.scheduledFor) {
-      steps.push(step(log.scheduledFor, 'Held back to here: the recipient\'s quiet hours (sending window).'));
+      steps.push(step(log.scheduledFor, `Held back to here: ${heldBecause(log)}.`));
     }
     if (log.fallbackReason) {
       for (const hop of log.fallbackReason.split('; then ')) steps.push(step(log.updatedAt, `Moved on: ${hop}.`));
