@@ -154,6 +154,18 @@ impl FromRequestParts<AppState> for SettingsEditor {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let caller = PracticeCaller::from_request_parts(parts, state).await?;
+        // Changes are rare and privileged: they are decided on the user's row as it is now, not
+        // on a cached copy that a demotion committed a moment ago may not have reached yet.
+        let now = state
+            .users
+            .read(caller.user_id)
+            .await?
+            .filter(|user| user.practice_id == Some(caller.practice_id))
+            .ok_or(ApiError::Unauthorized)?;
+        let caller = PracticeCaller {
+            role: now.role,
+            ..caller
+        };
         if caller.may_change_settings() {
             Ok(Self(caller))
         } else {

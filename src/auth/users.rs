@@ -45,6 +45,12 @@ impl UserDirectory {
         if let Some(known) = self.cache.get(&user_id).await {
             return Ok(known);
         }
+        self.read(user_id).await
+    }
+
+    /// The user as stored at this moment, never from the cache (which it refreshes): for
+    /// privileged changes, which a demotion must stop even before its notification arrives.
+    pub async fn read(&self, user_id: Uuid) -> Result<Option<CurrentUser>, sqlx::Error> {
         let row: Option<(String, Option<Uuid>)> =
             sqlx::query_as("select role, practice_id from users where id = $1")
                 .bind(user_id)
