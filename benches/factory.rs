@@ -68,7 +68,15 @@ async fn fixture() -> Fixture {
     .execute(&pool)
     .await
     .unwrap();
-    let factory = Arc::new(MessagingServiceFactory::new(&settings, pool, keyring.clone()).unwrap());
+    let factory = Arc::new(
+        MessagingServiceFactory::new(
+            &settings,
+            pool,
+            keyring.clone(),
+            dentite::providers::registry(),
+        )
+        .unwrap(),
+    );
     Fixture {
         factory,
         keyring,

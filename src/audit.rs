@@ -9,13 +9,50 @@ use sqlx::{PgExecutor, PgPool};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+/// What a change was, as `audit_log.action` keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema, sqlx::Type)]
+#[sqlx(type_name = "text")]
+pub enum AuditAction {
+    #[serde(rename = "email.update")]
+    #[sqlx(rename = "email.update")]
+    EmailUpdate,
+    #[serde(rename = "email.delete")]
+    #[sqlx(rename = "email.delete")]
+    EmailDelete,
+    /// A test send proved the account's sender (Postmark).
+    #[serde(rename = "email.confirm")]
+    #[sqlx(rename = "email.confirm")]
+    EmailConfirm,
+    #[serde(rename = "email.domain.set_up")]
+    #[sqlx(rename = "email.domain.set_up")]
+    EmailDomainSetUp,
+    #[serde(rename = "email.domain.verify")]
+    #[sqlx(rename = "email.domain.verify")]
+    EmailDomainVerify,
+    #[serde(rename = "email.domain.delete")]
+    #[sqlx(rename = "email.domain.delete")]
+    EmailDomainDelete,
+    #[serde(rename = "sms.update")]
+    #[sqlx(rename = "sms.update")]
+    SmsUpdate,
+    #[serde(rename = "sms.delete")]
+    #[sqlx(rename = "sms.delete")]
+    SmsDelete,
+    #[serde(rename = "sms.confirm")]
+    #[sqlx(rename = "sms.confirm")]
+    SmsConfirm,
+    #[serde(rename = "suppression.lift")]
+    #[sqlx(rename = "suppression.lift")]
+    SuppressionLift,
+}
+
 /// Appends one entry. `user_id` is `None` for changes the service makes by itself (the
 /// background domain re-check).
 pub async fn record(
     db: impl PgExecutor<'_>,
     practice_id: Uuid,
     user_id: Option<Uuid>,
-    action: &str,
+    action: AuditAction,
     changed_fields: &[&str],
 ) -> Result<(), sqlx::Error> {
     sqlx::query("insert into audit_log (practice_id, user_id, action, changed_fields) values ($1, $2, $3, $4)")
@@ -36,8 +73,7 @@ pub struct AuditEntry {
     /// the user has since been deleted.
     pub user_id: Option<Uuid>,
     pub user_email: Option<String>,
-    /// e.g. `email.update`, `sms.delete`, `email.domain.verify`.
-    pub action: String,
+    pub action: AuditAction,
     /// Names of the settings that changed, as the API spells them; never their values.
     pub changed_fields: Vec<String>,
     pub created_at: DateTime<Utc>,
@@ -54,6 +90,7 @@ pub struct AuditPage {
 
 /// A page of a practice's entries, newest first, older than `cursor` when given. Ids only grow,
 /// so keyset paging by id is stable while new entries arrive.
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn list(
     pool: &PgPool,
     practice_id: Uuid,

@@ -23,6 +23,7 @@ pub mod webhooks;
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context;
+use axum::extract::FromRef;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::{PgPool, postgres::PgListener};
 use tokio::{net::TcpListener, sync::watch};
@@ -33,6 +34,7 @@ use crate::{
     crypto::Keyring,
     messaging::MessagingServiceFactory,
     outreach::{activity::ActivityFeed, unsubscribe::UnsubscribeLinks, worker::Workers},
+    providers::practice_settings::SettingsContext,
 };
 
 /// What every handler and background task shares. Cheap to clone.
@@ -52,6 +54,17 @@ pub struct AppState {
     /// Tells open consoles that their practice's messages changed.
     pub activity: Arc<ActivityFeed>,
     pub metrics: PrometheusHandle,
+}
+
+impl FromRef<AppState> for SettingsContext {
+    fn from_ref(state: &AppState) -> Self {
+        Self {
+            pool: state.pool.clone(),
+            keyring: state.keyring.clone(),
+            messaging: state.messaging.clone(),
+            settings: state.settings.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -105,6 +118,7 @@ impl Application {
             &settings,
             pool.clone(),
             keyring.clone(),
+            providers::registry(),
         )?);
         let settings_changes = db::listen(&listen_pool, messaging::settings::SETTINGS_CHANNEL)
             .await
@@ -218,7 +232,7 @@ impl Application {
         );
         let mut tasks = vec![
             tokio::spawn(providers::sendgrid::domain::recheck_unverified_domains(
-                state.clone(),
+                SettingsContext::from_ref(state),
                 stop.clone(),
             )),
             tokio::spawn(scheduler),

@@ -3,7 +3,7 @@
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::providers::ProviderKind;
+use crate::messaging::ProviderKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PracticeError {

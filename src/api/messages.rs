@@ -12,11 +12,11 @@ use crate::{
     AppState,
     auth::PracticeCaller,
     error::{ApiError, ErrorBody},
-    messaging::outbox::{self, OutboxEntry},
     outreach::{
         messages::{self, MessageError, QueuedMessage, SendMessageRequest},
         unsubscribe,
     },
+    providers::outbox::{self, OutboxEntry},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {

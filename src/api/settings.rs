@@ -1,7 +1,7 @@
 //! `/api/practice-settings/messaging`: a practice's messaging configuration. The practice is
 //! always the caller's, whatever ids a request carries; staff read, owners and admins change,
-//! validate, test and manage domains. Handlers extract, call `messaging::practice_settings` or
-//! `domains`, and map their errors here.
+//! validate, test and manage domains. Handlers extract, call `providers::practice_settings`, and
+//! map its errors here.
 
 use axum::{extract::State, http::StatusCode};
 use serde::Deserialize;
@@ -18,14 +18,12 @@ use crate::{
     audit::{self, AuditPage},
     auth::{PracticeCaller, Role},
     error::{ApiError, ErrorBody},
-    messaging::{
-        Channel,
-        practice_settings::{
-            self as settings, EmailSettingsRequest, EmailValidation, EmailValidationRequest,
-            MessagingSettings, MessagingStatus, ProviderFailure, SettingsError, SettingsUpdate,
-            SmsSettingsRequest, SmsValidation, SmsValidationRequest, TestSendRequest,
-            TestSendResult,
-        },
+    messaging::Channel,
+    providers::practice_settings::{
+        self as settings, EmailSettingsRequest, EmailValidation, EmailValidationRequest,
+        MessagingSettings, MessagingStatus, ProviderFailure, SettingsContext, SettingsError,
+        SettingsUpdate, SmsSettingsRequest, SmsValidation, SmsValidationRequest, TestSendRequest,
+        TestSendResult,
     },
     providers::sendgrid::domain::{
         DomainDeletion, DomainError, DomainSetupRequest, DomainView, SetUpOutcome,
@@ -96,10 +94,10 @@ impl From<DomainError> for ApiError {
 #[utoipa::path(get, path = "/api/practice-settings/messaging", tag = "practice settings", security(("bearer" = [])),
     responses((status = 200, body = MessagingSettings), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn get_settings(
-    State(state): State<AppState>,
+    State(ctx): State<SettingsContext>,
     caller: PracticeCaller,
 ) -> Result<Json<MessagingSettings>, ApiError> {
-    let mut view = settings::view(&state, caller.practice_id).await?;
+    let mut view = settings::view(&ctx, caller.practice_id).await?;
     if caller.role == Role::Staff {
         // Whoever holds it can post events for the practice's messages; staff change nothing.
         view.email.postmark.webhook_password = None;
@@ -117,23 +115,21 @@ async fn get_settings(
         (status = 422, description = "invalid fields, or SendGrid refused the key (provider_rejected)", body = ErrorBody),
         (status = 503, description = "SendGrid unreachable; nothing saved", body = ErrorBody)))]
 async fn put_email(
-    State(state): State<AppState>,
+    State(ctx): State<SettingsContext>,
     SettingsEditor(caller): SettingsEditor,
     Json(request): Json<EmailSettingsRequest>,
 ) -> Result<Json<SettingsUpdate>, ApiError> {
-    Ok(Json(
-        settings::update_email(&state, &caller, request).await?,
-    ))
+    Ok(Json(settings::update_email(&ctx, &caller, request).await?))
 }
 
 /// Back to the system SendGrid account; the stored key, webhook key and domain are erased here.
 #[utoipa::path(delete, path = "/api/practice-settings/messaging/email", tag = "practice settings", security(("bearer" = [])),
     responses((status = 200, body = MessagingSettings), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn delete_email(
-    State(state): State<AppState>,
+    State(ctx): State<SettingsContext>,
     SettingsEditor(caller): SettingsEditor,
 ) -> Result<Json<MessagingSettings>, ApiError> {
-    Ok(Json(settings::delete_email(&state, &caller).await?))
+    Ok(Json(settings::delete_email(&ctx, &caller).await?))
 }
 
 /// Chooses the SMS account. New credentials or a new number are checked with Twilio (the
@@ -145,21 +141,21 @@ async fn delete_email(
         (status = 422, description = "invalid fields, or Twilio refused (provider_rejected)", body = ErrorBody),
         (status = 503, description = "Twilio unreachable; nothing saved", body = ErrorBody)))]
 async fn put_sms(
-    State(state): State<AppState>,
+    State(ctx): State<SettingsContext>,
     SettingsEditor(caller): SettingsEditor,
     Json(request): Json<SmsSettingsRequest>,
 ) -> Result<Json<SettingsUpdate>, ApiError> {
-    Ok(Json(settings::update_sms(&state, &caller, request).await?))
+    Ok(Json(settings::update_sms(&ctx, &caller, request).await?))
 }
 
 /// Back to the system Twilio account; the stored credentials and number are erased.
 #[utoipa::path(delete, path = "/api/practice-settings/messaging/sms", tag = "practice settings", security(("bearer" = [])),
     responses((status = 200, body = MessagingSettings), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn delete_sms(
-    State(state): State<AppState>,
+    State(ctx): State<SettingsContext>,
     SettingsEditor(caller): SettingsEditor,
 ) -> Result<Json<MessagingSettings>, ApiError> {
-    Ok(Json(settings::delete_sms(&state, &caller).await?))
+    Ok(Json(settings::delete_sms(&ctx, &caller).await?))
 }
 
 /// Checks a SendGrid key (the given one, else the stored one) without saving. SendGrid refusing
@@ -170,12 +166,12 @@ async fn delete_sms(
         (status = 409, description = "the stored credential no longer decrypts: enter it again", body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn validate_email(
-    State(state): State<AppState>,
+    State(ctx): State<SettingsContext>,
     SettingsEditor(caller): SettingsEditor,
     Json(request): Json<EmailValidationRequest>,
 ) -> Result<Json<EmailValidation>, ApiError> {
     Ok(Json(
-        settings::validate_email(&state, &caller, request).await?,
+        settings::validate_email(&ctx, &caller, request).await?,
     ))
 }
 
@@ -187,13 +183,11 @@ async fn validate_email(
         (status = 409, description = "the stored credential no longer decrypts: enter it again", body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn validate_sms(
-    State(state): State<AppState>,
+    State(ctx): State<SettingsContext>,
     SettingsEditor(caller): SettingsEditor,
     Json(request): Json<SmsValidationRequest>,
 ) -> Result<Json<SmsValidation>, ApiError> {
-    Ok(Json(
-        settings::validate_sms(&state, &caller, request).await?,
-    ))
+    Ok(Json(settings::validate_sms(&ctx, &caller, request).await?))
 }
 
 /// Sends a test email through the account in effect, with fallback as for any message; sets
@@ -206,12 +200,12 @@ async fn validate_sms(
         (status = 422, body = ErrorBody),
         (status = 429, description = "the account's send rate or the practice's hourly test-send quota is used up; see Retry-After", body = ErrorBody)))]
 async fn test_email(
-    State(state): State<AppState>,
+    State(ctx): State<SettingsContext>,
     SettingsEditor(caller): SettingsEditor,
     Json(request): Json<TestSendRequest>,
 ) -> Result<Json<TestSendResult>, ApiError> {
     Ok(Json(
-        settings::send_test(&state, &caller, Channel::Email, request).await?,
+        settings::send_test(&ctx, &caller, Channel::Email, request).await?,
     ))
 }
 
@@ -223,12 +217,12 @@ async fn test_email(
         (status = 422, body = ErrorBody),
         (status = 429, description = "the account's send rate or the practice's hourly test-send quota is used up; see Retry-After", body = ErrorBody)))]
 async fn test_sms(
-    State(state): State<AppState>,
+    State(ctx): State<SettingsContext>,
     SettingsEditor(caller): SettingsEditor,
     Json(request): Json<TestSendRequest>,
 ) -> Result<Json<TestSendResult>, ApiError> {
     Ok(Json(
-        settings::send_test(&state, &caller, Channel::Sms, request).await?,
+        settings::send_test(&ctx, &caller, Channel::Sms, request).await?,
     ))
 }
 
@@ -242,11 +236,11 @@ async fn test_sms(
         (status = 409, description = "no custom SendGrid key yet, or another domain is set up", body = ErrorBody),
         (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 async fn set_up_domain(
-    State(state): State<AppState>,
+    State(ctx): State<SettingsContext>,
     SettingsEditor(caller): SettingsEditor,
     Json(request): Json<DomainSetupRequest>,
 ) -> Result<(StatusCode, Json<DomainView>), ApiError> {
-    let (view, outcome) = settings::domain::set_up(&state, &caller, request).await?;
+    let (view, outcome) = settings::domain::set_up(&ctx, &caller, request).await?;
     let status = match outcome {
         SetUpOutcome::Created => StatusCode::CREATED,
         SetUpOutcome::Adopted => StatusCode::OK,
@@ -260,11 +254,11 @@ async fn set_up_domain(
     responses((status = 200, body = DomainView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, description = "no domain set up", body = ErrorBody)))]
 async fn get_domain(
-    State(state): State<AppState>,
+    State(ctx): State<SettingsContext>,
     caller: PracticeCaller,
 ) -> Result<Json<DomainView>, ApiError> {
     Ok(Json(
-        settings::domain::view(&state, caller.practice_id).await?,
+        settings::domain::view(&ctx, caller.practice_id).await?,
     ))
 }
 
@@ -276,10 +270,10 @@ async fn get_domain(
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
 async fn delete_domain(
-    State(state): State<AppState>,
+    State(ctx): State<SettingsContext>,
     SettingsEditor(caller): SettingsEditor,
 ) -> Result<Json<DomainDeletion>, ApiError> {
-    Ok(Json(settings::domain::delete(&state, &caller).await?))
+    Ok(Json(settings::domain::delete(&ctx, &caller).await?))
 }
 
 /// Asks SendGrid (or Mailgun, for a practice's own Mailgun domain) to check the DNS records now;
@@ -290,11 +284,11 @@ async fn delete_domain(
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
 async fn verify_domain(
-    State(state): State<AppState>,
+    State(ctx): State<SettingsContext>,
     SettingsEditor(caller): SettingsEditor,
 ) -> Result<Json<DomainView>, ApiError> {
     Ok(Json(
-        settings::domain::verify(&state, caller.practice_id, Some(caller.user_id)).await?,
+        settings::domain::verify(&ctx, caller.practice_id, Some(caller.user_id)).await?,
     ))
 }
 
@@ -304,10 +298,10 @@ async fn verify_domain(
     responses((status = 200, body = MessagingStatus), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, description = "a stored credential no longer decrypts: enter it again", body = ErrorBody)))]
 async fn get_status(
-    State(state): State<AppState>,
+    State(ctx): State<SettingsContext>,
     caller: PracticeCaller,
 ) -> Result<Json<MessagingStatus>, ApiError> {
-    Ok(Json(settings::status(&state, caller.practice_id).await?))
+    Ok(Json(settings::status(&ctx, caller.practice_id).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -325,12 +319,12 @@ struct AuditQuery {
     responses((status = 200, body = AuditPage), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 422, body = ErrorBody)))]
 async fn get_audit(
-    State(state): State<AppState>,
+    State(ctx): State<SettingsContext>,
     SettingsEditor(caller): SettingsEditor,
     Query(query): Query<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let limit = page_limit(query.limit, 50, 200)?;
     Ok(Json(
-        audit::list(&state.pool, caller.practice_id, query.cursor, limit).await?,
+        audit::list(&ctx.pool, caller.practice_id, query.cursor, limit).await?,
     ))
 }

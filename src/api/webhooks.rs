@@ -84,6 +84,7 @@ fn context(state: &AppState) -> crate::webhooks::Context<'_> {
         pool: &state.pool,
         settings: &state.settings,
         keyring: &state.keyring,
+        urls: state.messaging.urls(),
     }
 }
 
@@ -140,7 +141,7 @@ impl SendGridRequest {
             signature: &self.signature,
             body: &self.body,
         };
-        Ok(Json(sendgrid::receive(state, route, batch).await?))
+        Ok(Json(sendgrid::receive(context(state), route, batch).await?))
     }
 }
 
@@ -155,12 +156,14 @@ impl TwilioRequest {
     }
 
     async fn status_callback(&self, state: &AppState, route: Route<'_>) -> Result<TwiMl, ApiError> {
-        twilio::status_callback(state, route, self.signed()).await?;
+        twilio::status_callback(context(state), route, self.signed()).await?;
         Ok(TwiMl(Reply::Empty))
     }
 
     async fn inbound(&self, state: &AppState, route: Route<'_>) -> Result<TwiMl, ApiError> {
-        Ok(TwiMl(twilio::inbound(state, route, self.signed()).await?))
+        Ok(TwiMl(
+            twilio::inbound(context(state), route, self.signed()).await?,
+        ))
     }
 }
 

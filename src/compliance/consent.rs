@@ -150,6 +150,7 @@ async fn patient_exists(
 }
 
 /// Appends one entry recorded by a practice user.
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn record(
     pool: &PgPool,
     practice_id: Uuid,
@@ -200,6 +201,7 @@ struct Row {
     recorded_at: DateTime<Utc>,
 }
 
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn history(
     pool: &PgPool,
     practice_id: Uuid,
@@ -241,6 +243,7 @@ pub async fn history(
 }
 
 /// What is in effect for one channel and category of a patient: its newest entry.
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn effective(
     db: &mut PgConnection,
     practice_id: Uuid,

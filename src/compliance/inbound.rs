@@ -101,6 +101,7 @@ pub struct InboundQuery {
 }
 
 /// The practice's replies, newest first.
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn list(
     pool: &PgPool,
     practice_id: Uuid,

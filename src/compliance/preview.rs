@@ -45,6 +45,7 @@ pub struct Preview {
     pub would_be_suppressed: Option<Rule>,
 }
 
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn preview(
     pool: &PgPool,
     practice_id: Uuid,

@@ -153,6 +153,7 @@ pub async fn help_contact(
     Ok(contact.flatten())
 }
 
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn get(pool: &PgPool, practice_id: Uuid) -> Result<ComplianceView, ComplianceError> {
     Ok(row(pool, practice_id).await?.view())
 }
@@ -258,6 +259,7 @@ fn validate(request: &ComplianceView) -> Result<Row, ComplianceError> {
 }
 
 /// Replaces the practice's settings as a whole.
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn put(
     pool: &PgPool,
     practice_id: Uuid,

@@ -83,6 +83,7 @@ pub async fn by_key(
 
 /// One practice's counts per day of the last `days` days, per channel and provider, oldest day
 /// first; days on which a key had no message are left out.
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn daily(
     pool: &PgPool,
     practice_id: Uuid,

@@ -10,7 +10,8 @@ use serde::{Serialize, de::DeserializeOwned};
 use sqlx::{PgConnection, PgExecutor, types::Json};
 use uuid::Uuid;
 
-use crate::{crypto::CredentialField, providers::Vendor};
+use super::provider::Vendor;
+use crate::crypto::CredentialField;
 
 /// One stored account, secrets still encrypted.
 #[derive(Debug, Clone, Default)]

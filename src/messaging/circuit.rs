@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::Channel;
-use crate::providers::Vendor;
+use super::provider::Vendor;
 
 const FAILURES_TO_OPEN: u32 = 3;
 /// The cool-down when none is configured; `PROVIDER_CIRCUIT_COOL_DOWN_SECS` has the same default.

@@ -24,13 +24,11 @@ use uuid::Uuid;
 use super::{
     Accepted, Channel, OutgoingMessage, ProviderError, ProviderKind,
     circuit::CircuitBreakers,
-    sendgrid::SendGridClient,
+    provider::{
+        Account, MessageSender, PracticeAccounts, ProviderContext, Secrets, Vendor,
+        registry::Registry, urls::OurUrls,
+    },
     settings::{PracticeMessagingConfig, SETTINGS_CHANNEL},
-    twilio::TwilioClient,
-};
-use crate::providers::{
-    Account, MessageSender, ProviderContext, Secrets, Vendor, mailgun::client::MailgunClient,
-    postmark::client::PostmarkClient, registry, telnyx::client::TelnyxClient, urls::OurUrls,
 };
 use crate::{
     config::Settings,
@@ -181,6 +179,8 @@ pub struct MessagingServiceFactory {
     pool: PgPool,
     keyring: Arc<Keyring>,
     providers: ProviderContext,
+    /// The vendors, which build the practices' own accounts.
+    registry: Registry,
     system_email: Arc<[Arc<Sender>]>,
     system_sms: Arc<[Arc<Sender>]>,
     cache: Cache<Uuid, Arc<PracticeEntry>>,
@@ -193,14 +193,18 @@ pub struct MessagingServiceFactory {
 const CACHE_CAPACITY: u64 = 50_000;
 
 impl MessagingServiceFactory {
-    pub fn new(settings: &Settings, pool: PgPool, keyring: Arc<Keyring>) -> anyhow::Result<Self> {
+    pub fn new(
+        settings: &Settings,
+        pool: PgPool,
+        keyring: Arc<Keyring>,
+        registry: Registry,
+    ) -> anyhow::Result<Self> {
         let providers = ProviderContext {
-            http: crate::providers::error::http_client(settings.provider_timeout)?,
+            http: super::provider::error::http_client(settings.provider_timeout)?,
             settings: Arc::new(settings.clone()),
             pool: pool.clone(),
             urls: OurUrls::new(settings.webhook_base_url.clone()),
         };
-        let registry = registry::global();
         let system = |channel| -> Arc<[Arc<Sender>]> {
             registry
                 .system_accounts(&providers, channel)
@@ -218,6 +222,7 @@ impl MessagingServiceFactory {
             pool,
             keyring,
             providers,
+            registry,
             system_email,
             system_sms,
             builds: AtomicU64::new(0),
@@ -286,24 +291,6 @@ impl MessagingServiceFactory {
         }
     }
 
-    /// A client for checking credentials that are not saved yet.
-    pub fn sendgrid_client(&self, api_key: SecretString) -> SendGridClient {
-        crate::providers::sendgrid::client(&self.providers, api_key)
-    }
-
-    pub fn twilio_client(&self, account_sid: String, auth_token: SecretString) -> TwilioClient {
-        crate::providers::twilio::client(&self.providers, account_sid, auth_token)
-    }
-
-    /// The practice's own SendGrid client, for domain authentication and webhook set-up.
-    pub fn custom_sendgrid_client(
-        &self,
-        config: &PracticeMessagingConfig,
-    ) -> Result<Option<SendGridClient>, FactoryError> {
-        let key = self.decrypt(config, CredentialField::SendGridApiKey)?;
-        Ok(key.map(|key| self.sendgrid_client(key)))
-    }
-
     /// The webhook route of `vendor` for a practice's own account of it.
     pub fn practice_webhook_url(&self, vendor: Vendor, practice_id: Uuid) -> String {
         self.providers
@@ -311,29 +298,36 @@ impl MessagingServiceFactory {
             .webhook(vendor.as_str(), Some(practice_id))
     }
 
-    /// A Mailgun client for a domain and key that are not saved yet, on the region's API.
-    pub fn mailgun_client(
+    /// What the vendors build their clients from: the shared HTTP client, configuration, the
+    /// database and our URLs.
+    pub fn providers(&self) -> &ProviderContext {
+        &self.providers
+    }
+
+    /// Why the practice's chosen own account of a channel cannot send yet, if it cannot; `None`
+    /// when the platform's accounts are chosen.
+    pub fn custom_blocker(
         &self,
-        api_key: SecretString,
-        domain: &str,
-        region: &str,
-    ) -> MailgunClient {
-        crate::providers::mailgun::client(&self.providers, api_key, domain, region)
-    }
-
-    /// A Postmark client for checking a server token that is not saved yet.
-    pub fn postmark_client(&self, server_token: SecretString) -> PostmarkClient {
-        crate::providers::postmark::client(&self.providers, server_token)
-    }
-
-    /// A Telnyx client for checking an API key that is not saved yet.
-    pub fn telnyx_client(&self, api_key: SecretString) -> TelnyxClient {
-        crate::providers::telnyx::client(&self.providers, api_key)
+        config: &PracticeMessagingConfig,
+        channel: Channel,
+    ) -> Option<&'static str> {
+        let kind = config.chosen(channel);
+        if !kind.is_custom() {
+            return None;
+        }
+        self.registry
+            .practice_accounts(kind.vendor())
+            .and_then(|provider| provider.custom_blocker(config))
     }
 
     /// The URL our webhook for this practice lives at, as handed to providers.
     pub fn webhook_url(&self, path: &str) -> String {
         self.providers.urls.absolute(path)
+    }
+
+    /// Our public URLs, as handed to providers.
+    pub fn urls(&self) -> &OurUrls {
+        &self.providers.urls
     }
 
     async fn build(&self, practice_id: Uuid) -> Result<Arc<PracticeEntry>, FactoryError> {
@@ -360,12 +354,13 @@ impl MessagingServiceFactory {
             Channel::Email => config.email_fallback_enabled,
             Channel::Sms => config.sms_fallback_enabled,
         };
-        let custom_blocker = config.custom_blocker(channel);
+        let custom_blocker = self.custom_blocker(config, channel);
         let chosen = config.chosen(channel);
-        let provider = registry::global()
+        let provider = self
+            .registry
             .practice_accounts(chosen.vendor())
             .filter(|_| chosen.is_custom());
-        let build = |provider: &dyn crate::providers::PracticeAccounts| {
+        let build = |provider: &dyn PracticeAccounts| {
             provider
                 .custom_account(&self.providers, config, self)
                 .map(|account| account.map(|account| Arc::new(Sender::from(account))))

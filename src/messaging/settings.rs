@@ -110,26 +110,6 @@ impl PracticeMessagingConfig {
             Channel::Sms => self.sms_provider,
         }
     }
-
-    /// Why the chosen custom account of a channel cannot send yet, if it cannot; `None` when the
-    /// system account is chosen.
-    pub fn custom_blocker(&self, channel: Channel) -> Option<&'static str> {
-        let kind = self.chosen(channel);
-        if !kind.is_custom() {
-            return None;
-        }
-        crate::providers::registry::global()
-            .practice_accounts(kind.vendor())
-            .and_then(|provider| provider.custom_blocker(self))
-    }
-
-    pub fn custom_email_blocker(&self) -> Option<&'static str> {
-        self.custom_blocker(Channel::Email)
-    }
-
-    pub fn custom_sms_blocker(&self) -> Option<&'static str> {
-        self.custom_blocker(Channel::Sms)
-    }
 }
 
 /// The channel on which the `practices_notify_changed` trigger announces, at commit, every change
@@ -144,7 +124,7 @@ pub async fn commit_change(
     factory: &MessagingServiceFactory,
     practice_id: Uuid,
     user_id: Option<Uuid>,
-    action: &str,
+    action: crate::audit::AuditAction,
     changed_fields: &[&str],
 ) -> Result<(), sqlx::Error> {
     sqlx::query("update practices set settings_version = settings_version + 1, updated_at = now() where id = $1")

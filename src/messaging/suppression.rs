@@ -326,6 +326,7 @@ pub struct SuppressionQuery {
 type SortKey = (DateTime<Utc>, i64);
 
 /// The practice's own entries and the shared number's opt-outs of its patients, newest first.
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn list(
     pool: &PgPool,
     practice_id: Uuid,
@@ -374,6 +375,7 @@ pub async fn list(
 
 /// Lifts one of the practice's own entries, audited as `suppression.lift` (without the address);
 /// the address may be messaged again. A consent the entry's event revoked stays revoked.
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn lift(
     pool: &PgPool,
     practice_id: Uuid,
@@ -400,7 +402,7 @@ pub async fn lift(
         &mut *tx,
         practice_id,
         Some(user_id),
-        "suppression.lift",
+        crate::audit::AuditAction::SuppressionLift,
         &[channel.as_str()],
     )
     .await?;

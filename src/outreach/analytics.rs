@@ -163,6 +163,7 @@ fn totals<'a>(rows: impl IntoIterator<Item = &'a UsageRow>) -> Vec<UsageRow> {
     sums.into_values().collect()
 }
 
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn for_practice(
     pool: &PgPool,
     practice_id: Uuid,
@@ -175,6 +176,7 @@ pub async fn for_practice(
 
 /// The practice's messages per day of the last `days` days, oldest first; a day without messages
 /// of a provider and type has no row for it.
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn daily_for_practice(
     pool: &PgPool,
     practice_id: Uuid,

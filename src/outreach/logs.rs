@@ -224,6 +224,7 @@ fn timestamp(errors: &mut FieldErrors, field: &str, value: Option<&str>) -> Opti
 }
 
 /// The practice's logs matching the query, newest first.
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn list(
     pool: &PgPool,
     practice_id: Uuid,
@@ -290,6 +291,7 @@ pub async fn list(
 }
 
 /// One log of the practice with its provider events.
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn get(
     pool: &PgPool,
     practice_id: Uuid,

@@ -87,6 +87,7 @@ fn email_subject(subject: Option<&str>) -> Result<&str, MessageError> {
 
 /// Validates, records and queues a message; with an idempotency key, the first answer is
 /// returned again for the same request.
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn send(
     pool: &PgPool,
     practice_id: Uuid,

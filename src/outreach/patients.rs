@@ -197,6 +197,7 @@ fn contact<T>(
     }
 }
 
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn create(
     pool: &PgPool,
     practice_id: Uuid,
@@ -221,6 +222,7 @@ pub async fn create(
     Ok(created)
 }
 
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn get(pool: &PgPool, practice_id: Uuid, id: Uuid) -> Result<Patient, OutreachError> {
     sqlx::query_as(concat!(
         "select ",
@@ -234,6 +236,7 @@ pub async fn get(pool: &PgPool, practice_id: Uuid, id: Uuid) -> Result<Patient, 
     .ok_or(OutreachError::NotFound("patient"))
 }
 
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn list(
     pool: &PgPool,
     practice_id: Uuid,
@@ -272,6 +275,7 @@ pub async fn list(
 }
 
 /// Applies `patch` under a row lock, so two concurrent changes to different fields both stick.
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn update(
     pool: &PgPool,
     practice_id: Uuid,
@@ -309,6 +313,7 @@ pub async fn update(
 }
 
 /// Deletes the patient; their outreach logs stay (with no patient) and their enrolments end.
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn delete(pool: &PgPool, practice_id: Uuid, id: Uuid) -> Result<(), OutreachError> {
     delete_one(
         pool,

@@ -381,10 +381,12 @@ async fn fetch(
     .ok_or(OutreachError::NotFound("sequence"))
 }
 
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn get(pool: &PgPool, practice_id: Uuid, id: Uuid) -> Result<Sequence, OutreachError> {
     fetch(pool, practice_id, id).await
 }
 
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn create(
     pool: &PgPool,
     practice_id: Uuid,
@@ -406,6 +408,7 @@ pub async fn create(
 }
 
 /// Newest first.
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn list(
     pool: &PgPool,
     practice_id: Uuid,
@@ -432,6 +435,7 @@ pub async fn list(
 }
 
 /// Applies a change under a row lock, so concurrent changes do not undo each other.
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn update(
     pool: &PgPool,
     practice_id: Uuid,
@@ -462,6 +466,7 @@ pub async fn update(
 }
 
 /// Deletes the sequence and its enrolments; logs of steps already queued stay.
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn delete(pool: &PgPool, practice_id: Uuid, id: Uuid) -> Result<(), OutreachError> {
     delete_one(
         pool,
@@ -476,6 +481,7 @@ pub async fn delete(pool: &PgPool, practice_id: Uuid, id: Uuid) -> Result<(), Ou
 /// Enrols patients of the practice, all or none: an unknown patient fails the whole request.
 /// Enrolling an active or completed patient again changes nothing, so a client may safely repeat
 /// a request; a stopped enrolment starts again from the first step.
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn enroll(
     pool: &PgPool,
     practice_id: Uuid,
@@ -554,6 +560,7 @@ pub async fn enroll(
 }
 
 /// The sequence's enrolments, newest first, optionally of one state.
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn enrollments(
     pool: &PgPool,
     practice_id: Uuid,
@@ -605,6 +612,7 @@ pub async fn enrollments(
 /// Stops a patient's enrolment: nothing more of the sequence is queued for them. Stopping one
 /// that already ended changes nothing; a patient never enrolled (or not of this practice) is
 /// not found.
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn remove_enrollment(
     pool: &PgPool,
     practice_id: Uuid,

@@ -23,6 +23,8 @@ pub struct Context<'a> {
     pub settings: &'a crate::config::Settings,
     /// Decrypts a practice's stored webhook secrets.
     pub keyring: &'a crate::crypto::Keyring,
+    /// Our public URLs: what a vendor signed a request to.
+    pub urls: &'a crate::messaging::provider::urls::OurUrls,
 }
 
 /// The route a request came to: the platform's own, or a practice's by the id in its path.

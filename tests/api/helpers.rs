@@ -432,6 +432,12 @@ impl TestApp {
     }
 
     /// A new practice with an owner logged in.
+    /// What the settings operations take of the running service, for tests that call them
+    /// directly (the domain re-check the background loop runs).
+    pub fn settings_context(&self) -> dentite::providers::practice_settings::SettingsContext {
+        axum::extract::FromRef::from_ref(&self.state)
+    }
+
     pub async fn practice_owner(&self) -> Login {
         let practice = self.create_practice("Smile Dental").await;
         self.login_as(Some(practice), Role::Owner).await

@@ -1418,9 +1418,10 @@ async fn the_background_recheck_validates_only_domains_whose_turn_has_come() {
         practices.push((practice_of(&owner), due));
     }
 
-    let checked = dentite::providers::sendgrid::domain::recheck_due_domains(&app.state)
-        .await
-        .unwrap();
+    let checked =
+        dentite::providers::sendgrid::domain::recheck_due_domains(&app.settings_context())
+            .await
+            .unwrap();
 
     assert_eq!(checked, 3);
     for (practice, due) in practices {
@@ -1435,7 +1436,7 @@ async fn the_background_recheck_validates_only_domains_whose_turn_has_come() {
     .unwrap();
     assert_eq!((user, action.as_str()), (None, "email.domain.verify"));
     assert_eq!(
-        dentite::providers::sendgrid::domain::recheck_due_domains(&app.state)
+        dentite::providers::sendgrid::domain::recheck_due_domains(&app.settings_context())
             .await
             .unwrap(),
         0,

@@ -1,6 +1,7 @@
-//! What the SendGrid and Twilio clients have in common: the provider-neutral error, the outcome of
-//! an accepted send, the shared `reqwest::Client` builder, and the "send a request, turn a failure
-//! into a `ProviderError`" plumbing. Each provider only supplies how to read its own error bodies.
+//! What every vendor's client has in common: the provider-neutral error (which decides failover),
+//! the outcome of an accepted send, the shared `reqwest::Client` builder, and the "send a request,
+//! turn a failure into a `ProviderError`" plumbing. Each vendor only supplies how to read its own
+//! error bodies.
 
 use std::error::Error as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -83,7 +84,7 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error>
 }
 
 /// A non-2xx response, handed to a provider's classifier.
-pub(super) struct Failure<'a> {
+pub struct Failure<'a> {
     pub status: StatusCode,
     pub retry_after: Option<Duration>,
     /// Raw body: may be JSON in any shape, HTML from a proxy, or empty. Never log it.
@@ -113,7 +114,7 @@ impl Failure<'_> {
 
 /// Sends `request` and returns the response if it is 2xx; otherwise hands the failure to
 /// `classify`.
-pub(super) async fn send(
+pub async fn send(
     provider: &'static str,
     request: RequestBuilder,
     classify: fn(&Failure<'_>) -> ProviderError,
@@ -124,7 +125,7 @@ pub(super) async fn send(
 
 /// Sends `request`, turning only transport failures (connect, timeout, TLS) into errors, for
 /// callers that give some non-2xx status a meaning of their own (DELETE's 404).
-pub(super) async fn dispatch(
+pub async fn dispatch(
     provider: &'static str,
     request: RequestBuilder,
 ) -> Result<Response, ProviderError> {
@@ -136,7 +137,7 @@ pub(super) async fn dispatch(
 }
 
 /// Passes a 2xx response through; classifies anything else.
-pub(super) async fn require_success(
+pub async fn require_success(
     provider: &'static str,
     response: Response,
     classify: fn(&Failure<'_>) -> ProviderError,
@@ -162,7 +163,7 @@ pub(super) async fn require_success(
 ///
 /// The error keeps only serde's category and position, never its text: serde quotes offending
 /// values, and some bodies (Twilio's account resource) carry secrets.
-pub(super) async fn json_body<T: DeserializeOwned>(
+pub async fn json_body<T: DeserializeOwned>(
     provider: &'static str,
     response: Response,
 ) -> Result<T, ProviderError> {

@@ -1,28 +1,20 @@
-//! The providers we know, keyed by vendor. Adding a vendor is one line in [`Registry::new`].
+//! The vendors the service knows, keyed by vendor: handed to the factory when the service starts
+//! (`providers::registry` lists them), so nothing here names one.
 
 use super::{Account, Channel, PracticeAccounts, Provider, ProviderContext, Vendor};
 
-/// The registry every caller shares; its providers hold no state of their own.
-pub fn global() -> &'static Registry {
-    static REGISTRY: std::sync::LazyLock<Registry> = std::sync::LazyLock::new(Registry::new);
-    &REGISTRY
-}
-
 pub struct Registry {
     providers: Vec<Box<dyn Provider>>,
+    /// Where a channel's messages go when the platform has no vendor for it.
+    outbox: fn(&ProviderContext, Channel) -> Account,
 }
 
 impl Registry {
-    pub fn new() -> Self {
-        Self {
-            providers: vec![
-                Box::new(super::sendgrid::SendGrid),
-                Box::new(super::postmark::Postmark),
-                Box::new(super::mailgun::Mailgun),
-                Box::new(super::twilio::Twilio),
-                Box::new(super::telnyx::Telnyx),
-            ],
-        }
+    pub fn new(
+        providers: Vec<Box<dyn Provider>>,
+        outbox: fn(&ProviderContext, Channel) -> Account,
+    ) -> Self {
+        Self { providers, outbox }
     }
 
     pub fn get(&self, vendor: Vendor) -> Option<&dyn Provider> {
@@ -53,15 +45,9 @@ impl Registry {
             .filter_map(|provider| provider.system_account(ctx))
             .collect();
         if accounts.is_empty() {
-            vec![super::outbox::account(ctx, channel)]
+            vec![(self.outbox)(ctx, channel)]
         } else {
             accounts
         }
-    }
-}
-
-impl Default for Registry {
-    fn default() -> Self {
-        Self::new()
     }
 }

@@ -3,6 +3,7 @@
 //! domain's DNS records and state shown and re-verified through the email domain routes, and the
 //! account used only while Mailgun calls the domain `active`.
 
+use crate::audit::AuditAction;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -12,17 +13,14 @@ use utoipa::ToSchema;
 
 use super::client::{DnsRecord, DomainInfo, MailgunClient, WEBHOOK_EVENTS};
 use crate::{
-    AppState,
     auth::PracticeCaller,
     crypto::CredentialField,
-    messaging::{
-        ProviderKind, accounts,
-        practice_settings::{
-            AccountWrite, EmailSettingsRequest, EmailValidation, EmailValidationRequest,
-            ProviderFailure, SettingsError, SettingsUpdate, begin_change, changed, commit_change,
-            load, refuse_other_vendors, required, save_account, stored_secret, view,
-        },
-        settings::PracticeMessagingConfig,
+    messaging::{ProviderKind, accounts, settings::PracticeMessagingConfig},
+    providers::practice_settings::SettingsContext,
+    providers::practice_settings::{
+        AccountWrite, EmailSettingsRequest, EmailValidation, EmailValidationRequest,
+        ProviderFailure, SettingsError, SettingsUpdate, begin_change, changed, commit_change, load,
+        refuse_other_vendors, required, save_account, stored_secret, view,
     },
     providers::{
         Vendor,
@@ -161,7 +159,7 @@ struct MailgunChange {
 
 impl MailgunChange {
     fn parse(
-        state: &AppState,
+        ctx: &SettingsContext,
         request: EmailSettingsRequest,
         stored: &PracticeMessagingConfig,
     ) -> Result<Self, SettingsError> {
@@ -188,7 +186,7 @@ impl MailgunChange {
             Some(given) => errors.check(REGION, region(given)),
             None => Some(before.region().to_string()),
         };
-        let stored_key = stored_secret(&state.keyring, stored, CredentialField::MailgunApiKey)
+        let stored_key = stored_secret(&ctx.keyring, stored, CredentialField::MailgunApiKey)
             .ok()
             .flatten();
         let given_key = match request.mailgun_api_key.as_deref() {
@@ -247,8 +245,8 @@ impl MailgunChange {
     }
 }
 
-fn client(state: &AppState, key: SecretString, domain: &str, region: &str) -> MailgunClient {
-    state.messaging.mailgun_client(key, domain, region)
+fn client(ctx: &SettingsContext, key: SecretString, domain: &str, region: &str) -> MailgunClient {
+    super::client(ctx.messaging.providers(), key, domain, region)
 }
 
 /// The domain as Mailgun knows it: a refused key names `mailgunApiKey`, a domain the account
@@ -276,20 +274,15 @@ async fn check_domain(
 /// is fetched when none is given or stored.
 #[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn update(
-    state: &AppState,
+    ctx: &SettingsContext,
     caller: &PracticeCaller,
     request: EmailSettingsRequest,
 ) -> Result<SettingsUpdate, SettingsError> {
     let practice_id = caller.practice_id;
-    let stored = load(&state.pool, practice_id).await?;
-    let change = MailgunChange::parse(state, request, &stored)?;
+    let stored = load(&ctx.pool, practice_id).await?;
+    let change = MailgunChange::parse(ctx, request, &stored)?;
     let mut account = stored.accounts.settings::<MailgunAccount>(Vendor::Mailgun);
-    let client = client(
-        state,
-        change.api_key.clone(),
-        &change.domain,
-        &change.region,
-    );
+    let client = client(ctx, change.api_key.clone(), &change.domain, &change.region);
     let moved = change.key_changed
         || account.domain.as_deref() != Some(change.domain.as_str())
         || account.region() != change.region;
@@ -308,7 +301,7 @@ pub async fn update(
     account.from_name = Some(change.from_name.clone());
 
     let stored_signing = stored_secret(
-        &state.keyring,
+        &ctx.keyring,
         &stored,
         CredentialField::MailgunWebhookSigningKey,
     )
@@ -332,7 +325,7 @@ pub async fn update(
             }
         },
     };
-    let webhook_url = state
+    let webhook_url = ctx
         .messaging
         .practice_webhook_url(Vendor::Mailgun, practice_id);
     if !account.webhooks_created {
@@ -352,7 +345,7 @@ pub async fn update(
         }
     }
 
-    let (tx, current) = begin_change(state, practice_id, Some(stored.settings_version)).await?;
+    let (tx, current) = begin_change(ctx, practice_id, Some(stored.settings_version)).await?;
     let current_stored = current.accounts.get(Vendor::Mailgun);
     let before = current.accounts.settings::<MailgunAccount>(Vendor::Mailgun);
     let mut secrets: BTreeMap<String, String> = current_stored
@@ -361,8 +354,7 @@ pub async fn update(
     let mut put = |field: CredentialField, value: &SecretString| {
         secrets.insert(
             field.column().to_string(),
-            state
-                .keyring
+            ctx.keyring
                 .encrypt(value.expose_secret(), practice_id, field),
         );
     };
@@ -370,7 +362,7 @@ pub async fn update(
     let signing_changed = match &signing_key {
         Some(key) => {
             let changed = stored_secret(
-                &state.keyring,
+                &ctx.keyring,
                 &current,
                 CredentialField::MailgunWebhookSigningKey,
             )
@@ -404,7 +396,7 @@ pub async fn update(
     ]);
     save_account(
         tx,
-        state,
+        ctx,
         caller,
         AccountWrite {
             kind: ProviderKind::CustomMailgun,
@@ -425,7 +417,7 @@ pub async fn update(
         ));
     }
     Ok(SettingsUpdate {
-        settings: view(state, practice_id).await?,
+        settings: view(ctx, practice_id).await?,
         notes,
     })
 }
@@ -433,17 +425,17 @@ pub async fn update(
 /// `POST /email/validate` with `custom_mailgun`: the given key with the stored domain and region.
 #[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn validate(
-    state: &AppState,
+    ctx: &SettingsContext,
     caller: &PracticeCaller,
     request: EmailValidationRequest,
 ) -> Result<EmailValidation, SettingsError> {
-    let stored = load(&state.pool, caller.practice_id).await?;
+    let stored = load(&ctx.pool, caller.practice_id).await?;
     let account = stored.accounts.settings::<MailgunAccount>(Vendor::Mailgun);
     let mut errors = FieldErrors::new();
     let key = match request.mailgun_api_key.as_deref() {
         Some(given) => errors.check(API_KEY, secret(given, "private API key")),
         None => {
-            let key = stored_secret(&state.keyring, &stored, CredentialField::MailgunApiKey)
+            let key = stored_secret(&ctx.keyring, &stored, CredentialField::MailgunApiKey)
                 .map_err(|_| SettingsError::UnreadableCredential(CredentialField::MailgunApiKey))?;
             if key.is_none() {
                 errors.add(API_KEY, "give a key to check: none is stored");
@@ -465,7 +457,7 @@ pub async fn validate(
     let (Some(key), Some(domain), Some(region)) = (key, domain, region) else {
         return Err(SettingsError::Invalid(errors));
     };
-    let client = client(state, key, domain.as_str(), &region);
+    let client = client(ctx, key, domain.as_str(), &region);
     let (valid, reason) = match check_domain(&client, domain.as_str(), &region).await {
         Ok(found) if found.can_send() => (true, None),
         Ok(found) => (
@@ -545,7 +537,7 @@ pub fn domain_view(config: &PracticeMessagingConfig) -> Result<DomainView, Domai
 /// of whether the domain may send is a settings change (audited, and every instance re-reads).
 #[tracing::instrument(skip_all, fields(practice_id = %config.id))]
 pub async fn verify_domain(
-    state: &AppState,
+    ctx: &SettingsContext,
     config: &PracticeMessagingConfig,
     user_id: Option<uuid::Uuid>,
 ) -> Result<DomainView, DomainError> {
@@ -553,10 +545,10 @@ pub async fn verify_domain(
     let Some(domain) = account.domain.clone() else {
         return Err(DomainError::NotSetUp);
     };
-    let key = stored_secret(&state.keyring, config, CredentialField::MailgunApiKey)
+    let key = stored_secret(&ctx.keyring, config, CredentialField::MailgunApiKey)
         .map_err(|_| DomainError::UnreadableCredential(CredentialField::MailgunApiKey))?
         .ok_or(DomainError::NotSetUp)?;
-    let client = client(state, key, &domain, account.region());
+    let client = client(ctx, key, &domain, account.region());
     let found = client.verify_domain().await.map_err(|e| {
         DomainError::from(ProviderFailure::classify(
             e,
@@ -567,23 +559,23 @@ pub async fn verify_domain(
     })?;
     let could_send = account.can_send();
     account.record(found);
-    let mut tx = state.pool.begin().await?;
+    let mut tx = ctx.pool.begin().await?;
     accounts::update_settings(&mut *tx, config.id, Vendor::Mailgun, &account).await?;
     if could_send == account.can_send() {
         tx.commit().await?;
-        state.messaging.invalidate(config.id).await;
+        ctx.messaging.invalidate(config.id).await;
     } else {
         commit_change(
             tx,
-            &state.messaging,
+            &ctx.messaging,
             config.id,
             user_id,
-            "email.domain.verify",
+            AuditAction::EmailDomainVerify,
             &["domainVerified"],
         )
         .await?;
     }
-    let reread = load(&state.pool, config.id)
+    let reread = load(&ctx.pool, config.id)
         .await
         .map_err(|e| DomainError::Internal(anyhow::anyhow!(e.to_string())))?;
     domain_view(&reread)

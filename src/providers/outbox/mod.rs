@@ -57,6 +57,7 @@ pub struct OutboxEntry {
 }
 
 /// The practice's outbox, newest first.
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn list(
     pool: &PgPool,
     practice_id: Uuid,

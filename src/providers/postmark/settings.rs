@@ -14,19 +14,16 @@ use utoipa::ToSchema;
 use super::client::{HttpAuth, NewWebhook, PostmarkClient, Triggers};
 use super::webhook::USER;
 use crate::{
-    AppState,
     auth::PracticeCaller,
     crypto::{CredentialField, Keyring},
-    messaging::{
-        ProviderKind,
-        practice_settings::{
-            AccountWrite, EmailSettingsRequest, EmailValidation, EmailValidationRequest,
-            ProviderFailure, SettingsError, SettingsUpdate, begin_change, changed, load,
-            refuse_other_vendors, required, save_account, stored_secret, view,
-        },
-        settings::PracticeMessagingConfig,
-    },
+    messaging::{ProviderKind, settings::PracticeMessagingConfig},
     providers::Vendor,
+    providers::practice_settings::SettingsContext,
+    providers::practice_settings::{
+        AccountWrite, EmailSettingsRequest, EmailValidation, EmailValidationRequest,
+        ProviderFailure, SettingsError, SettingsUpdate, begin_change, changed, load,
+        refuse_other_vendors, required, save_account, stored_secret, view,
+    },
     types::{self, EmailAddress, FieldErrors},
 };
 
@@ -152,7 +149,7 @@ struct PostmarkChange {
 
 impl PostmarkChange {
     fn parse(
-        state: &AppState,
+        ctx: &SettingsContext,
         request: EmailSettingsRequest,
         stored: &PracticeMessagingConfig,
     ) -> Result<Self, SettingsError> {
@@ -171,7 +168,7 @@ impl PostmarkChange {
             request.fallback_enabled.ok_or("is required"),
         );
         let stored_token =
-            stored_secret(&state.keyring, stored, CredentialField::PostmarkServerToken)
+            stored_secret(&ctx.keyring, stored, CredentialField::PostmarkServerToken)
                 .ok()
                 .flatten();
         let given = match request.postmark_server_token.as_deref() {
@@ -240,17 +237,17 @@ async fn check_token(client: &PostmarkClient) -> Result<super::client::Server, P
 /// server has no webhook of ours yet, one is created with the practice's own password.
 #[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn update(
-    state: &AppState,
+    ctx: &SettingsContext,
     caller: &PracticeCaller,
     request: EmailSettingsRequest,
 ) -> Result<SettingsUpdate, SettingsError> {
     let practice_id = caller.practice_id;
-    let stored = load(&state.pool, practice_id).await?;
-    let change = PostmarkChange::parse(state, request, &stored)?;
+    let stored = load(&ctx.pool, practice_id).await?;
+    let change = PostmarkChange::parse(ctx, request, &stored)?;
     let before = stored
         .accounts
         .settings::<PostmarkAccount>(Vendor::Postmark);
-    let client = state.messaging.postmark_client(change.token.clone());
+    let client = super::client(ctx.messaging.providers(), change.token.clone());
     let mut notes = Vec::new();
     let server_name = if change.token_changed {
         let server = check_token(&client).await?;
@@ -266,7 +263,7 @@ pub async fn update(
         before.server_name.clone()
     };
     let stored_password = stored_secret(
-        &state.keyring,
+        &ctx.keyring,
         &stored,
         CredentialField::PostmarkWebhookPassword,
     )
@@ -277,7 +274,7 @@ pub async fn update(
         (Some(password), false) => password.clone(),
         _ => new_webhook_password(),
     };
-    let webhook_url = state
+    let webhook_url = ctx
         .messaging
         .practice_webhook_url(Vendor::Postmark, practice_id);
     let needs_webhook =
@@ -309,7 +306,7 @@ pub async fn update(
         before.webhook_id
     };
 
-    let (tx, current) = begin_change(state, practice_id, Some(stored.settings_version)).await?;
+    let (tx, current) = begin_change(ctx, practice_id, Some(stored.settings_version)).await?;
     let current_stored = current.accounts.get(Vendor::Postmark);
     let before = current
         .accounts
@@ -320,7 +317,7 @@ pub async fn update(
     let encrypt = |value: &str, field: CredentialField| {
         (
             field.column().to_string(),
-            state.keyring.encrypt(value, practice_id, field),
+            ctx.keyring.encrypt(value, practice_id, field),
         )
     };
     if change.token_changed || !secrets.contains_key(CredentialField::PostmarkServerToken.column())
@@ -369,7 +366,7 @@ pub async fn update(
     ]);
     save_account(
         tx,
-        state,
+        ctx,
         caller,
         AccountWrite {
             kind: ProviderKind::CustomPostmark,
@@ -381,7 +378,7 @@ pub async fn update(
         &fields,
     )
     .await?;
-    let settings = view(state, practice_id).await?;
+    let settings = view(ctx, practice_id).await?;
     if settings.email.postmark.sending_confirmed_at.is_none() {
         notes.push(format!(
             "Send a test email now: Postmark sends only from a confirmed Sender Signature or a verified domain, \
@@ -396,7 +393,7 @@ pub async fn update(
 /// `POST /email/validate` with `custom_postmark`: the given token, or the stored one.
 #[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn validate(
-    state: &AppState,
+    ctx: &SettingsContext,
     caller: &PracticeCaller,
     request: EmailValidationRequest,
 ) -> Result<EmailValidation, SettingsError> {
@@ -404,22 +401,20 @@ pub async fn validate(
         Some(given) => server_token(given)
             .map_err(|e| SettingsError::Invalid(FieldErrors::single(TOKEN, e)))?,
         None => {
-            let stored = load(&state.pool, caller.practice_id).await?;
-            stored_secret(
-                &state.keyring,
-                &stored,
-                CredentialField::PostmarkServerToken,
-            )
-            .map_err(|_| SettingsError::UnreadableCredential(CredentialField::PostmarkServerToken))?
-            .ok_or_else(|| {
-                SettingsError::Invalid(FieldErrors::single(
-                    TOKEN,
-                    "give a token to check: none is stored",
-                ))
-            })?
+            let stored = load(&ctx.pool, caller.practice_id).await?;
+            stored_secret(&ctx.keyring, &stored, CredentialField::PostmarkServerToken)
+                .map_err(|_| {
+                    SettingsError::UnreadableCredential(CredentialField::PostmarkServerToken)
+                })?
+                .ok_or_else(|| {
+                    SettingsError::Invalid(FieldErrors::single(
+                        TOKEN,
+                        "give a token to check: none is stored",
+                    ))
+                })?
         }
     };
-    let client = state.messaging.postmark_client(token);
+    let client = super::client(ctx.messaging.providers(), token);
     let (valid, reason) = match check_token(&client).await {
         Ok(_) => (true, None),
         Err(ProviderFailure::Rejected { message, .. }) => (false, Some(message)),

@@ -5,9 +5,9 @@
 use uuid::Uuid;
 
 use crate::{
-    AppState,
     auth::PracticeCaller,
     messaging::{ProviderKind, settings::PracticeMessagingConfig},
+    providers::practice_settings::SettingsContext,
     providers::{
         mailgun,
         sendgrid::domain::{
@@ -18,50 +18,52 @@ use crate::{
 };
 
 async fn on_mailgun(
-    state: &AppState,
+    ctx: &SettingsContext,
     practice_id: Uuid,
 ) -> Result<Option<PracticeMessagingConfig>, DomainError> {
-    let config = PracticeMessagingConfig::load(&state.pool, practice_id)
+    let config = PracticeMessagingConfig::load(&ctx.pool, practice_id)
         .await?
         .ok_or(DomainError::UnknownPractice)?;
     Ok((config.email_provider == ProviderKind::CustomMailgun).then_some(config))
 }
 
-pub async fn view(state: &AppState, practice_id: Uuid) -> Result<DomainView, DomainError> {
-    match on_mailgun(state, practice_id).await? {
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
+pub async fn view(ctx: &SettingsContext, practice_id: Uuid) -> Result<DomainView, DomainError> {
+    match on_mailgun(ctx, practice_id).await? {
         Some(config) => mailgun::settings::domain_view(&config),
-        None => sendgrid::view(state, practice_id).await,
+        None => sendgrid::view(ctx, practice_id).await,
     }
 }
 
+#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn verify(
-    state: &AppState,
+    ctx: &SettingsContext,
     practice_id: Uuid,
     user_id: Option<Uuid>,
 ) -> Result<DomainView, DomainError> {
-    match on_mailgun(state, practice_id).await? {
-        Some(config) => mailgun::settings::verify_domain(state, &config, user_id).await,
-        None => sendgrid::verify(state, practice_id, user_id).await,
+    match on_mailgun(ctx, practice_id).await? {
+        Some(config) => mailgun::settings::verify_domain(ctx, &config, user_id).await,
+        None => sendgrid::verify(ctx, practice_id, user_id).await,
     }
 }
 
 pub async fn set_up(
-    state: &AppState,
+    ctx: &SettingsContext,
     caller: &PracticeCaller,
     request: DomainSetupRequest,
 ) -> Result<(DomainView, SetUpOutcome), DomainError> {
-    if on_mailgun(state, caller.practice_id).await?.is_some() {
+    if on_mailgun(ctx, caller.practice_id).await?.is_some() {
         return Err(DomainError::MailgunDomain);
     }
-    sendgrid::set_up(state, caller, request).await
+    sendgrid::set_up(ctx, caller, request).await
 }
 
 pub async fn delete(
-    state: &AppState,
+    ctx: &SettingsContext,
     caller: &PracticeCaller,
 ) -> Result<DomainDeletion, DomainError> {
-    if on_mailgun(state, caller.practice_id).await?.is_some() {
+    if on_mailgun(ctx, caller.practice_id).await?.is_some() {
         return Err(DomainError::MailgunDomain);
     }
-    sendgrid::delete(state, caller).await
+    sendgrid::delete(ctx, caller).await
 }

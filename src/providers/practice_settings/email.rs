@@ -10,9 +10,9 @@ use super::{
     refuse_custom_only,
 };
 use crate::{
-    AppState,
     auth::PracticeCaller,
     messaging::{Channel, ProviderKind, settings::PracticeMessagingConfig},
+    providers::practice_settings::SettingsContext,
     providers::{Vendor, mailgun, postmark, sendgrid},
     types::FieldErrors,
 };
@@ -113,32 +113,32 @@ fn wants(provider: Option<&str>, kind: ProviderKind) -> bool {
 /// Saves the email settings through the chosen vendor's module.
 #[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn update_email(
-    state: &AppState,
+    ctx: &SettingsContext,
     caller: &PracticeCaller,
     request: EmailSettingsRequest,
 ) -> Result<SettingsUpdate, SettingsError> {
     if wants(request.provider.as_deref(), ProviderKind::CustomPostmark) {
-        postmark::settings::update(state, caller, request).await
+        postmark::settings::update(ctx, caller, request).await
     } else if wants(request.provider.as_deref(), ProviderKind::CustomMailgun) {
-        mailgun::settings::update(state, caller, request).await
+        mailgun::settings::update(ctx, caller, request).await
     } else {
-        sendgrid::settings::update_email(state, caller, request).await
+        sendgrid::settings::update_email(ctx, caller, request).await
     }
 }
 
 /// Checks a credential with its vendor without saving anything.
 #[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn validate_email(
-    state: &AppState,
+    ctx: &SettingsContext,
     caller: &PracticeCaller,
     request: EmailValidationRequest,
 ) -> Result<EmailValidation, SettingsError> {
     if wants(request.provider.as_deref(), ProviderKind::CustomPostmark) {
-        postmark::settings::validate(state, caller, request).await
+        postmark::settings::validate(ctx, caller, request).await
     } else if wants(request.provider.as_deref(), ProviderKind::CustomMailgun) {
-        mailgun::settings::validate(state, caller, request).await
+        mailgun::settings::validate(ctx, caller, request).await
     } else {
-        sendgrid::settings::validate_email(state, caller, request).await
+        sendgrid::settings::validate_email(ctx, caller, request).await
     }
 }
 
@@ -146,7 +146,7 @@ pub async fn validate_email(
 /// vendors' own accounts are not touched).
 #[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn delete_email(
-    state: &AppState,
+    ctx: &SettingsContext,
     caller: &PracticeCaller,
 ) -> Result<MessagingSettings, SettingsError> {
     let erased = |current: &PracticeMessagingConfig| {
@@ -158,9 +158,9 @@ pub async fn delete_email(
         fields
     };
     erase(
-        state,
+        ctx,
         caller,
-        "email.delete",
+        crate::audit::AuditAction::EmailDelete,
         erased,
         sendgrid::settings::ERASE_SQL,
         &[Vendor::Mailgun, Vendor::Postmark],

@@ -14,6 +14,7 @@ mod email;
 mod sms;
 mod status;
 
+use crate::audit::AuditAction;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -34,13 +35,14 @@ pub use status::{
     ChannelStatus, MessagingStatus, TestSendRequest, TestSendResult, UsageCounts, send_test, status,
 };
 
-pub(crate) use super::settings::commit_change;
-use super::{
-    Channel, ProviderError, ProviderKind, factory::FactoryError, settings::PracticeMessagingConfig,
+pub(crate) use crate::messaging::settings::commit_change;
+use crate::messaging::{
+    Channel, MessagingServiceFactory, ProviderError, ProviderKind, factory::FactoryError,
+    settings::PracticeMessagingConfig,
 };
 use crate::{
-    AppState,
     auth::PracticeCaller,
+    config::Settings,
     crypto::{CredentialField, CryptoError, Keyring},
     providers::{
         Vendor, mailgun::settings::MailgunSettingsView, postmark::settings::PostmarkSettingsView,
@@ -48,6 +50,17 @@ use crate::{
     },
     types::FieldErrors,
 };
+
+/// What the settings operations use of the running service: the database, the keyring that
+/// seals the practices' secrets, the factory (vendor clients, our URLs, its cache to invalidate)
+/// and the configuration. Cheap to clone: each part is shared.
+#[derive(Clone)]
+pub struct SettingsContext {
+    pub pool: PgPool,
+    pub keyring: Arc<Keyring>,
+    pub messaging: Arc<MessagingServiceFactory>,
+    pub settings: Arc<Settings>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -213,17 +226,20 @@ pub struct SettingsUpdate {
 }
 
 #[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
-pub async fn view(state: &AppState, practice_id: Uuid) -> Result<MessagingSettings, SettingsError> {
-    let config = state.messaging.config(practice_id).await?;
-    MessagingSettings::new(state, &config)
+pub async fn view(
+    ctx: &SettingsContext,
+    practice_id: Uuid,
+) -> Result<MessagingSettings, SettingsError> {
+    let config = ctx.messaging.config(practice_id).await?;
+    MessagingSettings::new(ctx, &config)
 }
 
 impl MessagingSettings {
-    fn new(state: &AppState, config: &PracticeMessagingConfig) -> Result<Self, SettingsError> {
+    fn new(ctx: &SettingsContext, config: &PracticeMessagingConfig) -> Result<Self, SettingsError> {
         // The page must still open on a credential that no longer decrypts: it is where the
         // practice enters it again. The secret shows as stored but unreadable, and the channel's
         // blocker says what to do.
-        let read = |field| match masked(&state.keyring, config, field) {
+        let read = |field| match masked(&ctx.keyring, config, field) {
             Ok(last4) => Ok(StoredSecret {
                 configured: last4.is_some(),
                 last4,
@@ -249,7 +265,11 @@ impl MessagingSettings {
             .clone()
             .or_else(|| token.unreadable.clone())
             .or_else(|| telnyx_key.unreadable.clone())
-            .or_else(|| config.custom_sms_blocker().map(str::to_string));
+            .or_else(|| {
+                ctx.messaging
+                    .custom_blocker(config, Channel::Sms)
+                    .map(str::to_string)
+            });
         Ok(Self {
             email: EmailSettings {
                 provider: config.email_provider,
@@ -260,29 +280,31 @@ impl MessagingSettings {
                 fallback_enabled: config.email_fallback_enabled,
                 webhook_verify_key_configured: config.sendgrid_webhook_verify_key.is_some(),
                 event_webhook_id: config.sendgrid_webhook_id.clone(),
-                webhook_url: event_webhook_url(state, config.id),
+                webhook_url: event_webhook_url(ctx, config.id),
                 domain: DomainState::from_config(config),
                 last_tested_at: config.email_last_tested_at,
                 custom_blocker: api_key
                     .unreadable
                     .or(postmark_token.unreadable)
                     .or(mailgun_key.unreadable)
-                    .or_else(|| config.custom_email_blocker().map(str::to_string)),
+                    .or_else(|| {
+                        ctx.messaging
+                            .custom_blocker(config, Channel::Email)
+                            .map(str::to_string)
+                    }),
                 mailgun: MailgunSettingsView::new(
                     config,
                     mailgun_key.configured,
                     mailgun_key.last4,
-                    state
-                        .messaging
+                    ctx.messaging
                         .practice_webhook_url(Vendor::Mailgun, config.id),
                 ),
                 postmark: PostmarkSettingsView::new(
-                    &state.keyring,
+                    &ctx.keyring,
                     config,
                     postmark_token.configured,
                     postmark_token.last4,
-                    state
-                        .messaging
+                    ctx.messaging
                         .practice_webhook_url(Vendor::Postmark, config.id),
                 ),
             },
@@ -301,8 +323,7 @@ impl MessagingSettings {
                     config,
                     telnyx_key.configured,
                     telnyx_key.last4,
-                    state
-                        .messaging
+                    ctx.messaging
                         .practice_webhook_url(Vendor::Telnyx, config.id),
                 ),
             },
@@ -321,9 +342,8 @@ struct StoredSecret {
 }
 
 /// The URL a practice's own SendGrid account posts events to.
-pub(crate) fn event_webhook_url(state: &AppState, practice_id: Uuid) -> String {
-    state
-        .messaging
+pub(crate) fn event_webhook_url(ctx: &SettingsContext, practice_id: Uuid) -> String {
+    ctx.messaging
         .webhook_url(&format!("/api/webhooks/sendgrid/{practice_id}"))
 }
 
@@ -380,11 +400,11 @@ pub(crate) fn is_stored_secret(
 /// Opens a change's transaction with the practice row locked. With `expected_version`, refuses
 /// when another change was committed since the caller read the row (while it asked a provider).
 pub(crate) async fn begin_change(
-    state: &AppState,
+    ctx: &SettingsContext,
     practice_id: Uuid,
     expected_version: Option<i64>,
 ) -> Result<(Transaction<'static, Postgres>, PracticeMessagingConfig), SettingsError> {
-    let mut tx = state.pool.begin().await?;
+    let mut tx = ctx.pool.begin().await?;
     let current = PracticeMessagingConfig::load_for_update(&mut tx, practice_id)
         .await?
         .ok_or(SettingsError::UnknownPractice)?;
@@ -411,7 +431,7 @@ pub(crate) struct AccountWrite<'a, S> {
 /// changed nothing is written.
 pub(crate) async fn save_account<S: Serialize>(
     mut tx: Transaction<'_, Postgres>,
-    state: &AppState,
+    ctx: &SettingsContext,
     caller: &PracticeCaller,
     write: AccountWrite<'_, S>,
     fields: &[&'static str],
@@ -433,11 +453,11 @@ pub(crate) async fn save_account<S: Serialize>(
     let (choose, action) = match vendor.channel() {
         Some(Channel::Sms) => (
             "update practices set sms_provider = $2, sms_fallback_enabled = $3 where id = $1",
-            "sms.update",
+            AuditAction::SmsUpdate,
         ),
         _ => (
             "update practices set email_provider = $2, email_fallback_enabled = $3 where id = $1",
-            "email.update",
+            AuditAction::EmailUpdate,
         ),
     };
     sqlx::query(choose)
@@ -448,7 +468,7 @@ pub(crate) async fn save_account<S: Serialize>(
         .await?;
     commit_change(
         tx,
-        &state.messaging,
+        &ctx.messaging,
         practice_id,
         Some(caller.user_id),
         action,
@@ -462,15 +482,15 @@ pub(crate) async fn save_account<S: Serialize>(
 /// removes the practice's accounts of `vendors`, audited with the fields `erased` finds set; a
 /// channel with nothing to erase is left alone.
 pub(crate) async fn erase(
-    state: &AppState,
+    ctx: &SettingsContext,
     caller: &PracticeCaller,
-    action: &str,
+    action: AuditAction,
     erased: impl Fn(&PracticeMessagingConfig) -> Vec<&'static str>,
     erase_sql: &'static str,
     vendors: &[Vendor],
 ) -> Result<MessagingSettings, SettingsError> {
     let practice_id = caller.practice_id;
-    let (mut tx, current) = begin_change(state, practice_id, None).await?;
+    let (mut tx, current) = begin_change(ctx, practice_id, None).await?;
     let fields = erased(&current);
     if !fields.is_empty() {
         sqlx::query(erase_sql)
@@ -480,7 +500,7 @@ pub(crate) async fn erase(
         crate::messaging::accounts::erase(&mut tx, practice_id, vendors).await?;
         commit_change(
             tx,
-            &state.messaging,
+            &ctx.messaging,
             practice_id,
             Some(caller.user_id),
             action,
@@ -488,7 +508,7 @@ pub(crate) async fn erase(
         )
         .await?;
     }
-    view(state, practice_id).await
+    view(ctx, practice_id).await
 }
 
 pub(crate) fn invalid(field: &str, message: impl Into<String>) -> SettingsError {

@@ -10,9 +10,9 @@ use super::{
     refuse_custom_only,
 };
 use crate::{
-    AppState,
     auth::PracticeCaller,
     messaging::{Channel, ProviderKind, settings::PracticeMessagingConfig},
+    providers::practice_settings::SettingsContext,
     providers::{Vendor, telnyx, twilio},
     types::FieldErrors,
 };
@@ -78,12 +78,12 @@ fn wants(provider: Option<&str>, kind: ProviderKind) -> bool {
 /// Saves the SMS settings through the chosen vendor's module.
 #[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn update_sms(
-    state: &AppState,
+    ctx: &SettingsContext,
     caller: &PracticeCaller,
     request: SmsSettingsRequest,
 ) -> Result<SettingsUpdate, SettingsError> {
     if wants(request.provider.as_deref(), ProviderKind::CustomTelnyx) {
-        return telnyx::settings::update(state, caller, request).await;
+        return telnyx::settings::update(ctx, caller, request).await;
     }
     let mut errors = FieldErrors::new();
     refuse_custom_only(
@@ -95,20 +95,20 @@ pub async fn update_sms(
     if !errors.is_empty() {
         return Err(SettingsError::Invalid(errors));
     }
-    twilio::settings::update_sms(state, caller, request).await
+    twilio::settings::update_sms(ctx, caller, request).await
 }
 
 /// Checks an account with its vendor without saving anything.
 #[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn validate_sms(
-    state: &AppState,
+    ctx: &SettingsContext,
     caller: &PracticeCaller,
     request: SmsValidationRequest,
 ) -> Result<SmsValidation, SettingsError> {
     if wants(request.provider.as_deref(), ProviderKind::CustomTelnyx) {
-        telnyx::settings::validate(state, caller, request).await
+        telnyx::settings::validate(ctx, caller, request).await
     } else {
-        twilio::settings::validate_sms(state, caller, request).await
+        twilio::settings::validate_sms(ctx, caller, request).await
     }
 }
 
@@ -116,7 +116,7 @@ pub async fn validate_sms(
 /// here (the vendors' own accounts are not touched).
 #[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn delete_sms(
-    state: &AppState,
+    ctx: &SettingsContext,
     caller: &PracticeCaller,
 ) -> Result<MessagingSettings, SettingsError> {
     let erased = |current: &PracticeMessagingConfig| {
@@ -128,9 +128,9 @@ pub async fn delete_sms(
         fields
     };
     erase(
-        state,
+        ctx,
         caller,
-        "sms.delete",
+        crate::audit::AuditAction::SmsDelete,
         erased,
         twilio::settings::ERASE_SQL,
         &[Vendor::Telnyx],

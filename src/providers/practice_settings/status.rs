@@ -1,6 +1,7 @@
 //! How each channel is doing (which account sends now and why, its health, the last test, the
 //! last 30 days), and test sends through the real delivery path.
 
+use crate::audit::AuditAction;
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
@@ -10,7 +11,6 @@ use uuid::Uuid;
 
 use super::{SettingsError, invalid, required};
 use crate::{
-    AppState,
     auth::PracticeCaller,
     messaging::{
         Channel, OutgoingMessage, ProviderKind,
@@ -19,6 +19,7 @@ use crate::{
         settings::PracticeMessagingConfig,
     },
     outreach::status::{DeliveryOutcome, OutreachStatus},
+    providers::practice_settings::SettingsContext,
     providers::sendgrid::domain::DomainState,
     types::{EmailAddress, PhoneE164},
 };
@@ -72,18 +73,21 @@ impl From<DeliveryError> for SettingsError {
 }
 
 #[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
-pub async fn status(state: &AppState, practice_id: Uuid) -> Result<MessagingStatus, SettingsError> {
-    let config = state.messaging.config(practice_id).await?;
-    let mut usage = usage_last_30_days(state, practice_id).await?;
+pub async fn status(
+    ctx: &SettingsContext,
+    practice_id: Uuid,
+) -> Result<MessagingStatus, SettingsError> {
+    let config = ctx.messaging.config(practice_id).await?;
+    let mut usage = usage_last_30_days(ctx, practice_id).await?;
     let email = channel_status(
-        state,
+        ctx,
         &config,
         Channel::Email,
         usage.remove(&Channel::Email).unwrap_or_default(),
     )
     .await?;
     let sms = channel_status(
-        state,
+        ctx,
         &config,
         Channel::Sms,
         usage.remove(&Channel::Sms).unwrap_or_default(),
@@ -93,14 +97,14 @@ pub async fn status(state: &AppState, practice_id: Uuid) -> Result<MessagingStat
 }
 
 async fn channel_status(
-    state: &AppState,
+    ctx: &SettingsContext,
     config: &PracticeMessagingConfig,
     channel: Channel,
     usage: UsageCounts,
 ) -> Result<ChannelStatus, SettingsError> {
-    let route = state.messaging.route(config.id, channel).await?;
+    let route = ctx.messaging.route(config.id, channel).await?;
     // `health`, not `should_skip`: reading the status must not use up the half-open probe.
-    let circuits = &state.messaging.circuits;
+    let circuits = &ctx.messaging.circuits;
     let health = circuits.health(CircuitKey::Practice(config.id, channel));
     // The platform's first account whose circuit is not open, else its last, which always tries.
     let system = route
@@ -139,11 +143,11 @@ async fn channel_status(
 
 /// From the running counts (`crate::history::counts`), not a scan of the logs.
 async fn usage_last_30_days(
-    state: &AppState,
+    ctx: &SettingsContext,
     practice_id: Uuid,
 ) -> Result<HashMap<Channel, UsageCounts>, sqlx::Error> {
     let mut usage: HashMap<Channel, UsageCounts> = HashMap::new();
-    for key in crate::history::counts::by_key(&state.pool, Some(practice_id), 30).await? {
+    for key in crate::history::counts::by_key(&ctx.pool, Some(practice_id), 30).await? {
         if let Some(channel) = Channel::parse(&key.message_type) {
             let counts = usage.entry(channel).or_default();
             counts.sent += key.sent;
@@ -183,7 +187,7 @@ pub struct TestSendResult {
 /// configured account itself delivered: a test that needed the fallback shows it does not work.
 #[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id, channel = channel.as_str()))]
 pub async fn send_test(
-    state: &AppState,
+    ctx: &SettingsContext,
     caller: &PracticeCaller,
     channel: Channel,
     request: TestSendRequest,
@@ -194,8 +198,8 @@ pub async fn send_test(
             Channel::Sms => PhoneE164::parse(&to).map(String::from),
         })
         .map_err(|e| invalid("to", e))?;
-    reserve_test_send(state, caller.practice_id, channel).await?;
-    let config = state.messaging.config(caller.practice_id).await?;
+    reserve_test_send(ctx, caller.practice_id, channel).await?;
+    let config = ctx.messaging.config(caller.practice_id).await?;
     let (subject, body) = match channel {
         Channel::Email => (
             Some(format!("Test email for {}", config.name)),
@@ -222,22 +226,22 @@ pub async fn send_test(
         body,
         headers: BTreeMap::new(),
     };
-    crate::outreach::logs::record_test_send(&state.pool, &message).await?;
+    crate::outreach::logs::record_test_send(&ctx.pool, &message).await?;
 
     // A custom account that waits for its first accepted test is tried alone: the test is what
     // confirms it, and a fallback would prove nothing.
-    let route = state.messaging.route(config.id, channel).await?;
+    let route = ctx.messaging.route(config.id, channel).await?;
     let awaiting = route.awaiting_test.clone();
     let delivering = match &awaiting {
-        Some(sender) => state.messaging.deliver_through(sender, &message).await,
-        None => state.messaging.deliver(&message, true).await,
+        Some(sender) => ctx.messaging.deliver_through(sender, &message).await,
+        None => ctx.messaging.deliver(&message, true).await,
     };
     let delivery = match delivering {
         Ok(delivery) => delivery,
         Err(error) => {
             // Leave no log stuck in `sending`.
             crate::outreach::logs::record_outcome(
-                &state.pool,
+                &ctx.pool,
                 message.outreach_log_id,
                 &DeliveryOutcome::failed_unsent("the service could not attempt delivery".into()),
             )
@@ -246,7 +250,7 @@ pub async fn send_test(
         }
     };
     let outcome = DeliveryOutcome::of(&delivery);
-    crate::outreach::logs::record_outcome(&state.pool, message.outreach_log_id, &outcome).await?;
+    crate::outreach::logs::record_outcome(&ctx.pool, message.outreach_log_id, &outcome).await?;
     let delivered = outcome.status == OutreachStatus::Sent;
     if delivered && !delivery.fell_back {
         let touch = match channel {
@@ -255,24 +259,24 @@ pub async fn send_test(
         };
         sqlx::query(touch)
             .bind(config.id)
-            .execute(&state.pool)
+            .execute(&ctx.pool)
             .await?;
         // The trigger tells every instance; this one must show the change on the next read.
-        state.messaging.invalidate(config.id).await;
+        ctx.messaging.invalidate(config.id).await;
     }
     if delivered && let Some(sender) = awaiting {
-        let mut tx = state.pool.begin().await?;
+        let mut tx = ctx.pool.begin().await?;
         if crate::messaging::accounts::confirm_sending(&mut tx, config.id, sender.kind().vendor())
             .await?
         {
             super::commit_change(
                 tx,
-                &state.messaging,
+                &ctx.messaging,
                 config.id,
                 Some(caller.user_id),
                 match channel {
-                    Channel::Email => "email.confirm",
-                    Channel::Sms => "sms.confirm",
+                    Channel::Email => AuditAction::EmailConfirm,
+                    Channel::Sms => AuditAction::SmsConfirm,
                 },
                 &["sendingConfirmed"],
             )
@@ -294,24 +298,24 @@ pub async fn send_test(
 /// from the practice's hourly quota, or says how long to wait. The rate limit comes first: its
 /// tokens come back by themselves, the quota's only at the next hour.
 async fn reserve_test_send(
-    state: &AppState,
+    ctx: &SettingsContext,
     practice_id: Uuid,
     channel: Channel,
 ) -> Result<(), SettingsError> {
-    let route = state.messaging.route(practice_id, channel).await?;
+    let route = ctx.messaging.route(practice_id, channel).await?;
     let primary = route.primary();
     if let Some((account, rate)) = primary
         .account_key()
         .zip(crate::outreach::rate_limit::rate_for(
-            &state.settings.queue,
+            &ctx.settings.queue,
             primary.kind(),
         ))
         && let Some(retry_after) =
-            crate::outreach::rate_limit::try_acquire(&state.pool, account, rate).await?
+            crate::outreach::rate_limit::try_acquire(&ctx.pool, account, rate).await?
     {
         return Err(SettingsError::TestSendLimited { retry_after });
     }
-    let limit = i32::try_from(state.settings.test_sends_per_hour).unwrap_or(i32::MAX);
+    let limit = i32::try_from(ctx.settings.test_sends_per_hour).unwrap_or(i32::MAX);
     // The conflict arm takes the row lock and re-reads `used`, so each request sees every
     // reservation committed before it.
     let reserved: Option<i32> = sqlx::query_scalar(
@@ -323,13 +327,13 @@ async fn reserve_test_send(
     )
     .bind(practice_id)
     .bind(limit)
-    .fetch_optional(&state.pool)
+    .fetch_optional(&ctx.pool)
     .await?;
     if reserved.is_none() {
         let seconds_left: f64 = sqlx::query_scalar(
             "select extract(epoch from date_trunc('hour', now()) + interval '1 hour' - now())::float8",
         )
-        .fetch_one(&state.pool)
+        .fetch_one(&ctx.pool)
         .await?;
         return Err(SettingsError::TestSendLimited {
             retry_after: std::time::Duration::from_secs_f64(seconds_left.max(1.0)),
@@ -341,7 +345,7 @@ async fn reserve_test_send(
             "delete from test_send_quota where practice_id = $1 and window_start < date_trunc('hour', now())",
         )
         .bind(practice_id)
-        .execute(&state.pool)
+        .execute(&ctx.pool)
         .await?;
     }
     Ok(())

@@ -3,9 +3,10 @@
 //! publish, validate them on request and in the background, and remove it.
 //!
 //! A verified domain is what makes a custom SendGrid account usable
-//! (`PracticeMessagingConfig::custom_email_blocker`), so every change of `verified` is a settings
+//! (SendGrid's `PracticeAccounts::custom_blocker`), so every change of `verified` is a settings
 //! change: versioned, audited and announced to every instance.
 
+use crate::audit::AuditAction;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -15,15 +16,15 @@ use tokio::sync::watch;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::client::{DeleteOutcome, DnsRecord, SendGridClient};
 use crate::{
-    AppState,
     auth::PracticeCaller,
     messaging::{
         factory::wait_or_stop,
-        practice_settings::ProviderFailure,
-        sendgrid::{DeleteOutcome, DnsRecord, SendGridClient},
         settings::{PracticeMessagingConfig, commit_change},
     },
+    providers::practice_settings::ProviderFailure,
+    providers::practice_settings::SettingsContext,
     types::DomainName,
     types::FieldErrors,
 };
@@ -202,18 +203,27 @@ pub enum SetUpOutcome {
     Adopted,
 }
 
-async fn load(state: &AppState, practice_id: Uuid) -> Result<PracticeMessagingConfig, DomainError> {
-    PracticeMessagingConfig::load(&state.pool, practice_id)
+async fn load(
+    ctx: &SettingsContext,
+    practice_id: Uuid,
+) -> Result<PracticeMessagingConfig, DomainError> {
+    PracticeMessagingConfig::load(&ctx.pool, practice_id)
         .await?
         .ok_or(DomainError::UnknownPractice)
 }
 
 fn practice_client(
-    state: &AppState,
+    ctx: &SettingsContext,
     config: &PracticeMessagingConfig,
 ) -> Result<SendGridClient, DomainError> {
-    match state.messaging.custom_sendgrid_client(config) {
-        Ok(client) => client.ok_or(DomainError::NoApiKey),
+    match crate::messaging::provider::Secrets::decrypt(
+        &*ctx.messaging,
+        config,
+        crate::crypto::CredentialField::SendGridApiKey,
+    ) {
+        Ok(key) => key
+            .map(|key| super::client(ctx.messaging.providers(), key))
+            .ok_or(DomainError::NoApiKey),
         Err(crate::messaging::factory::FactoryError::Decrypt { field, .. }) => {
             Err(DomainError::UnreadableCredential(field))
         }
@@ -236,7 +246,7 @@ fn refused(
 /// adopts the one already there for the same domain, and stores it with its DNS records.
 #[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn set_up(
-    state: &AppState,
+    ctx: &SettingsContext,
     caller: &PracticeCaller,
     request: DomainSetupRequest,
 ) -> Result<(DomainView, SetUpOutcome), DomainError> {
@@ -260,8 +270,8 @@ pub async fn set_up(
         return Err(DomainError::Invalid(errors));
     };
     let practice_id = caller.practice_id;
-    let config = load(state, practice_id).await?;
-    let client = practice_client(state, &config)?;
+    let config = load(ctx, practice_id).await?;
+    let client = practice_client(ctx, &config)?;
     let same_subdomain = subdomain
         .as_deref()
         .is_none_or(|wanted| config.sendgrid_domain_subdomain.as_deref() == Some(wanted));
@@ -287,7 +297,7 @@ pub async fn set_up(
     };
     let records: Vec<DnsRecordState> = authenticated.records.into_iter().map(Into::into).collect();
 
-    let mut tx = state.pool.begin().await?;
+    let mut tx = ctx.pool.begin().await?;
     // Setting up the stored authentication again keeps its age, and so its re-check schedule.
     sqlx::query(
         "update practices set sendgrid_domain = $2, sendgrid_domain_subdomain = $3,
@@ -306,31 +316,31 @@ pub async fn set_up(
     .await?;
     commit_change(
         tx,
-        &state.messaging,
+        &ctx.messaging,
         practice_id,
         Some(caller.user_id),
-        "email.domain.set_up",
+        AuditAction::EmailDomainSetUp,
         &["domain"],
     )
     .await?;
-    Ok((view(state, practice_id).await?, outcome))
+    Ok((view(ctx, practice_id).await?, outcome))
 }
 
-pub async fn view(state: &AppState, practice_id: Uuid) -> Result<DomainView, DomainError> {
-    DomainView::from_config(&load(state, practice_id).await?)
+pub async fn view(ctx: &SettingsContext, practice_id: Uuid) -> Result<DomainView, DomainError> {
+    DomainView::from_config(&load(ctx, practice_id).await?)
 }
 
 /// Asks SendGrid to validate the records now and stores each record's result. `user_id` is the
 /// caller, or `None` for the background re-check.
 #[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
 pub async fn verify(
-    state: &AppState,
+    ctx: &SettingsContext,
     practice_id: Uuid,
     user_id: Option<Uuid>,
 ) -> Result<DomainView, DomainError> {
-    let config = load(state, practice_id).await?;
+    let config = load(ctx, practice_id).await?;
     let domain_id = config.sendgrid_domain_id.ok_or(DomainError::NotSetUp)?;
-    let client = practice_client(state, &config)?;
+    let client = practice_client(ctx, &config)?;
     let validation = client
         .validate_domain(domain_id)
         .await
@@ -343,7 +353,7 @@ pub async fn verify(
         }
     }
 
-    let mut tx = state.pool.begin().await?;
+    let mut tx = ctx.pool.begin().await?;
     let current = PracticeMessagingConfig::load_for_update(&mut tx, practice_id)
         .await?
         .ok_or(DomainError::UnknownPractice)?;
@@ -366,15 +376,15 @@ pub async fn verify(
         // Whether custom SendGrid may send has changed.
         commit_change(
             tx,
-            &state.messaging,
+            &ctx.messaging,
             practice_id,
             user_id,
-            "email.domain.verify",
+            AuditAction::EmailDomainVerify,
             &["domainVerified"],
         )
         .await?;
     }
-    view(state, practice_id).await
+    view(ctx, practice_id).await
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -389,21 +399,21 @@ pub struct DomainDeletion {
 /// removed here all the same: the goal state is reached.
 #[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn delete(
-    state: &AppState,
+    ctx: &SettingsContext,
     caller: &PracticeCaller,
 ) -> Result<DomainDeletion, DomainError> {
     let practice_id = caller.practice_id;
-    let config = load(state, practice_id).await?;
+    let config = load(ctx, practice_id).await?;
     let (Some(domain_id), Some(domain)) =
         (config.sendgrid_domain_id, config.sendgrid_domain.clone())
     else {
         return Err(DomainError::NotSetUp);
     };
-    let outcome = practice_client(state, &config)?
+    let outcome = practice_client(ctx, &config)?
         .delete_domain(domain_id)
         .await
         .map_err(refused(None))?;
-    let mut tx = state.pool.begin().await?;
+    let mut tx = ctx.pool.begin().await?;
     // Guarded by the id: a domain set up again meanwhile is not the one SendGrid just removed.
     let cleared = sqlx::query(
         "update practices set sendgrid_domain = null, sendgrid_domain_subdomain = null, sendgrid_domain_id = null,
@@ -419,10 +429,10 @@ pub async fn delete(
     if cleared > 0 {
         commit_change(
             tx,
-            &state.messaging,
+            &ctx.messaging,
             practice_id,
             Some(caller.user_id),
-            "email.domain.delete",
+            AuditAction::EmailDomainDelete,
             &["domain"],
         )
         .await?;
@@ -439,9 +449,9 @@ const RECHECK_TICK: Duration = Duration::from_secs(60);
 
 /// Re-checks unverified domains until `stop`, so a practice that published its records sees
 /// `verified` without pressing anything. Spawned by `Application::spawn_background`.
-pub async fn recheck_unverified_domains(state: AppState, mut stop: watch::Receiver<bool>) {
+pub async fn recheck_unverified_domains(ctx: SettingsContext, mut stop: watch::Receiver<bool>) {
     loop {
-        match recheck_due_domains(&state).await {
+        match recheck_due_domains(&ctx).await {
             Ok(0) => {}
             Ok(checked) => tracing::info!(checked, "re-checked unverified SendGrid domains"),
             Err(e) => tracing::warn!(error = %e, "could not look for SendGrid domains to re-check"),
@@ -460,7 +470,7 @@ pub async fn recheck_unverified_domains(state: AppState, mut stop: watch::Receiv
 /// checked, skipping rows another instance is claiming, so however many instances run this loop,
 /// each domain is checked once per turn. Counting the attempt up front also means a revoked key or
 /// an outage is retried on the schedule, not every tick.
-pub async fn recheck_due_domains(state: &AppState) -> Result<usize, sqlx::Error> {
+pub async fn recheck_due_domains(ctx: &SettingsContext) -> Result<usize, sqlx::Error> {
     let due: Vec<Uuid> = sqlx::query_scalar(
         "update practices set email_domain_last_checked_at = now()
          where id in (
@@ -476,10 +486,10 @@ pub async fn recheck_due_domains(state: &AppState) -> Result<usize, sqlx::Error>
              for update skip locked)
          returning id",
     )
-    .fetch_all(&state.pool)
+    .fetch_all(&ctx.pool)
     .await?;
     for &practice_id in &due {
-        if let Err(e) = verify(state, practice_id, None).await {
+        if let Err(e) = verify(ctx, practice_id, None).await {
             tracing::warn!(%practice_id, error = %e, "background re-check of a SendGrid domain failed");
         }
     }

@@ -1,24 +1,22 @@
 //! The email channel: a practice's own SendGrid account, its key checked with `GET /v3/scopes`
 //! before it is saved, and its signed Event Webhook created through the API when the key may.
 
+use crate::audit::AuditAction;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::messaging::practice_settings::{
+use super::client::{EventWebhook, SendGridClient};
+use crate::providers::practice_settings::{
     EmailSettingsRequest, EmailValidationRequest, ProviderFailure, SettingsError, SettingsUpdate,
     begin_change, changed, commit_change, event_webhook_url, invalid, is_stored_secret, load,
     parse_provider, refuse_custom_only, refuse_other_vendors, required, stored_secret, view,
 };
 use crate::{
-    AppState,
     auth::PracticeCaller,
     crypto::CredentialField,
-    messaging::{
-        Channel, ProviderKind,
-        sendgrid::{EventWebhook, SendGridClient},
-        settings::PracticeMessagingConfig,
-    },
+    messaging::{Channel, ProviderKind, settings::PracticeMessagingConfig},
+    providers::practice_settings::SettingsContext,
     providers::sendgrid::signature::SendGridVerifier,
     types::FieldErrors,
     types::{self, EmailAddress},
@@ -53,7 +51,7 @@ struct EmailChange {
 
 impl EmailChange {
     fn parse(
-        state: &AppState,
+        ctx: &SettingsContext,
         request: EmailSettingsRequest,
         stored: &PracticeMessagingConfig,
     ) -> Result<Self, SettingsError> {
@@ -130,7 +128,7 @@ impl EmailChange {
                 let new_api_key = api_key
                     .filter(|key| {
                         !is_stored_secret(
-                            &state.keyring,
+                            &ctx.keyring,
                             stored,
                             CredentialField::SendGridApiKey,
                             key,
@@ -165,33 +163,33 @@ fn webhook_verify_key(value: &str) -> Result<String, String> {
 /// created before the one transaction that saves everything.
 #[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn update_email(
-    state: &AppState,
+    ctx: &SettingsContext,
     caller: &PracticeCaller,
     request: EmailSettingsRequest,
 ) -> Result<SettingsUpdate, SettingsError> {
     let practice_id = caller.practice_id;
-    let stored = load(&state.pool, practice_id).await?;
-    let change = EmailChange::parse(state, request, &stored)?;
+    let stored = load(&ctx.pool, practice_id).await?;
+    let change = EmailChange::parse(ctx, request, &stored)?;
 
     // Ok(None): no webhook was wanted; Err: why one could not be made, for the note.
     let mut webhook: Result<Option<EventWebhook>, String> = Ok(None);
     if let Some(key) = &change.new_api_key {
-        let client = state.messaging.sendgrid_client(key.clone());
+        let client = super::client(ctx.messaging.providers(), key.clone());
         let scopes = key_scopes(&client).await?;
         require_mail_send(&scopes)?;
         let wants_webhook = change.provider == ProviderKind::CustomSendgrid
             && change.webhook_verify_key.is_none()
             && stored.sendgrid_webhook_verify_key.is_none();
         if wants_webhook {
-            webhook = create_webhook(&client, &scopes, &event_webhook_url(state, practice_id))
+            webhook = create_webhook(&client, &scopes, &event_webhook_url(ctx, practice_id))
                 .await
                 .map(Some);
         }
     }
 
-    let (mut tx, current) = begin_change(state, practice_id, Some(stored.settings_version)).await?;
+    let (mut tx, current) = begin_change(ctx, practice_id, Some(stored.settings_version)).await?;
     let api_key = match &change.new_api_key {
-        Some(key) => Some(state.keyring.encrypt(
+        Some(key) => Some(ctx.keyring.encrypt(
             key.expose_secret(),
             practice_id,
             CredentialField::SendGridApiKey,
@@ -245,16 +243,16 @@ pub async fn update_email(
         .await?;
         commit_change(
             tx,
-            &state.messaging,
+            &ctx.messaging,
             practice_id,
             Some(caller.user_id),
-            "email.update",
+            AuditAction::EmailUpdate,
             &fields,
         )
         .await?;
     }
 
-    let settings = view(state, practice_id).await?;
+    let settings = view(ctx, practice_id).await?;
     let mut notes = Vec::new();
     if settings.email.provider == ProviderKind::CustomSendgrid
         && !settings.email.webhook_verify_key_configured
@@ -336,7 +334,7 @@ pub struct EmailValidation {
 /// only an unreachable SendGrid is an error.
 #[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn validate_email(
-    state: &AppState,
+    ctx: &SettingsContext,
     caller: &PracticeCaller,
     request: EmailValidationRequest,
 ) -> Result<EmailValidation, SettingsError> {
@@ -345,13 +343,13 @@ pub async fn validate_email(
             SecretString::from(types::sendgrid_api_key(&given).map_err(|e| invalid(API_KEY, e))?)
         }
         None => {
-            let stored = load(&state.pool, caller.practice_id).await?;
-            stored_secret(&state.keyring, &stored, CredentialField::SendGridApiKey)
+            let stored = load(&ctx.pool, caller.practice_id).await?;
+            stored_secret(&ctx.keyring, &stored, CredentialField::SendGridApiKey)
                 .map_err(|_| SettingsError::UnreadableCredential(CredentialField::SendGridApiKey))?
                 .ok_or_else(|| invalid(API_KEY, "give a key to check: none is stored"))?
         }
     };
-    let scopes = match key_scopes(&state.messaging.sendgrid_client(key)).await {
+    let scopes = match key_scopes(&super::client(ctx.messaging.providers(), key)).await {
         Ok(scopes) => scopes,
         Err(ProviderFailure::Rejected { message, .. }) => {
             return Ok(EmailValidation {

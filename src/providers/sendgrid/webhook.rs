@@ -20,12 +20,11 @@ use uuid::Uuid;
 use crate::providers::email_events::{EmailLog, Logs, NamesMessage, Target};
 
 use crate::webhooks::{
-    Receipt, Route, Tenant, WebhookError,
+    Context, Receipt, Route, Tenant, WebhookError,
     events::{self, NewEvent},
     ledger,
 };
 use crate::{
-    AppState,
     messaging::{
         Channel,
         settings::PracticeMessagingConfig,
@@ -48,43 +47,43 @@ pub struct SignedBatch<'a> {
 /// Verifies the batch with the route's key and ingests it.
 #[tracing::instrument(skip_all)]
 pub async fn receive(
-    state: &AppState,
+    ctx: Context<'_>,
     route: Route<'_>,
     batch: SignedBatch<'_>,
 ) -> Result<Receipt, WebhookError> {
     crate::webhooks::counted(
         "sendgrid",
-        verify_and_ingest(state, route, batch),
+        verify_and_ingest(ctx, route, batch),
         |receipt| *receipt,
     )
     .await
 }
 
 async fn verify_and_ingest(
-    state: &AppState,
+    ctx: Context<'_>,
     route: Route<'_>,
     batch: SignedBatch<'_>,
 ) -> Result<Receipt, WebhookError> {
     let tenant = route.tenant()?;
-    let key = verify_key(state, tenant).await?;
+    let key = verify_key(ctx, tenant).await?;
     authenticate(
         &key,
         batch,
-        state.settings.sendgrid_webhook_max_age,
+        ctx.settings.sendgrid_webhook_max_age,
         Utc::now(),
     )?;
     let events = parse(batch.body)?;
-    let mut tx = state.pool.begin().await?;
+    let mut tx = ctx.pool.begin().await?;
     let receipt = ingest(&mut tx, tenant, events).await?;
     tx.commit().await?;
     Ok(receipt)
 }
 
-async fn verify_key(state: &AppState, tenant: Tenant) -> Result<String, WebhookError> {
+async fn verify_key(ctx: Context<'_>, tenant: Tenant) -> Result<String, WebhookError> {
     let key = match tenant {
-        Tenant::System => state.settings.sendgrid_webhook_verify_key.clone(),
+        Tenant::System => ctx.settings.sendgrid_webhook_verify_key.clone(),
         Tenant::Practice(id) => {
-            PracticeMessagingConfig::load(&state.pool, id)
+            PracticeMessagingConfig::load(ctx.pool, id)
                 .await?
                 .ok_or_else(|| WebhookError::unauthenticated("no such practice"))?
                 .sendgrid_webhook_verify_key

@@ -10,19 +10,16 @@ use utoipa::ToSchema;
 
 use super::{client::TelnyxClient, signature::PublicKey};
 use crate::{
-    AppState,
     auth::PracticeCaller,
     crypto::CredentialField,
-    messaging::{
-        Channel, ProviderKind,
-        practice_settings::{
-            AccountWrite, ProviderFailure, SettingsError, SettingsUpdate, SmsSettingsRequest,
-            SmsValidation, SmsValidationRequest, begin_change, changed, load, refuse_custom_only,
-            save_account, stored_secret, view,
-        },
-        settings::PracticeMessagingConfig,
-    },
+    messaging::{Channel, ProviderKind, settings::PracticeMessagingConfig},
     providers::Vendor,
+    providers::practice_settings::SettingsContext,
+    providers::practice_settings::{
+        AccountWrite, ProviderFailure, SettingsError, SettingsUpdate, SmsSettingsRequest,
+        SmsValidation, SmsValidationRequest, begin_change, changed, load, refuse_custom_only,
+        save_account, stored_secret, view,
+    },
     types::{FieldErrors, PhoneE164},
 };
 
@@ -118,7 +115,7 @@ fn public_key(value: &str) -> Result<String, String> {
 
 impl TelnyxChange {
     fn parse(
-        state: &AppState,
+        ctx: &SettingsContext,
         request: SmsSettingsRequest,
         stored: &PracticeMessagingConfig,
     ) -> Result<Self, SettingsError> {
@@ -138,7 +135,7 @@ impl TelnyxChange {
             Channel::Sms,
         );
         let before = stored.accounts.settings::<TelnyxAccount>(Vendor::Telnyx);
-        let stored_key = stored_secret(&state.keyring, stored, CredentialField::TelnyxApiKey)
+        let stored_key = stored_secret(&ctx.keyring, stored, CredentialField::TelnyxApiKey)
             .ok()
             .flatten();
         let given_key = match request.telnyx_api_key.as_deref() {
@@ -198,20 +195,20 @@ impl TelnyxChange {
 /// Saves the practice's Telnyx account; a new key or number is checked with Telnyx first.
 #[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn update(
-    state: &AppState,
+    ctx: &SettingsContext,
     caller: &PracticeCaller,
     request: SmsSettingsRequest,
 ) -> Result<SettingsUpdate, SettingsError> {
     let practice_id = caller.practice_id;
-    let stored = load(&state.pool, practice_id).await?;
-    let mut change = TelnyxChange::parse(state, request, &stored)?;
+    let stored = load(&ctx.pool, practice_id).await?;
+    let mut change = TelnyxChange::parse(ctx, request, &stored)?;
     let before = stored.accounts.settings::<TelnyxAccount>(Vendor::Telnyx);
     let asks_telnyx = change.key_changed
         || change.account.phone_number != before.phone_number
         || (change.account.messaging_profile_id.is_some()
             && change.account.messaging_profile_id != before.messaging_profile_id);
     if asks_telnyx {
-        let client = state.messaging.telnyx_client(change.api_key.clone());
+        let client = super::client(ctx.messaging.providers(), change.api_key.clone());
         let phone = change.account.phone_number.clone().unwrap_or_default();
         let profile = check_number(
             &client,
@@ -227,7 +224,7 @@ pub async fn update(
             .or(before.messaging_profile_id.clone());
     }
 
-    let (tx, current) = begin_change(state, practice_id, Some(stored.settings_version)).await?;
+    let (tx, current) = begin_change(ctx, practice_id, Some(stored.settings_version)).await?;
     let current_account = current.accounts.get(Vendor::Telnyx);
     let mut secrets: BTreeMap<String, String> = current_account
         .map(|account| account.secrets.clone())
@@ -235,7 +232,7 @@ pub async fn update(
     if change.key_changed || !secrets.contains_key(CredentialField::TelnyxApiKey.column()) {
         secrets.insert(
             CredentialField::TelnyxApiKey.column().to_string(),
-            state.keyring.encrypt(
+            ctx.keyring.encrypt(
                 change.api_key.expose_secret(),
                 practice_id,
                 CredentialField::TelnyxApiKey,
@@ -265,7 +262,7 @@ pub async fn update(
     ]);
     save_account(
         tx,
-        state,
+        ctx,
         caller,
         AccountWrite {
             kind: ProviderKind::CustomTelnyx,
@@ -277,7 +274,7 @@ pub async fn update(
         &fields,
     )
     .await?;
-    let settings = view(state, practice_id).await?;
+    let settings = view(ctx, practice_id).await?;
     let telnyx = &settings.sms.telnyx;
     let mut notes = vec![format!(
         "In Telnyx, set the inbound webhook of messaging profile {} to {}, so that STOP and other replies \
@@ -353,17 +350,17 @@ async fn check_number(
 /// `POST /sms/validate` with `custom_telnyx`: the given key and number, or the stored ones.
 #[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn validate(
-    state: &AppState,
+    ctx: &SettingsContext,
     caller: &PracticeCaller,
     request: SmsValidationRequest,
 ) -> Result<SmsValidation, SettingsError> {
-    let stored = load(&state.pool, caller.practice_id).await?;
+    let stored = load(&ctx.pool, caller.practice_id).await?;
     let account = stored.accounts.settings::<TelnyxAccount>(Vendor::Telnyx);
     let mut errors = FieldErrors::new();
     let key = match request.telnyx_api_key.as_deref() {
         Some(given) => errors.check(API_KEY, api_key(given)),
         None => {
-            let stored = stored_secret(&state.keyring, &stored, CredentialField::TelnyxApiKey)
+            let stored = stored_secret(&ctx.keyring, &stored, CredentialField::TelnyxApiKey)
                 .map_err(|_| SettingsError::UnreadableCredential(CredentialField::TelnyxApiKey))?;
             if stored.is_none() {
                 errors.add(API_KEY, "give one to check: none is stored");
@@ -385,7 +382,7 @@ pub async fn validate(
     let (Some(key), Some(phone), Some(profile)) = (key, phone, profile) else {
         return Err(SettingsError::Invalid(errors));
     };
-    let client = state.messaging.telnyx_client(key);
+    let client = super::client(ctx.messaging.providers(), key);
     match check_number(&client, phone.as_str(), profile.as_deref()).await {
         Ok(_) => Ok(SmsValidation {
             valid: true,

@@ -2,20 +2,22 @@
 //! with `GET /Accounts/{sid}.json` (the account must be active) and the sending number with
 //! `IncomingPhoneNumbers` (an exact match that can send SMS).
 
+use crate::audit::AuditAction;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::messaging::practice_settings::{
+use crate::providers::practice_settings::{
     ProviderFailure, SettingsError, SettingsUpdate, SmsSettingsRequest, SmsValidationRequest,
     begin_change, changed, commit_change, is_stored_secret, load, parse_provider,
     refuse_custom_only, stored_secret, view,
 };
 use crate::{
-    AppState,
     auth::PracticeCaller,
     crypto::CredentialField,
-    messaging::{Channel, ProviderKind, settings::PracticeMessagingConfig, twilio::TwilioClient},
+    messaging::{Channel, ProviderKind, settings::PracticeMessagingConfig},
+    providers::practice_settings::SettingsContext,
+    providers::twilio::client::TwilioClient,
     types::FieldErrors,
     types::{self, PhoneE164},
 };
@@ -56,7 +58,7 @@ impl TwilioAccount {
 
 impl SmsChange {
     fn parse(
-        state: &AppState,
+        ctx: &SettingsContext,
         request: SmsSettingsRequest,
         stored: &PracticeMessagingConfig,
     ) -> Result<Self, SettingsError> {
@@ -87,7 +89,7 @@ impl SmsChange {
         // The Account SID is masked like a secret, so a settings page cannot send it back: left
         // out, the stored one is kept, as the auth token is.
         let stored_sid = custom
-            .then(|| stored_secret(&state.keyring, stored, CredentialField::TwilioAccountSid))
+            .then(|| stored_secret(&ctx.keyring, stored, CredentialField::TwilioAccountSid))
             .and_then(|decrypted| decrypted.ok().flatten());
         let sid = errors.check(
             ACCOUNT_SID,
@@ -104,7 +106,7 @@ impl SmsChange {
         );
         let same_sid = |sid: &str| {
             is_stored_secret(
-                &state.keyring,
+                &ctx.keyring,
                 stored,
                 CredentialField::TwilioAccountSid,
                 sid.trim(),
@@ -117,7 +119,7 @@ impl SmsChange {
             ),
             None if !custom => None,
             // A token belongs to one account: the stored one only serves the stored SID.
-            None => match stored_secret(&state.keyring, stored, CredentialField::TwilioAuthToken)
+            None => match stored_secret(&ctx.keyring, stored, CredentialField::TwilioAuthToken)
                 .ok()
                 .flatten()
             {
@@ -148,7 +150,7 @@ impl SmsChange {
                 let account = TwilioAccount {
                     sid_changed: !same_sid(&sid),
                     token_changed: !is_stored_secret(
-                        &state.keyring,
+                        &ctx.keyring,
                         stored,
                         CredentialField::TwilioAuthToken,
                         token.expose_secret(),
@@ -194,19 +196,19 @@ fn field<T>(
 /// Saves the SMS settings; new credentials or a new number are checked with Twilio first.
 #[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn update_sms(
-    state: &AppState,
+    ctx: &SettingsContext,
     caller: &PracticeCaller,
     request: SmsSettingsRequest,
 ) -> Result<SettingsUpdate, SettingsError> {
     let practice_id = caller.practice_id;
-    let stored = load(&state.pool, practice_id).await?;
-    let change = SmsChange::parse(state, request, &stored)?;
+    let stored = load(&ctx.pool, practice_id).await?;
+    let change = SmsChange::parse(ctx, request, &stored)?;
     let help_reply_enabled = change
         .help_reply_enabled
         .unwrap_or(stored.sms_help_reply_enabled);
     if help_reply_enabled
         && !stored.sms_help_reply_enabled
-        && crate::compliance::settings::help_contact(&state.pool, practice_id)
+        && crate::compliance::settings::help_contact(&ctx.pool, practice_id)
             .await?
             .is_none()
     {
@@ -220,14 +222,16 @@ pub async fn update_sms(
     }
     let mut notes = Vec::new();
     if let Some(account) = change.account.as_ref().filter(|a| a.needs_check()) {
-        let client = state
-            .messaging
-            .twilio_client(account.sid.clone(), account.token.clone());
+        let client = super::client(
+            ctx.messaging.providers(),
+            account.sid.clone(),
+            account.token.clone(),
+        );
         notes.extend(check_account(&client, &account.phone).await?.warnings);
     }
 
-    let (mut tx, current) = begin_change(state, practice_id, Some(stored.settings_version)).await?;
-    let encrypt = |value: &str, field| Some(state.keyring.encrypt(value, practice_id, field));
+    let (mut tx, current) = begin_change(ctx, practice_id, Some(stored.settings_version)).await?;
+    let encrypt = |value: &str, field| Some(ctx.keyring.encrypt(value, practice_id, field));
     let (sid, token, phone) = match &change.account {
         Some(account) => (
             if account.sid_changed {
@@ -284,16 +288,16 @@ pub async fn update_sms(
         .await?;
         commit_change(
             tx,
-            &state.messaging,
+            &ctx.messaging,
             practice_id,
             Some(caller.user_id),
-            "sms.update",
+            AuditAction::SmsUpdate,
             &fields,
         )
         .await?;
     }
     Ok(SettingsUpdate {
-        settings: view(state, practice_id).await?,
+        settings: view(ctx, practice_id).await?,
         notes,
     })
 }
@@ -385,13 +389,13 @@ pub struct SmsValidation {
 /// (`valid: false`); only an unreachable Twilio is an error.
 #[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
 pub async fn validate_sms(
-    state: &AppState,
+    ctx: &SettingsContext,
     caller: &PracticeCaller,
     request: SmsValidationRequest,
 ) -> Result<SmsValidation, SettingsError> {
-    let stored = load(&state.pool, caller.practice_id).await?;
+    let stored = load(&ctx.pool, caller.practice_id).await?;
     let stored_value = |field| {
-        stored_secret(&state.keyring, &stored, field)
+        stored_secret(&ctx.keyring, &stored, field)
             .ok()
             .flatten()
             .map(|s| s.expose_secret().to_string())
@@ -432,9 +436,7 @@ pub async fn validate_sms(
     let (Some(sid), Some(token), Some(phone)) = (sid, token, phone) else {
         return Err(SettingsError::Invalid(errors));
     };
-    let client = state
-        .messaging
-        .twilio_client(sid, SecretString::from(token));
+    let client = super::client(ctx.messaging.providers(), sid, SecretString::from(token));
     match check_account(&client, &phone).await {
         Ok(check) => Ok(SmsValidation {
             valid: true,

@@ -18,9 +18,8 @@ use sqlx::PgConnection;
 
 use crate::providers::sms_events::{self as sms, InboundSms, Keyword, SmsLog, opt_out};
 
-use crate::webhooks::{Receipt, Route, Tenant, WebhookError, events::NewEvent, ledger};
+use crate::webhooks::{Context, Receipt, Route, Tenant, WebhookError, events::NewEvent, ledger};
 use crate::{
-    AppState,
     config::Settings,
     crypto::CredentialField,
     messaging::{ProviderKind, settings::PracticeMessagingConfig, suppression::SuppressionSource},
@@ -56,25 +55,25 @@ pub struct SignedForm<'a> {
 
 /// Applies a status callback to its outreach log.
 pub async fn status_callback(
-    state: &AppState,
+    ctx: Context<'_>,
     route: Route<'_>,
     request: SignedForm<'_>,
 ) -> Result<Receipt, WebhookError> {
-    crate::webhooks::counted("twilio", apply_status(state, route, request), |receipt| {
+    crate::webhooks::counted("twilio", apply_status(ctx, route, request), |receipt| {
         *receipt
     })
     .await
 }
 
 async fn apply_status(
-    state: &AppState,
+    ctx: Context<'_>,
     route: Route<'_>,
     request: SignedForm<'_>,
 ) -> Result<Receipt, WebhookError> {
-    let Verified { tenant, params, .. } = authenticate(state, route, request).await?;
+    let Verified { tenant, params, .. } = authenticate(ctx, route, request).await?;
     let sid = params.require("MessageSid")?;
     let reported = params.require("MessageStatus")?;
-    let mut tx = state.pool.begin().await?;
+    let mut tx = ctx.pool.begin().await?;
     let log = SmsLog::find(&mut tx, sid, tenant).await?;
     let event = NewEvent {
         practice_id: log
@@ -221,13 +220,13 @@ fn xml_escape(text: &str) -> String {
 /// Records an inbound message and acts on its keyword: STOP adds the sender to the route's
 /// ledger (the shared one on the system route) and stops their sequences, START removes it.
 pub async fn inbound(
-    state: &AppState,
+    ctx: Context<'_>,
     route: Route<'_>,
     request: SignedForm<'_>,
 ) -> Result<Reply, WebhookError> {
     crate::webhooks::counted(
         "twilio",
-        receive_message(state, route, request),
+        receive_message(ctx, route, request),
         |(_, receipt)| *receipt,
     )
     .await
@@ -235,7 +234,7 @@ pub async fn inbound(
 }
 
 async fn receive_message(
-    state: &AppState,
+    ctx: Context<'_>,
     route: Route<'_>,
     request: SignedForm<'_>,
 ) -> Result<(Reply, Receipt), WebhookError> {
@@ -243,7 +242,7 @@ async fn receive_message(
         tenant,
         help_reply,
         params,
-    } = authenticate(state, route, request).await?;
+    } = authenticate(ctx, route, request).await?;
     let sid = params.require("MessageSid")?;
     let from = params.require("From")?;
     let opt_out_type = params.get("OptOutType").filter(|t| !t.is_empty());
@@ -265,7 +264,7 @@ async fn receive_message(
             ..params.event(format!("twilio-inbound:{sid}"), keyword.event_type(), sid)
         },
     };
-    let stored = sms::receive_inbound(&state.pool, tenant, message).await?;
+    let stored = sms::receive_inbound(ctx.pool, tenant, message).await?;
     let reply = match (keyword, help_reply) {
         (Keyword::Help, Some(help)) => Reply::Help(help),
         _ => Reply::Empty,
@@ -360,16 +359,16 @@ struct Account {
 }
 
 async fn authenticate(
-    state: &AppState,
+    ctx: Context<'_>,
     route: Route<'_>,
     request: SignedForm<'_>,
 ) -> Result<Verified, WebhookError> {
     let tenant = route.tenant()?;
     let params = Params::parse(request.body)?;
-    let account = account(state, tenant).await?;
+    let account = account(ctx, tenant).await?;
     // Built as the factory builds the StatusCallback URLs it hands Twilio.
-    let url = state.messaging.webhook_url(request.path_and_query);
-    let (key, algorithm) = signing_key(&state.settings, &account, request.signature_settings)?;
+    let url = ctx.urls.absolute(request.path_and_query);
+    let (key, algorithm) = signing_key(ctx.settings, &account, request.signature_settings)?;
     verify_twilio(&url, &params.0, request.signature, key, algorithm)
         .map_err(|e| WebhookError::unauthenticated(format!("X-Twilio-Signature: {e}")))?;
     if params.get("AccountSid") != Some(account.sid.as_str()) {
@@ -387,10 +386,10 @@ async fn authenticate(
     })
 }
 
-async fn account(state: &AppState, tenant: Tenant) -> Result<Account, WebhookError> {
+async fn account(ctx: Context<'_>, tenant: Tenant) -> Result<Account, WebhookError> {
     match tenant {
         Tenant::System => {
-            let system = state.settings.system_twilio.as_ref().ok_or_else(|| {
+            let system = ctx.settings.system_twilio.as_ref().ok_or_else(|| {
                 WebhookError::unauthenticated("the system Twilio account is not configured")
             })?;
             Ok(Account {
@@ -403,12 +402,11 @@ async fn account(state: &AppState, tenant: Tenant) -> Result<Account, WebhookErr
             })
         }
         Tenant::Practice(id) => {
-            let config = PracticeMessagingConfig::load(&state.pool, id)
+            let config = PracticeMessagingConfig::load(ctx.pool, id)
                 .await?
                 .ok_or_else(|| WebhookError::unauthenticated("no such practice"))?;
-            let decrypt = |field, envelope: Option<&str>| {
-                state.keyring.decrypt_if_present(envelope, id, field)
-            };
+            let decrypt =
+                |field, envelope: Option<&str>| ctx.keyring.decrypt_if_present(envelope, id, field);
             let sid = decrypt(
                 CredentialField::TwilioAccountSid,
                 config.twilio_account_sid.as_deref(),
@@ -419,7 +417,7 @@ async fn account(state: &AppState, tenant: Tenant) -> Result<Account, WebhookErr
             )?;
             let help_reply = if config.sms_help_reply_enabled {
                 Some(HelpReply {
-                    contact: crate::compliance::settings::help_contact(&state.pool, id).await?,
+                    contact: crate::compliance::settings::help_contact(ctx.pool, id).await?,
                     sender: config.name,
                 })
             } else {
