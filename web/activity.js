@@ -5,7 +5,7 @@
 
 import { activityApi } from './api.js';
 import { ApiError } from './api.js';
-import { $, FormErrors, PROVIDER_NAMES, busy, el, formatDate, providerName, show } from './dom.js';
+import { $, FormErrors, PROVIDER_NAMES, busy, el, formatDate, providerName, show, showRows } from './dom.js';
 
 /** Why a rule withheld a message, as a practice manager would say it. */
 const WITHHELD = {
@@ -104,13 +104,12 @@ async function showPage({ append }) {
   state.cursor = page.nextCursor ?? null;
   state.pages = append ? state.pages + 1 : 1;
   show($('activity-news'), false);
-  const rows = page.items.map(row);
-  if (append) $('activity-rows').append(...rows);
-  else $('activity-rows').replaceChildren(...rows);
-  const shown = $('activity-rows').children.length;
-  show($('activity-table'), shown > 0);
-  show($('activity-empty'), shown === 0);
-  show($('activity-more'), state.cursor !== null);
+  showRows(
+    { rows: $('activity-rows'), table: $('activity-table'), empty: $('activity-empty'), more: $('activity-more') },
+    page.items.map(row),
+    state.cursor,
+    { append },
+  );
 }
 
 function row(log) {

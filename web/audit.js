@@ -1,7 +1,7 @@
 // The audit log view: who changed which messaging setting and when, never the values.
 
 import { ApiError, settingsApi } from './api.js';
-import { $, FormErrors, el, formatDate, show } from './dom.js';
+import { $, FormErrors, el, formatDate, show, showRows } from './dom.js';
 
 const ACTIONS = {
   'email.update': 'Changed the email account',
@@ -38,13 +38,12 @@ export async function renderAudit() {
 async function showPage({ append }) {
   const page = await settingsApi.audit(append ? nextCursor : null);
   nextCursor = page.nextCursor ?? null;
-  const rows = page.entries.map(row);
-  if (append) $('audit-rows').append(...rows);
-  else $('audit-rows').replaceChildren(...rows);
-  const shown = $('audit-rows').children.length;
-  show($('audit-table'), shown > 0);
-  show($('audit-empty'), shown === 0);
-  show($('audit-more'), nextCursor !== null);
+  showRows(
+    { rows: $('audit-rows'), table: $('audit-table'), empty: $('audit-empty'), more: $('audit-more') },
+    page.entries.map(row),
+    nextCursor,
+    { append },
+  );
 }
 
 function row(entry) {

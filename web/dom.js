@@ -20,6 +20,19 @@ export function el(tag, { className, text, attrs } = {}) {
   return element;
 }
 
+/**
+ * Shows one page of a paged table: its rows appended to those shown, or instead of them; the
+ * table or its empty note, and the "Show more" button while there is a next page.
+ */
+export function showRows({ rows, table, empty, more }, newRows, nextCursor, { append }) {
+  if (append) rows.append(...newRows);
+  else rows.replaceChildren(...newRows);
+  const shown = rows.children.length;
+  show(table, shown > 0);
+  show(empty, shown === 0);
+  show(more, nextCursor !== null);
+}
+
 /** Announces a short message to screen readers without moving focus. */
 export function announce(message) {
   const region = $('live-status');

@@ -3,7 +3,7 @@
 // would withhold it) before it is queued.
 
 import { patientsApi } from './api.js';
-import { $, FormErrors, busy, confirmAction, el, formatDate, setStatus, show } from './dom.js';
+import { $, FormErrors, busy, confirmAction, el, formatDate, setStatus, show, showRows } from './dom.js';
 import { smsShape } from './segments.js';
 
 const state = { search: '', cursor: null, patient: null, previewTimer: null };
@@ -41,13 +41,12 @@ export async function renderPatients() {
 async function showPage({ append }) {
   const page = await patientsApi.page(state.search, append ? state.cursor : null);
   state.cursor = page.nextCursor ?? null;
-  const rows = page.items.map(row);
-  if (append) $('patients-rows').append(...rows);
-  else $('patients-rows').replaceChildren(...rows);
-  const shown = $('patients-rows').children.length;
-  show($('patients-table'), shown > 0);
-  show($('patients-empty'), shown === 0);
-  show($('patients-more'), state.cursor !== null);
+  showRows(
+    { rows: $('patients-rows'), table: $('patients-table'), empty: $('patients-empty'), more: $('patients-more') },
+    page.items.map(row),
+    state.cursor,
+    { append },
+  );
 }
 
 const fullName = (patient) => `${patient.firstName} ${patient.lastName}`;

@@ -3,7 +3,7 @@
 // patients, and where each enrolled patient is or why they stopped.
 
 import { patientsApi, sequencesApi } from './api.js';
-import { $, FormErrors, announce, busy, confirmAction, el, formatDate, setStatus, show } from './dom.js';
+import { $, FormErrors, announce, busy, confirmAction, el, formatDate, setStatus, show, showRows } from './dom.js';
 import { smsShape } from './segments.js';
 
 /** Why an enrolment stopped, as a practice manager would say it. */
@@ -53,13 +53,12 @@ export async function renderSequences() {
 async function showPage({ append }) {
   const page = await sequencesApi.page(append ? state.cursor : null);
   state.cursor = page.nextCursor ?? null;
-  const rows = page.items.map(sequenceRow);
-  if (append) $('sequences-rows').append(...rows);
-  else $('sequences-rows').replaceChildren(...rows);
-  const shown = $('sequences-rows').children.length;
-  show($('sequences-table'), shown > 0);
-  show($('sequences-empty'), shown === 0);
-  show($('sequences-more'), state.cursor !== null);
+  showRows(
+    { rows: $('sequences-rows'), table: $('sequences-table'), empty: $('sequences-empty'), more: $('sequences-more') },
+    page.items.map(sequenceRow),
+    state.cursor,
+    { append },
+  );
 }
 
 function sequenceRow(sequence) {
@@ -426,13 +425,12 @@ function whereabouts(enrollment) {
 async function showEnrollments({ append }) {
   const page = await sequencesApi.enrollments(state.sequence.id, $('enrollments-status').value, append ? state.enrollmentsCursor : null);
   state.enrollmentsCursor = page.nextCursor ?? null;
-  const rows = page.items.map(enrollmentRow);
-  if (append) $('enrollments-rows').append(...rows);
-  else $('enrollments-rows').replaceChildren(...rows);
-  const shown = $('enrollments-rows').children.length;
-  show($('enrollments-table'), shown > 0);
-  show($('enrollments-empty'), shown === 0);
-  show($('enrollments-more'), state.enrollmentsCursor !== null);
+  showRows(
+    { rows: $('enrollments-rows'), table: $('enrollments-table'), empty: $('enrollments-empty'), more: $('enrollments-more') },
+    page.items.map(enrollmentRow),
+    state.enrollmentsCursor,
+    { append },
+  );
 }
 
 function enrollmentRow(enrollment) {

@@ -2,7 +2,7 @@
 // and, for owners and admins, lifting an entry made by mistake after a confirmation.
 
 import { ApiError, mayEdit, suppressionsApi } from './api.js';
-import { $, FormErrors, announce, busy, confirmAction, el, formatDate, show } from './dom.js';
+import { $, FormErrors, announce, busy, confirmAction, el, formatDate, show, showRows } from './dom.js';
 
 const REASONS = {
   unsubscribed: 'Unsubscribed',
@@ -53,13 +53,12 @@ async function showPage({ append, throwErrors = false }) {
       cursor: append ? state.cursor : null,
     });
     state.cursor = page.nextCursor ?? null;
-    const rows = page.items.map(row);
-    if (append) $('suppressions-rows').append(...rows);
-    else $('suppressions-rows').replaceChildren(...rows);
-    const shown = $('suppressions-rows').children.length;
-    show($('suppressions-table'), shown > 0);
-    show($('suppressions-empty'), shown === 0);
-    show($('suppressions-more'), state.cursor !== null);
+    showRows(
+      { rows: $('suppressions-rows'), table: $('suppressions-table'), empty: $('suppressions-empty'), more: $('suppressions-more') },
+      page.items.map(row),
+      state.cursor,
+      { append },
+    );
   } catch (error) {
     if (throwErrors) throw error;
     if (error instanceof ApiError && error.status === 401) return;
