@@ -160,10 +160,13 @@ impl FromRequestParts<AppState> for SettingsEditor {
             .users
             .read(caller.user_id)
             .await?
-            .filter(|user| user.practice_id == Some(caller.practice_id))
             .ok_or(ApiError::Unauthorized)?;
+        let Some(practice_id) = now.practice_id else {
+            return Err(ApiError::Forbidden("this route is for practice users"));
+        };
         let caller = PracticeCaller {
             role: now.role,
+            practice_id,
             ..caller
         };
         if caller.may_change_settings() {
