@@ -57,20 +57,33 @@ async fn login(
     })
 }
 
+/// Where a request's user is looked up.
+#[derive(Clone, Copy)]
+enum Lookup {
+    /// The users cache, which a change reaches through its notification a moment after commit.
+    Cached,
+    /// The row itself: settings changes are rare and privileged, and a demotion committed a
+    /// moment ago must already stop them.
+    Fresh,
+}
+
 /// The token's claims, with role and practice replaced by the user's current ones: a token
 /// outlives a demotion or a deletion, its user's row does not. A deleted user gets the same 401
 /// as a bad token.
-async fn bearer_claims(parts: &Parts, state: &AppState) -> Result<auth::Claims, ApiError> {
+async fn bearer_claims(
+    parts: &Parts,
+    state: &AppState,
+    lookup: Lookup,
+) -> Result<auth::Claims, ApiError> {
     let mut claims = token_claims(parts, state)?;
-    let current = state
-        .users
-        .current(claims.sub)
-        .await
-        .map_err(ApiError::from)?
-        .ok_or_else(|| {
-            tracing::debug!(user_id = %claims.sub, "token of a deleted user");
-            ApiError::Unauthorized
-        })?;
+    let current = match lookup {
+        Lookup::Cached => state.users.current(claims.sub).await,
+        Lookup::Fresh => state.users.read(claims.sub).await,
+    };
+    let current = current.map_err(ApiError::from)?.ok_or_else(|| {
+        tracing::debug!(user_id = %claims.sub, "token of a deleted user");
+        ApiError::Unauthorized
+    })?;
     claims.role = current.role;
     claims.practice = current.practice_id;
     Ok(claims)
@@ -105,15 +118,23 @@ impl FromRequestParts<AppState> for PracticeCaller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let claims = bearer_claims(parts, state).await?;
-        match (claims.role, claims.practice) {
-            (Role::Owner | Role::Admin | Role::Staff, Some(practice_id)) => Ok(PracticeCaller {
-                user_id: claims.sub,
-                practice_id,
-                role: claims.role,
-            }),
-            _ => Err(ApiError::Forbidden("this route is for practice users")),
-        }
+        practice_caller(parts, state, Lookup::Cached).await
+    }
+}
+
+async fn practice_caller(
+    parts: &Parts,
+    state: &AppState,
+    lookup: Lookup,
+) -> Result<PracticeCaller, ApiError> {
+    let claims = bearer_claims(parts, state, lookup).await?;
+    match (claims.role, claims.practice) {
+        (Role::Owner | Role::Admin | Role::Staff, Some(practice_id)) => Ok(PracticeCaller {
+            user_id: claims.sub,
+            practice_id,
+            role: claims.role,
+        }),
+        _ => Err(ApiError::Forbidden("this route is for practice users")),
     }
 }
 
@@ -130,7 +151,7 @@ impl FromRequestParts<AppState> for PlatformAdmin {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let claims = bearer_claims(parts, state).await?;
+        let claims = bearer_claims(parts, state, Lookup::Cached).await?;
         match claims.role {
             Role::PlatformAdmin => Ok(PlatformAdmin {
                 user_id: claims.sub,
@@ -153,22 +174,7 @@ impl FromRequestParts<AppState> for SettingsEditor {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let caller = PracticeCaller::from_request_parts(parts, state).await?;
-        // Changes are rare and privileged: they are decided on the user's row as it is now, not
-        // on a cached copy that a demotion committed a moment ago may not have reached yet.
-        let now = state
-            .users
-            .read(caller.user_id)
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
-        let Some(practice_id) = now.practice_id else {
-            return Err(ApiError::Forbidden("this route is for practice users"));
-        };
-        let caller = PracticeCaller {
-            role: now.role,
-            practice_id,
-            ..caller
-        };
+        let caller = practice_caller(parts, state, Lookup::Fresh).await?;
         if caller.may_change_settings() {
             Ok(Self(caller))
         } else {

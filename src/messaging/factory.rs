@@ -320,11 +320,6 @@ impl MessagingServiceFactory {
             .and_then(|provider| provider.custom_blocker(config))
     }
 
-    /// The URL our webhook for this practice lives at, as handed to providers.
-    pub fn webhook_url(&self, path: &str) -> String {
-        self.providers.urls.absolute(path)
-    }
-
     /// Our public URLs, as handed to providers.
     pub fn urls(&self) -> &OurUrls {
         &self.providers.urls

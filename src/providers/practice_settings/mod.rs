@@ -280,7 +280,9 @@ impl MessagingSettings {
                 fallback_enabled: config.email_fallback_enabled,
                 webhook_verify_key_configured: config.sendgrid_webhook_verify_key.is_some(),
                 event_webhook_id: config.sendgrid_webhook_id.clone(),
-                webhook_url: event_webhook_url(ctx, config.id),
+                webhook_url: ctx
+                    .messaging
+                    .practice_webhook_url(Vendor::Sendgrid, config.id),
                 domain: DomainState::from_config(config),
                 last_tested_at: config.email_last_tested_at,
                 custom_blocker: api_key
@@ -339,12 +341,6 @@ struct StoredSecret {
     last4: Option<String>,
     /// What to do when it no longer decrypts.
     unreadable: Option<String>,
-}
-
-/// The URL a practice's own SendGrid account posts events to.
-pub(crate) fn event_webhook_url(ctx: &SettingsContext, practice_id: Uuid) -> String {
-    ctx.messaging
-        .webhook_url(&format!("/api/webhooks/sendgrid/{practice_id}"))
 }
 
 pub(crate) async fn load(

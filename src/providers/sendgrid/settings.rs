@@ -9,13 +9,14 @@ use utoipa::ToSchema;
 use super::client::{EventWebhook, SendGridClient};
 use crate::providers::practice_settings::{
     EmailSettingsRequest, EmailValidationRequest, ProviderFailure, SettingsError, SettingsUpdate,
-    begin_change, changed, commit_change, event_webhook_url, invalid, is_stored_secret, load,
-    parse_provider, refuse_custom_only, refuse_other_vendors, required, stored_secret, view,
+    begin_change, changed, commit_change, invalid, is_stored_secret, load, parse_provider,
+    refuse_custom_only, refuse_other_vendors, required, stored_secret, view,
 };
 use crate::{
     auth::PracticeCaller,
     crypto::CredentialField,
     messaging::{Channel, ProviderKind, settings::PracticeMessagingConfig},
+    providers::Vendor,
     providers::practice_settings::SettingsContext,
     providers::sendgrid::signature::SendGridVerifier,
     types::FieldErrors,
@@ -181,9 +182,14 @@ pub async fn update_email(
             && change.webhook_verify_key.is_none()
             && stored.sendgrid_webhook_verify_key.is_none();
         if wants_webhook {
-            webhook = create_webhook(&client, &scopes, &event_webhook_url(ctx, practice_id))
-                .await
-                .map(Some);
+            webhook = create_webhook(
+                &client,
+                &scopes,
+                &ctx.messaging
+                    .practice_webhook_url(Vendor::Sendgrid, practice_id),
+            )
+            .await
+            .map(Some);
         }
     }
 
