@@ -51,7 +51,7 @@ async fn fixture() -> Fixture {
     let pool = db::pool(options, 4).await.unwrap();
     db::migrate(&pool).await.unwrap();
     let keyring = Arc::new(Keyring::new(&settings.keys));
-    let practice = dentite::practices::create(&pool, "Bench Dental")
+    let practice = dentite::messaging::settings::create(&pool, "Bench Dental")
         .await
         .unwrap();
     let key = keyring.encrypt(
@@ -60,8 +60,15 @@ async fn fixture() -> Fixture {
         CredentialField::SendGridApiKey,
     );
     sqlx::query(
-        "update practices set email_provider = 'custom_sendgrid', sendgrid_api_key = $2,
-             sendgrid_from_email = 'desk@bench.test', email_domain_verified = true where id = $1",
+        "update practices set email_provider = 'custom_sendgrid', email_domain_verified = true where id = $1",
+    )
+    .bind(practice)
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into practice_accounts (practice_id, vendor, settings, secrets)
+         values ($1, 'sendgrid', '{\"fromEmail\": \"desk@bench.test\"}', jsonb_build_object('sendgrid_api_key', $2::text))",
     )
     .bind(practice)
     .bind(key)

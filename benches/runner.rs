@@ -432,8 +432,16 @@ async fn seed_practices(service: &Service) -> String {
         })
         .collect();
     sqlx::query(
-        "insert into practices (id, name, email_provider, sendgrid_api_key, sendgrid_from_email, email_domain_verified)
-         select id, 'Practice ' || key, 'custom_sendgrid', key, 'desk@practice.test', true
+        "insert into practices (id, name, email_provider, email_domain_verified)
+         select id, 'Practice ' || id, 'custom_sendgrid', true from unnest($1::uuid[]) as t(id)",
+    )
+    .bind(&ids)
+    .execute(&service.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into practice_accounts (practice_id, vendor, settings, secrets)
+         select id, 'sendgrid', '{\"fromEmail\": \"desk@practice.test\"}', jsonb_build_object('sendgrid_api_key', key)
          from unnest($1::uuid[], $2::text[]) as t(id, key)",
     )
     .bind(&ids)
@@ -701,7 +709,7 @@ async fn login_storm(sendgrid: &str, webhook_key: &str, rows: &mut Vec<Row>) {
         &[("TRUSTED_PROXIES", "127.0.0.1")],
     )
     .await;
-    let practice = dentite::practices::create(&service.pool, "Storm Dental")
+    let practice = dentite::messaging::settings::create(&service.pool, "Storm Dental")
         .await
         .unwrap();
     let email = "owner@storm.test";

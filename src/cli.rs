@@ -9,8 +9,7 @@ use crate::{
     config::{Settings, generate_key_hex},
     crypto::{CredentialField, Keyring},
     db,
-    messaging::accounts,
-    practices,
+    messaging::{accounts, settings as practices},
     types::EmailAddress,
 };
 
@@ -48,71 +47,16 @@ pub fn generate_keys() -> String {
     )
 }
 
-/// Re-encrypts every credential not yet under the current key, a batch of practices per
-/// transaction. Re-running it changes nothing once all are current. Returns how many values changed.
+/// `keys rotate`: see [`rotate_credentials`].
 pub async fn rotate_keys(settings: &Settings) -> anyhow::Result<u64> {
     let pool = connect(settings).await?;
     rotate_credentials(&pool, &Keyring::new(&settings.keys), 100).await
 }
 
-/// A practice id and its three encrypted credential columns.
-type StoredCredentials = (Uuid, Option<String>, Option<String>, Option<String>);
-
+/// Re-encrypts every credential not yet under the current key, a batch of vendor accounts per
+/// transaction. Re-running it changes nothing once all are current. Returns how many values
+/// changed.
 pub async fn rotate_credentials(
-    pool: &PgPool,
-    keyring: &Keyring,
-    batch_size: i64,
-) -> anyhow::Result<u64> {
-    let mut changed = 0;
-    let mut after = Uuid::nil();
-    loop {
-        let mut tx = pool.begin().await?;
-        let rows: Vec<StoredCredentials> = sqlx::query_as(
-            "select id, sendgrid_api_key, twilio_account_sid, twilio_auth_token from practices
-             where id > $1 order by id limit $2 for update",
-        )
-        .bind(after)
-        .bind(batch_size)
-        .fetch_all(&mut *tx)
-        .await?;
-        let Some(last) = rows.last() else { break };
-        after = last.0;
-        for (practice_id, sendgrid_key, account_sid, auth_token) in rows {
-            let values = [sendgrid_key, account_sid, auth_token];
-            for (field, envelope) in CredentialField::COLUMNS.into_iter().zip(values) {
-                let Some(envelope) = envelope.filter(|e| keyring.needs_rotation(e)) else {
-                    continue;
-                };
-                let plaintext = keyring
-                    .decrypt(&envelope, practice_id, field)
-                    .with_context(|| {
-                        format!(
-                            "cannot decrypt {} of practice {practice_id}",
-                            field.column()
-                        )
-                    })?;
-                let fresh = keyring.encrypt(
-                    secrecy::ExposeSecret::expose_secret(&plaintext),
-                    practice_id,
-                    field,
-                );
-                let statement =
-                    format!("update practices set {} = $1 where id = $2", field.column());
-                sqlx::query(sqlx::AssertSqlSafe(statement))
-                    .bind(fresh)
-                    .bind(practice_id)
-                    .execute(&mut *tx)
-                    .await?;
-                changed += 1;
-            }
-        }
-        tx.commit().await?;
-    }
-    Ok(changed + rotate_account_secrets(pool, keyring, batch_size).await?)
-}
-
-/// The same for the secrets of `practice_accounts`, a batch of accounts per transaction.
-async fn rotate_account_secrets(
     pool: &PgPool,
     keyring: &Keyring,
     batch_size: i64,
@@ -137,7 +81,7 @@ async fn rotate_account_secrets(
                 if !keyring.needs_rotation(envelope) {
                     continue;
                 }
-                let field = CredentialField::from_column(name).with_context(|| {
+                let field = CredentialField::from_stored_name(name).with_context(|| {
                     format!("practice {practice_id} stores an unknown secret {name} for {vendor:?}")
                 })?;
                 let plaintext = keyring

@@ -14,8 +14,8 @@ pub mod history;
 pub mod messaging;
 pub mod outreach;
 pub mod page;
-pub mod practices;
 pub mod providers;
+pub mod retention;
 pub mod telemetry;
 pub mod types;
 pub mod webhooks;
@@ -236,7 +236,7 @@ impl Application {
                 stop.clone(),
             )),
             tokio::spawn(scheduler),
-            tokio::spawn(history::retention::run(
+            tokio::spawn(retention::run(
                 state.pool.clone(),
                 state.settings.retention,
                 stop.clone(),

@@ -13,7 +13,7 @@ use super::{
 use crate::{
     AppState,
     error::{ApiError, ErrorBody},
-    practices::{self, MessagingSummary},
+    messaging::settings::{MessagingSummary, messaging_summaries},
 };
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -56,7 +56,7 @@ async fn list_practices(
     if offset < 0 {
         return Err(ApiError::validation("offset", "must not be negative"));
     }
-    let mut practices = practices::messaging_summaries(
+    let mut practices = messaging_summaries(
         &state.pool,
         query.custom_config.unwrap_or(false),
         limit + 1,

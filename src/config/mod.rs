@@ -16,7 +16,9 @@ use url::Url;
 
 use crate::crypto::KeyMaterial;
 
+mod retention;
 mod vendors;
+pub use retention::RetentionPolicy;
 pub use vendors::{MoreVendors, SystemMailgun, SystemPostmark, SystemSender, SystemTelnyx};
 
 /// Where development keys live between runs; listed in `.gitignore`.
@@ -144,7 +146,7 @@ pub struct Settings {
     pub queue: QueueSettings,
     /// How long message bodies, logs, provider events, outbox messages and idempotency keys are
     /// kept (`RETENTION_*`).
-    pub retention: crate::history::retention::RetentionPolicy,
+    pub retention: RetentionPolicy,
     /// `TEST_SENDS_PER_HOUR`: test sends a practice may make per clock hour, on top of the
     /// account's rate limit. They go to any number the caller types, so unbounded they are a
     /// toll-fraud channel on whichever account pays.
@@ -375,7 +377,7 @@ impl Settings {
                 email_rate_per_sec: parse_rate(env, "SENDGRID_RATE_PER_SEC", "100")?,
                 sms_rate_per_sec: parse_rate(env, "TWILIO_RATE_PER_SEC", "1")?,
             },
-            retention: crate::history::retention::RetentionPolicy {
+            retention: RetentionPolicy {
                 body_days: parse_or(env, "RETENTION_BODY_DAYS", "90")?,
                 log_days: parse_or(env, "RETENTION_LOG_DAYS", "2190")?,
                 event_days: parse_or(env, "RETENTION_EVENT_DAYS", "400")?,

@@ -3,8 +3,8 @@
 //! Format: `v1:<key id>:<base64(nonce ‖ ciphertext ‖ tag)>`, AES-256-GCM with a fresh random
 //! 96-bit nonce per encryption. The key id is the first 8 hex characters of SHA-256 of the key, so
 //! an envelope names the key that made it and rotation can tell old envelopes from current ones.
-//! The associated data binds each ciphertext to its practice and column: an envelope copied to
-//! another practice or another column does not decrypt.
+//! The associated data binds each ciphertext to its practice and field: an envelope copied to
+//! another practice or another field does not decrypt.
 //!
 //! Threat model: a leaked database dump (or a SQL injection that reads rows) must not reveal
 //! provider credentials. Not covered: an attacker holding the process memory or `ENCRYPTION_KEY`.
@@ -40,8 +40,8 @@ impl std::fmt::Debug for KeyMaterial {
     }
 }
 
-/// The stored field a ciphertext belongs to (a column of `practices`, or a key of
-/// `practice_accounts.secrets`); part of the associated data.
+/// The stored field a ciphertext belongs to (a key of `practice_accounts.secrets`); part of the
+/// associated data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CredentialField {
     SendGridApiKey,
@@ -64,13 +64,6 @@ impl CredentialField {
         Self::PostmarkServerToken,
         Self::PostmarkWebhookPassword,
         Self::TelnyxApiKey,
-    ];
-
-    /// The fields kept as columns of `practices`, in the order `keys rotate` reads them.
-    pub const COLUMNS: [CredentialField; 3] = [
-        Self::SendGridApiKey,
-        Self::TwilioAccountSid,
-        Self::TwilioAuthToken,
     ];
 
     /// The field of the settings request that carries it: what a practice re-enters.
@@ -106,8 +99,9 @@ impl CredentialField {
         )
     }
 
-    /// Its name where it is stored: a `practices` column, or a `practice_accounts.secrets` key.
-    pub fn column(self) -> &'static str {
+    /// Its key in `practice_accounts.secrets`, and the name its envelope is bound to (the first
+    /// three were once columns of `practices` by these names, which is why they read so).
+    pub fn stored_name(self) -> &'static str {
         match self {
             Self::SendGridApiKey => "sendgrid_api_key",
             Self::TwilioAccountSid => "twilio_account_sid",
@@ -120,8 +114,10 @@ impl CredentialField {
         }
     }
 
-    pub fn from_column(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|field| field.column() == name)
+    pub fn from_stored_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|field| field.stored_name() == name)
     }
 }
 
@@ -160,7 +156,7 @@ fn named(key: &[u8; 32]) -> NamedKey {
 }
 
 fn associated_data(practice_id: Uuid, field: CredentialField) -> String {
-    format!("dentite:{VERSION}:{practice_id}:{}", field.column())
+    format!("dentite:{VERSION}:{practice_id}:{}", field.stored_name())
 }
 
 impl Keyring {

@@ -1,7 +1,6 @@
-//! The long history of messaging: counts that cost the same however many messages there are, and
-//! the retention policy that forgets message contents and old rows on schedule.
+//! The long history of messaging: counts that cost the same however many messages there are
+//! (the retention job forgets old rows on schedule).
 //!
 //! Nothing here depends on the rest of the crate, so every domain may read from it.
 
 pub mod counts;
-pub mod retention;

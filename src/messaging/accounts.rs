@@ -31,7 +31,7 @@ impl StoredAccount {
     }
 
     pub fn envelope(&self, field: CredentialField) -> Option<&str> {
-        self.secrets.get(field.column()).map(String::as_str)
+        self.secrets.get(field.stored_name()).map(String::as_str)
     }
 }
 

@@ -167,7 +167,7 @@ pub enum FactoryError {
     UnknownPractice(Uuid),
     #[error("could not read the practice's settings: {0}")]
     Database(Arc<sqlx::Error>),
-    #[error("stored credential {} of practice {practice_id} cannot be decrypted: {source}", field.column())]
+    #[error("stored credential {} of practice {practice_id} cannot be decrypted: {source}", field.stored_name())]
     Decrypt {
         practice_id: Uuid,
         field: CredentialField,

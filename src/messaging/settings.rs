@@ -1,52 +1,98 @@
-//! A practice's messaging configuration as stored, and the rules that decide which account is
-//! usable for each channel.
+//! The `practices` table, the tenants, and its only writer: a practice as created, its messaging
+//! configuration as stored (the choice of account per channel, with its vendor accounts from
+//! `practice_accounts`), and the rules that decide which account is usable for each channel.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use super::{Channel, MessagingServiceFactory, ProviderKind, accounts::StoredAccounts};
+use super::{
+    Channel, MessagingServiceFactory, ProviderKind, accounts::StoredAccounts, provider::Vendor,
+};
 use crate::crypto::CredentialField;
 
-/// One row of `practices`, the messaging columns only. Secrets are still encrypted here.
+#[derive(Debug, thiserror::Error)]
+pub enum PracticeError {
+    #[error("a practice name must be 1 to 200 characters")]
+    InvalidName,
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+pub async fn create(pool: &PgPool, name: &str) -> Result<Uuid, PracticeError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(PracticeError::InvalidName);
+    }
+    let id = Uuid::new_v4();
+    sqlx::query("insert into practices (id, name) values ($1, $2)")
+        .bind(id)
+        .bind(name)
+        .execute(pool)
+        .await?;
+    Ok(id)
+}
+
+/// A practice's messaging set-up at a glance, for platform operators.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct MessagingSummary {
+    pub id: Uuid,
+    pub name: String,
+    pub email_provider: ProviderKind,
+    pub sms_provider: ProviderKind,
+    pub email_domain_verified: bool,
+    pub email_last_tested_at: Option<DateTime<Utc>>,
+    pub sms_last_tested_at: Option<DateTime<Utc>>,
+}
+
+/// Practices by name; with `custom_only`, those using an account of their own.
+pub async fn messaging_summaries(
+    pool: &PgPool,
+    custom_only: bool,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<MessagingSummary>, sqlx::Error> {
+    sqlx::query_as(
+        "select id, name, email_provider, sms_provider, email_domain_verified, email_last_tested_at, sms_last_tested_at
+         from practices
+         where not $1 or email_provider = any($4) or sms_provider = any($4)
+         order by name, id
+         limit $2 offset $3",
+    )
+    .bind(custom_only)
+    .bind(limit)
+    .bind(offset)
+    .bind(ProviderKind::custom_names())
+    .fetch_all(pool)
+    .await
+}
+
+/// One row of `practices`, the messaging columns, with the practice's vendor accounts. Secrets
+/// are still encrypted here.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PracticeMessagingConfig {
     pub id: Uuid,
     pub name: String,
     pub email_provider: ProviderKind,
-    pub sendgrid_api_key: Option<String>,
-    pub sendgrid_from_email: Option<String>,
-    pub sendgrid_from_name: Option<String>,
-    pub sendgrid_domain: Option<String>,
-    pub sendgrid_domain_subdomain: Option<String>,
-    pub sendgrid_domain_id: Option<i64>,
-    pub sendgrid_domain_records: sqlx::types::JsonValue,
-    pub sendgrid_domain_created_at: Option<DateTime<Utc>>,
+    /// Whether the chosen email account's sending domain is verified (SendGrid's domain
+    /// authentication); read by the monitoring queries.
     pub email_domain_verified: bool,
     pub email_domain_last_checked_at: Option<DateTime<Utc>>,
-    pub sendgrid_webhook_verify_key: Option<String>,
-    pub sendgrid_webhook_id: Option<String>,
     pub email_fallback_enabled: bool,
     pub email_last_tested_at: Option<DateTime<Utc>>,
     pub sms_provider: ProviderKind,
-    pub twilio_account_sid: Option<String>,
-    pub twilio_auth_token: Option<String>,
-    pub twilio_phone_number: Option<String>,
     pub sms_fallback_enabled: bool,
     pub sms_last_tested_at: Option<DateTime<Utc>>,
-    /// Our webhook answers HELP/INFO on the practice's own number (Twilio answers them too).
-    pub sms_help_reply_enabled: bool,
     pub settings_version: i64,
-    /// The practice's accounts of vendors without columns here.
+    /// The practice's accounts of each vendor, in each vendor's own shape.
     #[sqlx(skip)]
     pub accounts: StoredAccounts,
 }
 
-const COLUMNS: &str = "id, name, email_provider, sendgrid_api_key, sendgrid_from_email, sendgrid_from_name,
-    sendgrid_domain, sendgrid_domain_subdomain, sendgrid_domain_id, sendgrid_domain_records, sendgrid_domain_created_at,
-    email_domain_verified, email_domain_last_checked_at, sendgrid_webhook_verify_key, sendgrid_webhook_id,
-    email_fallback_enabled, email_last_tested_at, sms_provider, twilio_account_sid, twilio_auth_token,
-    twilio_phone_number, sms_fallback_enabled, sms_last_tested_at, sms_help_reply_enabled, settings_version";
+const COLUMNS: &str = "id, name, email_provider, email_domain_verified, email_domain_last_checked_at,
+    email_fallback_enabled, email_last_tested_at, sms_provider, sms_fallback_enabled, sms_last_tested_at,
+    settings_version";
 
 impl PracticeMessagingConfig {
     pub async fn load(db: &PgPool, practice_id: Uuid) -> Result<Option<Self>, sqlx::Error> {
@@ -89,18 +135,15 @@ impl PracticeMessagingConfig {
         self.sms_provider.is_custom()
     }
 
-    /// The stored envelope of a credential column.
+    /// The stored envelope of a credential field, whichever of the practice's accounts holds it.
     pub fn envelope(&self, field: CredentialField) -> Option<&str> {
-        match field {
-            CredentialField::SendGridApiKey => self.sendgrid_api_key.as_deref(),
-            CredentialField::TwilioAccountSid => self.twilio_account_sid.as_deref(),
-            CredentialField::TwilioAuthToken => self.twilio_auth_token.as_deref(),
-            CredentialField::MailgunApiKey
-            | CredentialField::MailgunWebhookSigningKey
-            | CredentialField::PostmarkServerToken
-            | CredentialField::PostmarkWebhookPassword
-            | CredentialField::TelnyxApiKey => self.accounts.envelope(field),
-        }
+        self.accounts.envelope(field)
+    }
+
+    /// The settings of the practice's account of `vendor` in the vendor's own shape; empty
+    /// without one.
+    pub fn account<T: serde::de::DeserializeOwned + Default>(&self, vendor: Vendor) -> T {
+        self.accounts.settings(vendor)
     }
 
     /// The account kind chosen for a channel, as stored.
@@ -135,4 +178,117 @@ pub async fn commit_change(
     tx.commit().await?;
     factory.invalidate(practice_id).await;
     Ok(())
+}
+
+/// Makes `kind` the practice's choice for `channel`, with the fallback setting, in the caller's
+/// transaction.
+pub async fn choose(
+    db: &mut PgConnection,
+    practice_id: Uuid,
+    channel: Channel,
+    kind: ProviderKind,
+    fallback_enabled: bool,
+) -> Result<(), sqlx::Error> {
+    let statement = match channel {
+        Channel::Email => {
+            "update practices set email_provider = $2, email_fallback_enabled = $3 where id = $1"
+        }
+        Channel::Sms => {
+            "update practices set sms_provider = $2, sms_fallback_enabled = $3 where id = $1"
+        }
+    };
+    sqlx::query(statement)
+        .bind(practice_id)
+        .bind(kind)
+        .bind(fallback_enabled)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Returns a channel to the platform's accounts, in the caller's transaction, keeping the
+/// fallback setting; the email channel forgets its domain's verification with it.
+pub async fn return_to_system(
+    db: &mut PgConnection,
+    practice_id: Uuid,
+    channel: Channel,
+) -> Result<(), sqlx::Error> {
+    let statement = match channel {
+        Channel::Email => {
+            "update practices set email_provider = $2, email_domain_verified = false,
+                 email_domain_last_checked_at = null
+             where id = $1"
+        }
+        Channel::Sms => "update practices set sms_provider = $2 where id = $1",
+    };
+    sqlx::query(statement)
+        .bind(practice_id)
+        .bind(ProviderKind::platform_choice(channel))
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Records that a test send through a channel was accepted.
+pub async fn record_tested(
+    db: impl PgExecutor<'_>,
+    practice_id: Uuid,
+    channel: Channel,
+) -> Result<(), sqlx::Error> {
+    let statement = match channel {
+        Channel::Email => "update practices set email_last_tested_at = now() where id = $1",
+        Channel::Sms => "update practices set sms_last_tested_at = now() where id = $1",
+    };
+    sqlx::query(statement).bind(practice_id).execute(db).await?;
+    Ok(())
+}
+
+/// Stores what is known of the email sending domain: whether it is verified and when it was
+/// last checked.
+pub async fn record_email_domain(
+    db: &mut PgConnection,
+    practice_id: Uuid,
+    verified: bool,
+    last_checked_at: Option<DateTime<Utc>>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "update practices set email_domain_verified = $2, email_domain_last_checked_at = $3
+         where id = $1",
+    )
+    .bind(practice_id)
+    .bind(verified)
+    .bind(last_checked_at)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A practice whose email domain is due a check, with its last check as it was seen.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct DueDomainCheck {
+    pub practice_id: Uuid,
+    pub last_checked_at: Option<DateTime<Utc>>,
+}
+
+/// Claims the domain checks of `due` by moving their last check to now, and returns the
+/// practices claimed. A practice whose last check moved since it was seen (another instance
+/// claimed it first) is not claimed again, so each is checked once per turn however many
+/// instances look.
+pub async fn claim_domain_checks(
+    pool: &PgPool,
+    due: &[DueDomainCheck],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    let ids: Vec<Uuid> = due.iter().map(|d| d.practice_id).collect();
+    let seen: Vec<Option<DateTime<Utc>>> = due.iter().map(|d| d.last_checked_at).collect();
+    sqlx::query_scalar(
+        "update practices p set email_domain_last_checked_at = now()
+         from unnest($1::uuid[], $2::timestamptz[]) as seen (id, last_checked_at)
+         where p.id = seen.id
+           and p.email_domain_last_checked_at is not distinct from seen.last_checked_at
+         returning p.id",
+    )
+    .bind(ids)
+    .bind(seen)
+    .fetch_all(pool)
+    .await
 }

@@ -356,6 +356,49 @@ pub async fn record_outcome(
     Ok(())
 }
 
+/// Retention: forgets the body and subject of at most `limit` logs older than `days` days (the
+/// log itself is kept), never of a message that may still be sent (`queued`, `sending`, or with
+/// a send job left). Rows are claimed with `for update skip locked`, so several instances purge
+/// disjoint rows. Returns how many.
+pub async fn forget_old_bodies(pool: &PgPool, days: i32, limit: i64) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "with doomed as (
+             select l.id from outreach_logs l
+             where l.body is not null and l.created_at < now() - make_interval(days => $1)
+               and l.status not in ('queued', 'sending')
+               and not exists (select 1 from send_jobs j where j.outreach_log_id = l.id)
+             order by l.created_at limit $2
+             for update skip locked)
+         update outreach_logs l set body = null, subject = null
+         from doomed where l.id = doomed.id",
+    )
+    .bind(days)
+    .bind(limit)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Retention: deletes at most `limit` logs older than `days` days, as [`forget_old_bodies`]
+/// chooses them. The outreach counts are left alone (no trigger fires on delete).
+pub async fn delete_old(pool: &PgPool, days: i32, limit: i64) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "with doomed as (
+             select l.id from outreach_logs l
+             where l.created_at < now() - make_interval(days => $1)
+               and l.status not in ('queued', 'sending')
+               and not exists (select 1 from send_jobs j where j.outreach_log_id = l.id)
+             order by l.created_at limit $2
+             for update skip locked)
+         delete from outreach_logs l using doomed where l.id = doomed.id",
+    )
+    .bind(days)
+    .bind(limit)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -205,3 +205,27 @@ fn hash_request(request: &SendMessageRequest) -> String {
     let canonical = serde_json::to_vec(request).expect("a request serialises");
     hex::encode(Sha256::digest(canonical))
 }
+
+/// Retention: deletes at most `limit` idempotency keys stored more than `hours` hours ago (a
+/// retry after that is a new message), claimed with `for update skip locked` so several
+/// instances purge disjoint rows; returns how many.
+pub async fn delete_old_idempotency_keys(
+    pool: &PgPool,
+    hours: i32,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "with doomed as (
+             select practice_id, key from idempotency_keys
+             where created_at < now() - make_interval(hours => $1)
+             order by created_at limit $2
+             for update skip locked)
+         delete from idempotency_keys k using doomed
+         where k.practice_id = doomed.practice_id and k.key = doomed.key",
+    )
+    .bind(hours)
+    .bind(limit)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 use wiremock::ResponseTemplate;
 
+use crate::helpers::stored_envelope;
 use crate::helpers::{
     CUSTOM_KEY, DOMAIN_ID, DOMAIN_SCOPES, Login, PASSWORD, PRACTICE_TWILIO_NUMBER,
     PRACTICE_TWILIO_SID, PRACTICE_TWILIO_TOKEN, SYSTEM_SENDGRID_KEY, TestApp, TestEnv, account,
@@ -617,13 +618,16 @@ async fn an_owner_sets_up_custom_sendgrid_a_refused_key_shown_at_its_field_then_
     browser
         .text_containing("#email-provider-system + span", "shared account")
         .await;
-    let erased: (String, Option<String>) =
-        sqlx::query_as("select email_provider, sendgrid_api_key from practices where id = $1")
-            .bind(practice)
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
-    assert_eq!(erased, ("system_sendgrid".to_string(), None));
+    let provider: String = sqlx::query_scalar("select email_provider from practices where id = $1")
+        .bind(practice)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(provider, "system_sendgrid");
+    assert_eq!(
+        stored_envelope(&app.pool, practice, "sendgrid_api_key").await,
+        None
+    );
     browser.close().await;
 }
 

@@ -7,10 +7,11 @@ use dentite::{
     providers::twilio::signature::{TwilioAlgorithm, sign_twilio},
 };
 use serde_json::{Value, json};
-use sqlx::{Connection, Executor, PgConnection, PgPool};
 use uuid::Uuid;
 
-use crate::helpers::{SendGridSigner, TestApp, sendgrid_batch, server_url, spawn_app};
+use crate::helpers::{
+    MigrationDatabase, SendGridSigner, TestApp, sendgrid_batch, spawn_app, store_account,
+};
 
 /// `WEBHOOK_BASE_URL` of `TestEnv`: Twilio signs the URL it was given.
 const WEBHOOK_BASE: &str = "https://hooks.dentite.test";
@@ -23,15 +24,29 @@ async fn practice_with_own_accounts(app: &TestApp, name: &str) -> (Uuid, SendGri
     let practice = app.create_practice(name).await;
     let signer = SendGridSigner::new();
     let encrypt = |value: &str, field| app.state.keyring.encrypt(value, practice, field);
-    sqlx::query(
-        "update practices set email_provider = 'custom_sendgrid', sendgrid_webhook_verify_key = $1,
-             sms_provider = 'custom_twilio', twilio_account_sid = $2, twilio_auth_token = $3,
-             twilio_phone_number = '+15551230000'
-         where id = $4",
+    store_account(
+        &app.pool,
+        practice,
+        "sendgrid",
+        json!({"webhookVerifyKey": signer.public_key()}),
+        json!({}),
     )
-    .bind(signer.public_key())
-    .bind(encrypt(TWILIO_SID, CredentialField::TwilioAccountSid))
-    .bind(encrypt(TWILIO_TOKEN, CredentialField::TwilioAuthToken))
+    .await;
+    store_account(
+        &app.pool,
+        practice,
+        "twilio",
+        json!({"phoneNumber": "+15551230000"}),
+        json!({
+            "twilio_account_sid": encrypt(TWILIO_SID, CredentialField::TwilioAccountSid),
+            "twilio_auth_token": encrypt(TWILIO_TOKEN, CredentialField::TwilioAuthToken),
+        }),
+    )
+    .await;
+    sqlx::query(
+        "update practices set email_provider = 'custom_sendgrid', sms_provider = 'custom_twilio'
+         where id = $1",
+    )
     .bind(practice)
     .execute(&app.pool)
     .await
@@ -239,21 +254,13 @@ async fn an_inbound_stop_whose_message_sid_another_tenant_posted_first_still_opt
 #[tokio::test]
 async fn scoping_event_keys_keeps_existing_events_and_gives_each_the_route_its_account_posts_to() {
     const BEFORE: i64 = 20261202000101;
-    let name = format!("dentite_test_{}", Uuid::new_v4().simple());
-    let mut admin = PgConnection::connect(&server_url()).await.unwrap();
-    admin
-        .execute(sqlx::AssertSqlSafe(format!("create database \"{name}\"")))
-        .await
-        .unwrap();
-    let mut url = url::Url::parse(&server_url()).unwrap();
-    url.set_path(&format!("/{name}"));
-    let pool = PgPool::connect(url.as_str()).await.unwrap();
-    dentite::db::MIGRATOR.run_to(BEFORE, &pool).await.unwrap();
+    let database = MigrationDatabase::migrated_to(BEFORE).await;
+    let pool = database.pool.clone();
 
-    let custom = dentite::practices::create(&pool, "Custom Dental")
+    let custom = dentite::messaging::settings::create(&pool, "Custom Dental")
         .await
         .unwrap();
-    let system = dentite::practices::create(&pool, "System Dental")
+    let system = dentite::messaging::settings::create(&pool, "System Dental")
         .await
         .unwrap();
     sqlx::query("update practices set email_provider = 'custom_sendgrid', sms_provider = 'custom_twilio' where id = $1")
@@ -296,7 +303,7 @@ async fn scoping_event_keys_keeps_existing_events_and_gives_each_the_route_its_a
             .bind(key).bind(provider).bind(practice).bind(log).execute(&pool).await.unwrap();
     }
 
-    dentite::db::MIGRATOR.run(&pool).await.unwrap();
+    database.migrate().await;
 
     let routes: Vec<(String, Option<Uuid>)> =
         sqlx::query_as("select event_key, route_practice_id from provider_events order by id")
@@ -331,11 +338,5 @@ async fn scoping_event_keys_keeps_existing_events_and_gives_each_the_route_its_a
         .unwrap();
     assert!(stored.is_empty(), "{stored:?}");
     drop(db);
-    pool.close().await;
-    admin
-        .execute(sqlx::AssertSqlSafe(format!(
-            "drop database \"{name}\" with (force)"
-        )))
-        .await
-        .unwrap();
+    database.drop().await;
 }

@@ -2,9 +2,9 @@ use std::time::Duration;
 
 use dentite::auth::{Claims, Role};
 use reqwest::Method;
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use crate::helpers::{Login, PASSWORD, TestEnv, spawn_app};
+use crate::helpers::{Login, PASSWORD, TestEnv, spawn_app, store_account, stored_envelope};
 
 async fn error_code(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
@@ -344,14 +344,25 @@ async fn key_rotation_re_encrypts_every_credential_once_and_is_safe_to_run_again
     let mut practices = Vec::new();
     for i in 0..5 {
         let practice = app.create_practice(&format!("Practice {i}")).await;
-        sqlx::query("update practices set sendgrid_api_key = $2, twilio_account_sid = $3, twilio_auth_token = $4 where id = $1")
-            .bind(practice)
-            .bind(old.encrypt("SG.k.v", practice, CredentialField::SendGridApiKey))
-            .bind(old.encrypt("AC0", practice, CredentialField::TwilioAccountSid))
-            .bind(old.encrypt("token", practice, CredentialField::TwilioAuthToken))
-            .execute(&app.pool)
-            .await
-            .unwrap();
+        store_account(
+            &app.pool,
+            practice,
+            "sendgrid",
+            json!({}),
+            json!({"sendgrid_api_key": old.encrypt("SG.k.v", practice, CredentialField::SendGridApiKey)}),
+        )
+        .await;
+        store_account(
+            &app.pool,
+            practice,
+            "twilio",
+            json!({}),
+            json!({
+                "twilio_account_sid": old.encrypt("AC0", practice, CredentialField::TwilioAccountSid),
+                "twilio_auth_token": old.encrypt("token", practice, CredentialField::TwilioAuthToken),
+            }),
+        )
+        .await;
         practices.push(practice);
     }
     let rotating = Keyring::new(&KeyMaterial {
@@ -376,13 +387,12 @@ async fn key_rotation_re_encrypts_every_credential_once_and_is_safe_to_run_again
         previous: vec![],
     });
     for practice in practices {
-        let (key, token): (String, String) = sqlx::query_as(
-            "select sendgrid_api_key, twilio_auth_token from practices where id = $1",
-        )
-        .bind(practice)
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+        let key = stored_envelope(&app.pool, practice, "sendgrid_api_key")
+            .await
+            .unwrap();
+        let token = stored_envelope(&app.pool, practice, "twilio_auth_token")
+            .await
+            .unwrap();
         let key = new_only
             .decrypt(&key, practice, CredentialField::SendGridApiKey)
             .unwrap();

@@ -359,7 +359,9 @@ impl TestApp {
     }
 
     pub async fn create_practice_in_default_zone(&self, name: &str) -> Uuid {
-        dentite::practices::create(&self.pool, name).await.unwrap()
+        dentite::messaging::settings::create(&self.pool, name)
+            .await
+            .unwrap()
     }
 
     pub async fn create_user(&self, practice: Option<Uuid>, role: Role) -> (String, Uuid) {
@@ -498,15 +500,21 @@ impl TestApp {
             practice,
             dentite::crypto::CredentialField::SendGridApiKey,
         );
+        store_account(
+            &self.pool,
+            practice,
+            "sendgrid",
+            json!({"fromEmail": "desk@smile.test", "fromName": "Smile Dental",
+                   "domain": "smile.test", "domainId": 42}),
+            json!({"sendgrid_api_key": key}),
+        )
+        .await;
         sqlx::query(
-            "update practices set email_provider = 'custom_sendgrid', sendgrid_api_key = $2,
-                 sendgrid_from_email = 'desk@smile.test', sendgrid_from_name = 'Smile Dental',
-                 sendgrid_domain = 'smile.test', sendgrid_domain_id = 42, email_domain_verified = $3,
-                 email_fallback_enabled = $4, settings_version = settings_version + 1
+            "update practices set email_provider = 'custom_sendgrid', email_domain_verified = $2,
+                 email_fallback_enabled = $3, settings_version = settings_version + 1
              where id = $1",
         )
         .bind(practice)
-        .bind(key)
         .bind(verified)
         .bind(fallback)
         .execute(&self.pool)
@@ -515,27 +523,43 @@ impl TestApp {
         self.state.messaging.invalidate(practice).await;
     }
 
-    pub async fn configure_custom_twilio(&self, practice: Uuid, fallback: bool) {
+    /// Stores the practice's own Twilio account, encrypted, and chooses it, as a saved settings
+    /// change would (without the version bump that tells the cache).
+    pub async fn store_twilio_account(&self, practice: Uuid, sid: &str, token: &str, number: &str) {
         use dentite::crypto::CredentialField;
-        let sid = self.state.keyring.encrypt(
+        let encrypt = |value: &str, field| self.state.keyring.encrypt(value, practice, field);
+        store_account(
+            &self.pool,
+            practice,
+            "twilio",
+            json!({"phoneNumber": number}),
+            json!({
+                "twilio_account_sid": encrypt(sid, CredentialField::TwilioAccountSid),
+                "twilio_auth_token": encrypt(token, CredentialField::TwilioAuthToken),
+            }),
+        )
+        .await;
+        sqlx::query("update practices set sms_provider = 'custom_twilio' where id = $1")
+            .bind(practice)
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+
+    pub async fn configure_custom_twilio(&self, practice: Uuid, fallback: bool) {
+        self.store_twilio_account(
+            practice,
             CUSTOM_TWILIO_SID,
-            practice,
-            CredentialField::TwilioAccountSid,
-        );
-        let token = self.state.keyring.encrypt(
             CUSTOM_TWILIO_TOKEN,
-            practice,
-            CredentialField::TwilioAuthToken,
-        );
+            CUSTOM_TWILIO_NUMBER,
+        )
+        .await;
         sqlx::query(
-            "update practices set sms_provider = 'custom_twilio', twilio_account_sid = $2, twilio_auth_token = $3,
-                 twilio_phone_number = $4, sms_fallback_enabled = $5, settings_version = settings_version + 1
+            "update practices set sms_provider = 'custom_twilio', sms_fallback_enabled = $2,
+                 settings_version = settings_version + 1
              where id = $1",
         )
         .bind(practice)
-        .bind(sid)
-        .bind(token)
-        .bind(CUSTOM_TWILIO_NUMBER)
         .bind(fallback)
         .execute(&self.pool)
         .await
@@ -861,13 +885,150 @@ pub fn custom_args(log: Uuid, practice: Uuid) -> Value {
 pub async fn practice_with_sendgrid_key(app: &TestApp, name: &str) -> (Uuid, SendGridSigner) {
     let practice = app.create_practice(name).await;
     let signer = SendGridSigner::new();
-    sqlx::query("update practices set email_provider = 'custom_sendgrid', sendgrid_webhook_verify_key = $1 where id = $2")
-        .bind(signer.public_key())
+    store_account(
+        &app.pool,
+        practice,
+        "sendgrid",
+        json!({"webhookVerifyKey": signer.public_key()}),
+        json!({}),
+    )
+    .await;
+    sqlx::query("update practices set email_provider = 'custom_sendgrid' where id = $1")
         .bind(practice)
         .execute(&app.pool)
         .await
         .unwrap();
     (practice, signer)
+}
+
+/// A fresh database of its own, for testing migrations on data stored before them.
+pub struct MigrationDatabase {
+    name: String,
+    pub pool: PgPool,
+}
+
+impl MigrationDatabase {
+    /// Created and migrated up to and including migration `version`.
+    pub async fn migrated_to(version: i64) -> Self {
+        let name = format!("dentite_test_{}", Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&server_url()).await.unwrap();
+        admin
+            .execute(sqlx::AssertSqlSafe(format!("create database \"{name}\"")))
+            .await
+            .unwrap();
+        let mut url = url::Url::parse(&server_url()).unwrap();
+        url.set_path(&format!("/{name}"));
+        let pool = PgPool::connect(url.as_str()).await.unwrap();
+        dentite::db::MIGRATOR.run_to(version, &pool).await.unwrap();
+        Self { name, pool }
+    }
+
+    /// Runs every later migration.
+    pub async fn migrate(&self) {
+        dentite::db::MIGRATOR.run(&self.pool).await.unwrap();
+    }
+
+    pub async fn drop(self) {
+        self.pool.close().await;
+        let mut admin = PgConnection::connect(&server_url()).await.unwrap();
+        admin
+            .execute(sqlx::AssertSqlSafe(format!(
+                "drop database \"{}\" with (force)",
+                self.name
+            )))
+            .await
+            .unwrap();
+    }
+}
+
+/// Stores part of a practice's account of `vendor` directly, as a saved settings change would:
+/// `settings` and `secrets` (field name -> envelope) are merged into what is stored.
+pub async fn store_account(
+    pool: &PgPool,
+    practice: Uuid,
+    vendor: &str,
+    settings: Value,
+    secrets: Value,
+) {
+    sqlx::query(
+        "insert into practice_accounts (practice_id, vendor, settings, secrets) values ($1, $2, $3, $4)
+         on conflict (practice_id, vendor) do update
+         set settings = practice_accounts.settings || excluded.settings,
+             secrets = practice_accounts.secrets || excluded.secrets",
+    )
+    .bind(practice)
+    .bind(vendor)
+    .bind(settings)
+    .bind(secrets)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// Stores an unverified SendGrid domain authentication `domain_id` of smile.example, set up `age`
+/// ago and last checked `since_check` ago (never with `None`).
+pub async fn store_unverified_domain(
+    pool: &PgPool,
+    practice: Uuid,
+    domain_id: i64,
+    age: &str,
+    since_check: Option<&str>,
+) {
+    let created_at: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("select now() - $1::interval")
+            .bind(age)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    store_account(
+        pool,
+        practice,
+        "sendgrid",
+        json!({
+            "domain": "smile.example",
+            "domainId": domain_id,
+            "domainCreatedAt": created_at,
+            "domainRecords": [{"name": "mail_cname", "type": "cname", "host": "em.smile.example",
+                               "data": "u7.wl.sendgrid.net", "valid": false}],
+        }),
+        json!({}),
+    )
+    .await;
+    sqlx::query(
+        "update practices set email_domain_verified = false,
+             email_domain_last_checked_at = now() - $2::interval
+         where id = $1",
+    )
+    .bind(practice)
+    .bind(since_check)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// The stored envelope of a credential field (`sendgrid_api_key`, `twilio_auth_token`, ...).
+pub async fn stored_envelope(pool: &PgPool, practice: Uuid, field: &str) -> Option<String> {
+    sqlx::query_scalar(
+        "select secrets ->> $2 from practice_accounts where practice_id = $1 and secrets ? $2",
+    )
+    .bind(practice)
+    .bind(field)
+    .fetch_optional(pool)
+    .await
+    .unwrap()
+}
+
+/// The stored settings of the practice's account of `vendor`; `null` without one.
+pub async fn stored_account_settings(pool: &PgPool, practice: Uuid, vendor: &str) -> Value {
+    sqlx::query_scalar(
+        "select settings from practice_accounts where practice_id = $1 and vendor = $2",
+    )
+    .bind(practice)
+    .bind(vendor)
+    .fetch_optional(pool)
+    .await
+    .unwrap()
+    .unwrap_or(Value::Null)
 }
 
 /// An IANA zone (`Etc/GMT±N`, whole hours) where the local time now is `hour` o'clock, for tests

@@ -3,8 +3,9 @@
 
 use chrono::{Duration, Utc};
 use dentite::{
-    history::{counts, retention},
+    history::counts,
     outreach::status::{OutreachStatus, StatusChange, advance},
+    retention,
 };
 use serde_json::{Value, json};
 use sqlx::PgPool;

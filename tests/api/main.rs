@@ -30,5 +30,6 @@ mod suppressions;
 mod test_sends;
 mod token_users;
 mod unreadable_credentials;
+mod vendor_accounts_migration;
 mod vendor_spec;
 mod webhooks;

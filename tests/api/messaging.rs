@@ -5,6 +5,7 @@ use dentite::messaging::{
     circuit::{CircuitKey, Health},
     delivery::DeliveryResult,
 };
+use serde_json::json;
 use uuid::Uuid;
 use wiremock::{
     Mock, ResponseTemplate,
@@ -136,23 +137,37 @@ async fn custom_twilio_sends_form_encoded_with_basic_auth_and_the_practice_statu
 #[tokio::test]
 async fn a_cache_hit_reads_no_configuration_and_any_write_to_the_practice_invalidates_it() {
     let app = system_app().await;
-    // Inserted complete in one statement: only updates and deletes notify, so no notification
-    // of the set-up can arrive (and invalidate) while the hits are counted.
+    // Set up with the triggers off, so no notification of the set-up can arrive (and
+    // invalidate) while the hits are counted.
     let practice = Uuid::new_v4();
+    let mut tx = app.pool.begin().await.unwrap();
+    sqlx::query("set local session_replication_role = replica")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
     sqlx::query(
-        "insert into practices (id, name, email_provider, sendgrid_api_key, sendgrid_from_email,
-             sendgrid_domain, sendgrid_domain_id, email_domain_verified, email_fallback_enabled)
-         values ($1, 'Smile Dental', 'custom_sendgrid', $2, 'desk@smile.test', 'smile.test', 42, true, true)",
+        "insert into practices (id, name, email_provider, email_domain_verified, email_fallback_enabled)
+         values ($1, 'Smile Dental', 'custom_sendgrid', true, true)",
     )
     .bind(practice)
-    .bind(app.state.keyring.encrypt(
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query(
+        "insert into practice_accounts (practice_id, vendor, settings, secrets)
+         values ($1, 'sendgrid', $2, $3)",
+    )
+    .bind(practice)
+    .bind(json!({"fromEmail": "desk@smile.test", "domain": "smile.test", "domainId": 42}))
+    .bind(json!({"sendgrid_api_key": app.state.keyring.encrypt(
         CUSTOM_SENDGRID_KEY,
         practice,
         dentite::crypto::CredentialField::SendGridApiKey,
-    ))
-    .execute(&app.pool)
+    )}))
+    .execute(&mut *tx)
     .await
     .unwrap();
+    tx.commit().await.unwrap();
     sendgrid_accepts(CUSTOM_SENDGRID_KEY, "custom")
         .mount(&app.sendgrid)
         .await;
@@ -241,12 +256,19 @@ async fn a_change_committed_by_one_instance_is_used_by_another_on_its_next_send(
         practice,
         dentite::crypto::CredentialField::SendGridApiKey,
     );
+    store_account(
+        &first.pool,
+        practice,
+        "sendgrid",
+        json!({"fromEmail": "desk@smile.test"}),
+        json!({"sendgrid_api_key": key}),
+    )
+    .await;
     sqlx::query(
-        "update practices set email_provider = 'custom_sendgrid', sendgrid_api_key = $2, sendgrid_from_email = 'desk@smile.test',
-             email_domain_verified = true where id = $1",
+        "update practices set email_provider = 'custom_sendgrid', email_domain_verified = true
+         where id = $1",
     )
     .bind(practice)
-    .bind(key)
     .execute(&first.pool)
     .await
     .unwrap();

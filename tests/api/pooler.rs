@@ -675,17 +675,7 @@ async fn with_three_instances_behind_pgbouncer_every_schedule_runs_each_item_onc
     for id in 401..406 {
         let owner = setup.practice_owner().await;
         save_custom_email(&setup, &owner, DOMAIN_SCOPES).await;
-        sqlx::query(
-            "update practices set sendgrid_domain = 'smile.example', sendgrid_domain_id = $2, sendgrid_domain_records = $3,
-                 sendgrid_domain_created_at = now() - interval '1 hour', email_domain_last_checked_at = null
-             where id = $1",
-        )
-        .bind(owner.practice_id.unwrap())
-        .bind(id)
-        .bind(json!([{"name": "mail_cname", "type": "cname", "host": "em.smile.example", "data": "u7.wl.sendgrid.net", "valid": false}]))
-        .execute(&setup.pool)
-        .await
-        .unwrap();
+        store_unverified_domain(&setup.pool, owner.practice_id.unwrap(), id, "1 hour", None).await;
         validate_mock(id, true, None).mount(&vendor_server).await;
     }
 

@@ -158,12 +158,19 @@ async fn a_user_created_with_the_cli_logs_in_to_the_served_binary_and_secrets_ne
         practice_id,
         dentite::crypto::CredentialField::SendGridApiKey,
     );
+    store_account(
+        &app.pool,
+        practice_id,
+        "sendgrid",
+        json!({"fromEmail": "desk@smile.test"}),
+        json!({"sendgrid_api_key": custom_key}),
+    )
+    .await;
     sqlx::query(
-        "update practices set email_provider = 'custom_sendgrid', sendgrid_api_key = $2, sendgrid_from_email = 'desk@smile.test',
-             email_domain_verified = true where id = $1",
+        "update practices set email_provider = 'custom_sendgrid', email_domain_verified = true
+         where id = $1",
     )
     .bind(practice_id)
-    .bind(custom_key)
     .execute(&app.pool)
     .await
     .unwrap();

@@ -20,6 +20,7 @@ use crate::helpers::{
     domain_list_mock, mail_send_mock, number, numbers_mock, save_custom_email, scopes, scopes_mock,
     sendgrid_error, spawn_app, validate_mock, verified_custom_email,
 };
+use crate::helpers::{store_unverified_domain, stored_envelope};
 
 const SETTINGS: &str = "/api/practice-settings/messaging";
 /// A P-256 public key as SendGrid hands out Signed Event Webhook keys (base64 DER SPKI).
@@ -74,8 +75,14 @@ fn practice_of(login: &Login) -> Uuid {
 }
 
 /// The whole practices row, to compare byte for byte.
+/// The practice's row with its vendor accounts under `accounts` (vendor -> settings, secrets).
 async fn practice_row(app: &TestApp, practice: Uuid) -> Value {
-    sqlx::query_scalar("select to_jsonb(p) from practices p where id = $1")
+    sqlx::query_scalar(
+        "select to_jsonb(p) || jsonb_build_object('accounts', coalesce((
+             select jsonb_object_agg(a.vendor, jsonb_build_object('settings', a.settings, 'secrets', a.secrets))
+             from practice_accounts a where a.practice_id = p.id), '{}'))
+         from practices p where id = $1",
+    )
         .bind(practice)
         .fetch_one(&app.pool)
         .await
@@ -207,9 +214,7 @@ async fn saving_a_custom_sendgrid_key_checks_it_first_then_stores_it_encrypted_a
         email["customBlocker"],
         "custom SendGrid domain is not verified"
     );
-    let stored: String = sqlx::query_scalar("select sendgrid_api_key from practices where id = $1")
-        .bind(practice)
-        .fetch_one(&app.pool)
+    let stored = stored_envelope(&app.pool, practice, "sendgrid_api_key")
         .await
         .unwrap();
     assert!(
@@ -515,11 +520,9 @@ async fn a_key_allowed_to_manage_webhooks_gets_a_signed_event_webhook_whose_key_
     );
     assert_eq!(body["settings"]["email"]["eventWebhookId"], "wh-1");
     let row = practice_row(&app, practice_of(&owner)).await;
+    let sendgrid = &row["accounts"]["sendgrid"]["settings"];
     assert_eq!(
-        (
-            &row["sendgrid_webhook_verify_key"],
-            &row["sendgrid_webhook_id"]
-        ),
+        (&sendgrid["webhookVerifyKey"], &sendgrid["webhookId"]),
         (&json!(VERIFY_KEY), &json!("wh-1"))
     );
 }
@@ -562,7 +565,7 @@ async fn a_pasted_webhook_verify_key_is_stored_and_reported_as_configured() {
         (&json!(true), &json!([]))
     );
     assert_eq!(
-        practice_row(&app, practice_of(&owner)).await["sendgrid_webhook_verify_key"],
+        practice_row(&app, practice_of(&owner)).await["accounts"]["sendgrid"]["settings"]["webhookVerifyKey"],
         VERIFY_KEY
     );
 }
@@ -585,12 +588,12 @@ async fn saving_a_custom_twilio_account_checks_credentials_and_number_then_store
         (&json!("cdef"), &json!("4321"))
     );
     assert_eq!(body["notes"], json!([]));
-    let (sid, token): (String, String) =
-        sqlx::query_as("select twilio_account_sid, twilio_auth_token from practices where id = $1")
-            .bind(practice)
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let sid = stored_envelope(&app.pool, practice, "twilio_account_sid")
+        .await
+        .unwrap();
+    let token = stored_envelope(&app.pool, practice, "twilio_auth_token")
+        .await
+        .unwrap();
     assert!(
         sid.starts_with("v1:")
             && !sid.contains(SID)
@@ -861,13 +864,14 @@ async fn deleting_email_settings_erases_the_key_domain_and_webhook_and_returns_t
         (&json!(false), &Value::Null)
     );
     let row = practice_row(&app, practice_of(&owner)).await;
-    for column in [
-        "sendgrid_api_key",
-        "sendgrid_webhook_verify_key",
-        "sendgrid_domain",
-        "sendgrid_domain_id",
-    ] {
-        assert_eq!(row[column], Value::Null, "{column}");
+    let sendgrid = &row["accounts"]["sendgrid"];
+    assert_eq!(
+        sendgrid["secrets"]["sendgrid_api_key"],
+        Value::Null,
+        "{row}"
+    );
+    for field in ["webhookVerifyKey", "webhookId", "domain", "domainId"] {
+        assert_eq!(sendgrid["settings"][field], Value::Null, "{field}: {row}");
     }
     assert_eq!(
         audit_actions(&app, practice_of(&owner))
@@ -900,10 +904,7 @@ async fn deleting_sms_settings_erases_the_credentials_and_returns_to_system() {
         (&json!("system_twilio"), &json!(false))
     );
     let row = practice_row(&app, practice_of(&owner)).await;
-    assert_eq!(
-        (&row["twilio_account_sid"], &row["twilio_auth_token"]),
-        (&Value::Null, &Value::Null)
-    );
+    assert_eq!(row["accounts"]["twilio"], Value::Null, "{row}");
 }
 
 #[tokio::test]
@@ -1399,19 +1400,7 @@ async fn the_background_recheck_validates_only_domains_whose_turn_has_come() {
     for (age, since_check, id, due) in schedule {
         let owner = app.practice_owner().await;
         save_custom_email(&app, &owner, DOMAIN_SCOPES).await;
-        sqlx::query(
-            "update practices set sendgrid_domain = 'smile.example', sendgrid_domain_id = $2, sendgrid_domain_records = $3,
-                 sendgrid_domain_created_at = now() - $4::interval, email_domain_last_checked_at = now() - $5::interval
-             where id = $1",
-        )
-        .bind(practice_of(&owner))
-        .bind(id)
-        .bind(json!([{"name": "mail_cname", "type": "cname", "host": "em.smile.example", "data": "u7.wl.sendgrid.net", "valid": false}]))
-        .bind(age)
-        .bind(since_check)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+        store_unverified_domain(&app.pool, practice_of(&owner), id, age, since_check).await;
         if due {
             validate_mock(id, true, None).mount(&app.sendgrid).await;
         }
@@ -1472,7 +1461,10 @@ async fn deleting_a_domain_removes_it_at_sendgrid_and_here_even_when_sendgrid_no
         assert_eq!(status, 404);
         let row = practice_row(&app, practice_of(&owner)).await;
         assert_eq!(
-            (&row["sendgrid_domain_id"], &row["email_domain_verified"]),
+            (
+                &row["accounts"]["sendgrid"]["settings"]["domainId"],
+                &row["email_domain_verified"]
+            ),
             (&Value::Null, &json!(false))
         );
         let (_, settings) = call(&app, Method::GET, "", &owner, None).await;
@@ -1747,7 +1739,7 @@ async fn a_token_of_one_practice_never_reads_or_changes_another_whatever_ids_the
 
     assert_eq!(practice_row(&app, b).await, b_before);
     assert_eq!(
-        practice_row(&app, a).await["sendgrid_from_email"],
+        practice_row(&app, a).await["accounts"]["sendgrid"]["settings"]["fromEmail"],
         "a@a.example"
     );
     assert!(

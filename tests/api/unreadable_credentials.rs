@@ -19,13 +19,16 @@ const SETTINGS: &str = "/api/practice-settings/messaging";
 /// authentication here, as an altered ciphertext does.
 async fn make_unreadable(app: &TestApp, practice: Uuid, field: CredentialField, value: &str) {
     let foreign = app.state.keyring.encrypt(value, Uuid::new_v4(), field);
-    let statement = format!("update practices set {} = $1 where id = $2", field.column());
-    sqlx::query(sqlx::AssertSqlSafe(statement))
-        .bind(foreign)
-        .bind(practice)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    sqlx::query(
+        "update practice_accounts set secrets = jsonb_set(secrets, array[$1], to_jsonb($2::text))
+         where practice_id = $3 and secrets ? $1",
+    )
+    .bind(field.stored_name())
+    .bind(foreign)
+    .bind(practice)
+    .execute(&app.pool)
+    .await
+    .unwrap();
     app.state.messaging.invalidate(practice).await;
 }
 

@@ -9,6 +9,7 @@ use reqwest::{Method, Response};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::helpers::stored_account_settings;
 use crate::helpers::{
     PATIENT_EMAIL, PATIENT_PHONE, SendGridSigner, TestApp, TestEnv, custom_args, insert_log,
     practice_with_sendgrid_key, sendgrid_batch as batch, sg_event, spawn_app,
@@ -229,21 +230,14 @@ const PRACTICE_NUMBER: &str = "+15551230000";
 
 /// A practice sending SMS from its own Twilio account.
 async fn practice_with_twilio(app: &TestApp, name: &str) -> Uuid {
-    use dentite::crypto::CredentialField;
     let practice = app.create_practice(name).await;
-    let encrypt = |value: &str, field| app.state.keyring.encrypt(value, practice, field);
-    sqlx::query(
-        "update practices set sms_provider = 'custom_twilio', twilio_account_sid = $1, twilio_auth_token = $2,
-                              twilio_phone_number = $3
-         where id = $4",
+    app.store_twilio_account(
+        practice,
+        PRACTICE_TWILIO_SID,
+        PRACTICE_TWILIO_TOKEN,
+        PRACTICE_NUMBER,
     )
-    .bind(encrypt(PRACTICE_TWILIO_SID, CredentialField::TwilioAccountSid))
-    .bind(encrypt(PRACTICE_TWILIO_TOKEN, CredentialField::TwilioAuthToken))
-    .bind(PRACTICE_NUMBER)
-    .bind(practice)
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    .await;
     practice
 }
 
@@ -343,13 +337,8 @@ async fn an_unusable_key_from_sendgrid_is_not_stored_and_the_practice_is_asked_t
         note.contains("not a P-256 public key") && note.contains("webhookVerifyKey"),
         "{note}"
     );
-    let stored: Option<String> =
-        sqlx::query_scalar("select sendgrid_webhook_verify_key from practices where id = $1")
-            .bind(practice)
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
-    assert_eq!(stored, None);
+    let stored = stored_account_settings(&app.pool, practice, "sendgrid").await;
+    assert_eq!(stored["webhookVerifyKey"], Value::Null, "{stored}");
 }
 
 #[tokio::test]

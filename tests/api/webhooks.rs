@@ -1,5 +1,4 @@
 use dentite::{
-    crypto::CredentialField,
     messaging::{Channel, suppression},
     providers::twilio::signature::{TwilioAlgorithm, sign_twilio},
 };
@@ -10,7 +9,7 @@ use uuid::Uuid;
 use crate::helpers::{
     PATIENT_EMAIL, PATIENT_PHONE, SYSTEM_TWILIO_NUMBER, SYSTEM_TWILIO_SID, SYSTEM_TWILIO_TOKEN,
     SendGridSigner, TestApp, TestEnv, custom_args, insert_log, practice_with_sendgrid_key,
-    sendgrid_batch as batch, sg_event, spawn_app,
+    sendgrid_batch as batch, sg_event, spawn_app, store_account,
 };
 
 /// Must match `WEBHOOK_BASE_URL` of `TestEnv`: Twilio signs the URL it was given, not our address.
@@ -718,18 +717,13 @@ async fn the_openapi_document_lists_every_webhook_route() {
 /// A practice sending SMS from its own Twilio account.
 async fn practice_with_twilio(app: &TestApp, name: &str) -> Uuid {
     let practice = app.create_practice(name).await;
-    let encrypt = |value: &str, field| app.state.keyring.encrypt(value, practice, field);
-    sqlx::query(
-        "update practices set sms_provider = 'custom_twilio', twilio_account_sid = $1, twilio_auth_token = $2,
-                              twilio_phone_number = '+15551230000'
-         where id = $3",
+    app.store_twilio_account(
+        practice,
+        PRACTICE_TWILIO_SID,
+        PRACTICE_TWILIO_TOKEN,
+        "+15551230000",
     )
-    .bind(encrypt(PRACTICE_TWILIO_SID, CredentialField::TwilioAccountSid))
-    .bind(encrypt(PRACTICE_TWILIO_TOKEN, CredentialField::TwilioAuthToken))
-    .bind(practice)
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    .await;
     practice
 }
 
@@ -1046,11 +1040,14 @@ async fn a_redelivered_stop_does_not_undo_a_later_start() {
 async fn help_is_answered_with_twiml_naming_the_practice_and_how_to_opt_out_when_its_reply_is_on() {
     let app = spawn_app().await;
     let practice = practice_with_twilio(&app, "Smith & Jones Dental").await;
-    sqlx::query("update practices set sms_help_reply_enabled = true where id = $1")
-        .bind(practice)
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    store_account(
+        &app.pool,
+        practice,
+        "twilio",
+        json!({"helpReplyEnabled": true}),
+        json!({}),
+    )
+    .await;
 
     let reply = twiml(post_inbound(&app, practice, "help").await).await;
 

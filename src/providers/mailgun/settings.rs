@@ -353,7 +353,7 @@ pub async fn update(
         .unwrap_or_default();
     let mut put = |field: CredentialField, value: &SecretString| {
         secrets.insert(
-            field.column().to_string(),
+            field.stored_name().to_string(),
             ctx.keyring
                 .encrypt(value.expose_secret(), practice_id, field),
         );

@@ -316,11 +316,12 @@ pub async fn update(
         .unwrap_or_default();
     let encrypt = |value: &str, field: CredentialField| {
         (
-            field.column().to_string(),
+            field.stored_name().to_string(),
             ctx.keyring.encrypt(value, practice_id, field),
         )
     };
-    if change.token_changed || !secrets.contains_key(CredentialField::PostmarkServerToken.column())
+    if change.token_changed
+        || !secrets.contains_key(CredentialField::PostmarkServerToken.stored_name())
     {
         secrets.extend([encrypt(
             change.token.expose_secret(),

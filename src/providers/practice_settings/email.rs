@@ -160,10 +160,9 @@ pub async fn delete_email(
     erase(
         ctx,
         caller,
-        crate::audit::AuditAction::EmailDelete,
+        Channel::Email,
         erased,
-        sendgrid::settings::ERASE_SQL,
-        &[Vendor::Mailgun, Vendor::Postmark],
+        sendgrid::settings::kept_after_erase,
     )
     .await
 }

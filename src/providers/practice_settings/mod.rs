@@ -37,16 +37,21 @@ pub use status::{
 
 pub(crate) use crate::messaging::settings::commit_change;
 use crate::messaging::{
-    Channel, MessagingServiceFactory, ProviderError, ProviderKind, factory::FactoryError,
-    settings::PracticeMessagingConfig,
+    Channel, MessagingServiceFactory, ProviderError, ProviderKind,
+    factory::FactoryError,
+    settings::{self, PracticeMessagingConfig},
 };
 use crate::{
     auth::PracticeCaller,
     config::Settings,
     crypto::{CredentialField, CryptoError, Keyring},
     providers::{
-        Vendor, mailgun::settings::MailgunSettingsView, postmark::settings::PostmarkSettingsView,
-        sendgrid::domain::DomainState, telnyx::settings::TelnyxSettingsView,
+        Vendor,
+        mailgun::settings::MailgunSettingsView,
+        postmark::settings::PostmarkSettingsView,
+        sendgrid::{SendGridAccount, domain::DomainState},
+        telnyx::settings::TelnyxSettingsView,
+        twilio::TwilioAccount,
     },
     types::FieldErrors,
 };
@@ -99,7 +104,7 @@ impl From<FactoryError> for SettingsError {
                 field,
                 source,
             } => {
-                tracing::error!(%practice_id, field = field.column(), error = %source, "a stored credential cannot be decrypted");
+                tracing::error!(%practice_id, field = field.stored_name(), error = %source, "a stored credential cannot be decrypted");
                 Self::UnreadableCredential(field)
             }
             FactoryError::Database(e) if crate::db::is_unavailable(&e) => {
@@ -270,16 +275,18 @@ impl MessagingSettings {
                     .custom_blocker(config, Channel::Sms)
                     .map(str::to_string)
             });
+        let sendgrid = SendGridAccount::of(config);
+        let twilio = TwilioAccount::of(config);
         Ok(Self {
             email: EmailSettings {
                 provider: config.email_provider,
                 sendgrid_api_key_configured: api_key.configured,
                 sendgrid_api_key_last4: api_key.last4,
-                from_email: config.sendgrid_from_email.clone(),
-                from_name: config.sendgrid_from_name.clone(),
+                from_email: sendgrid.from_email,
+                from_name: sendgrid.from_name,
                 fallback_enabled: config.email_fallback_enabled,
-                webhook_verify_key_configured: config.sendgrid_webhook_verify_key.is_some(),
-                event_webhook_id: config.sendgrid_webhook_id.clone(),
+                webhook_verify_key_configured: sendgrid.webhook_verify_key.is_some(),
+                event_webhook_id: sendgrid.webhook_id,
                 webhook_url: ctx
                     .messaging
                     .practice_webhook_url(Vendor::Sendgrid, config.id),
@@ -316,11 +323,11 @@ impl MessagingSettings {
                 twilio_account_sid_last4: sid.last4,
                 twilio_auth_token_configured: token.configured,
                 twilio_auth_token_last4: token.last4,
-                phone_number: config.twilio_phone_number.clone(),
+                phone_number: twilio.phone_number,
                 fallback_enabled: config.sms_fallback_enabled,
                 last_tested_at: config.sms_last_tested_at,
                 custom_blocker: sms_blocker,
-                help_reply_enabled: config.sms_help_reply_enabled,
+                help_reply_enabled: twilio.help_reply_enabled,
                 telnyx: TelnyxSettingsView::new(
                     config,
                     telnyx_key.configured,
@@ -446,22 +453,18 @@ pub(crate) async fn save_account<S: Serialize>(
         write.sending_confirmed_at,
     )
     .await?;
-    let (choose, action) = match vendor.channel() {
-        Some(Channel::Sms) => (
-            "update practices set sms_provider = $2, sms_fallback_enabled = $3 where id = $1",
-            AuditAction::SmsUpdate,
-        ),
-        _ => (
-            "update practices set email_provider = $2, email_fallback_enabled = $3 where id = $1",
-            AuditAction::EmailUpdate,
-        ),
+    let (channel, action) = match vendor.channel() {
+        Some(Channel::Sms) => (Channel::Sms, AuditAction::SmsUpdate),
+        _ => (Channel::Email, AuditAction::EmailUpdate),
     };
-    sqlx::query(choose)
-        .bind(practice_id)
-        .bind(write.kind)
-        .bind(write.fallback_enabled)
-        .execute(&mut *tx)
-        .await?;
+    settings::choose(
+        &mut tx,
+        practice_id,
+        channel,
+        write.kind,
+        write.fallback_enabled,
+    )
+    .await?;
     commit_change(
         tx,
         &ctx.messaging,
@@ -474,26 +477,46 @@ pub(crate) async fn save_account<S: Serialize>(
     Ok(())
 }
 
-/// Returns a channel to the system account with `erase_sql` (bound to the practice id) and
-/// removes the practice's accounts of `vendors`, audited with the fields `erased` finds set; a
+/// What a channel keeps of an account when its accounts are erased (the sender's name and
+/// address, which are not credentials): the vendor and its settings in the vendor's shape.
+pub(crate) type Kept = Option<(Vendor, serde_json::Value)>;
+
+/// Returns `channel` to the platform's accounts and removes every account the practice has of
+/// the channel's vendors but what `kept` keeps, audited with the fields `erased` finds set; a
 /// channel with nothing to erase is left alone.
 pub(crate) async fn erase(
     ctx: &SettingsContext,
     caller: &PracticeCaller,
-    action: AuditAction,
+    channel: Channel,
     erased: impl Fn(&PracticeMessagingConfig) -> Vec<&'static str>,
-    erase_sql: &'static str,
-    vendors: &[Vendor],
+    kept: impl Fn(&PracticeMessagingConfig) -> Kept,
 ) -> Result<MessagingSettings, SettingsError> {
     let practice_id = caller.practice_id;
     let (mut tx, current) = begin_change(ctx, practice_id, None).await?;
     let fields = erased(&current);
     if !fields.is_empty() {
-        sqlx::query(erase_sql)
-            .bind(practice_id)
-            .execute(&mut *tx)
+        let vendors: Vec<Vendor> = Vendor::SYSTEM
+            .into_iter()
+            .filter(|vendor| vendor.channel() == Some(channel))
+            .collect();
+        settings::return_to_system(&mut tx, practice_id, channel).await?;
+        crate::messaging::accounts::erase(&mut tx, practice_id, &vendors).await?;
+        if let Some((vendor, settings)) = kept(&current) {
+            let no_secrets = std::collections::BTreeMap::new();
+            crate::messaging::accounts::save(
+                &mut tx,
+                practice_id,
+                vendor,
+                &settings,
+                &no_secrets,
+                None,
+            )
             .await?;
-        crate::messaging::accounts::erase(&mut tx, practice_id, vendors).await?;
+        }
+        let action = match channel {
+            Channel::Email => AuditAction::EmailDelete,
+            Channel::Sms => AuditAction::SmsDelete,
+        };
         commit_change(
             tx,
             &ctx.messaging,

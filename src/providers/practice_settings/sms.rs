@@ -127,13 +127,5 @@ pub async fn delete_sms(
         )]));
         fields
     };
-    erase(
-        ctx,
-        caller,
-        crate::audit::AuditAction::SmsDelete,
-        erased,
-        twilio::settings::ERASE_SQL,
-        &[Vendor::Telnyx],
-    )
-    .await
+    erase(ctx, caller, Channel::Sms, erased, |_| None).await
 }

@@ -253,14 +253,7 @@ pub async fn send_test(
     crate::outreach::logs::record_outcome(&ctx.pool, message.outreach_log_id, &outcome).await?;
     let delivered = outcome.status == OutreachStatus::Sent;
     if delivered && !delivery.fell_back {
-        let touch = match channel {
-            Channel::Email => "update practices set email_last_tested_at = now() where id = $1",
-            Channel::Sms => "update practices set sms_last_tested_at = now() where id = $1",
-        };
-        sqlx::query(touch)
-            .bind(config.id)
-            .execute(&ctx.pool)
-            .await?;
+        crate::messaging::settings::record_tested(&ctx.pool, config.id, channel).await?;
         // The trigger tells every instance; this one must show the change on the next read.
         ctx.messaging.invalidate(config.id).await;
     }

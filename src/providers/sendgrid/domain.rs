@@ -9,20 +9,24 @@
 use crate::audit::AuditAction;
 use std::time::Duration;
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::client::{DeleteOutcome, DnsRecord, SendGridClient};
+use super::{
+    SendGridAccount,
+    client::{DeleteOutcome, DnsRecord, SendGridClient},
+};
 use crate::{
     auth::PracticeCaller,
     messaging::{
+        accounts,
         factory::wait_or_stop,
-        settings::{PracticeMessagingConfig, commit_change},
+        settings::{self, DueDomainCheck, PracticeMessagingConfig, commit_change},
     },
+    providers::Vendor,
     providers::practice_settings::ProviderFailure,
     providers::practice_settings::SettingsContext,
     types::DomainName,
@@ -75,18 +79,19 @@ pub struct DomainState {
 
 impl DomainState {
     pub fn from_config(config: &PracticeMessagingConfig) -> Option<Self> {
-        config.sendgrid_domain.clone().map(|domain| Self {
+        let account = SendGridAccount::of(config);
+        account.domain.map(|domain| Self {
             domain,
-            subdomain: config.sendgrid_domain_subdomain.clone(),
+            subdomain: account.domain_subdomain,
             verified: config.email_domain_verified,
             last_checked_at: config.email_domain_last_checked_at,
-            created_at: config.sendgrid_domain_created_at,
+            created_at: account.domain_created_at,
         })
     }
 }
 
 /// One DNS record, verbatim as SendGrid gave it, with its last validation.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DnsRecordState {
     /// SendGrid's name for it: `mail_cname`, `dkim1`, `dkim2`.
     pub name: String,
@@ -132,12 +137,13 @@ pub struct DomainView {
 
 impl DomainView {
     fn from_config(config: &PracticeMessagingConfig) -> Result<Self, DomainError> {
+        let account = SendGridAccount::of(config);
         let (Some(state), Some(sendgrid_domain_id)) =
-            (DomainState::from_config(config), config.sendgrid_domain_id)
+            (DomainState::from_config(config), account.domain_id)
         else {
             return Err(DomainError::NotSetUp);
         };
-        let records = stored_records(config)?;
+        let records = account.domain_records;
         let instructions = instructions(&state, &records);
         Ok(Self {
             state,
@@ -147,15 +153,6 @@ impl DomainView {
             instructions,
         })
     }
-}
-
-fn stored_records(config: &PracticeMessagingConfig) -> anyhow::Result<Vec<DnsRecordState>> {
-    serde_json::from_value(config.sendgrid_domain_records.clone()).with_context(|| {
-        format!(
-            "practice {} holds unreadable sendgrid_domain_records",
-            config.id
-        )
-    })
 }
 
 fn instructions(state: &DomainState, records: &[DnsRecordState]) -> Vec<String> {
@@ -272,10 +269,11 @@ pub async fn set_up(
     let practice_id = caller.practice_id;
     let config = load(ctx, practice_id).await?;
     let client = practice_client(ctx, &config)?;
+    let stored = SendGridAccount::of(&config);
     let same_subdomain = subdomain
         .as_deref()
-        .is_none_or(|wanted| config.sendgrid_domain_subdomain.as_deref() == Some(wanted));
-    match &config.sendgrid_domain {
+        .is_none_or(|wanted| stored.domain_subdomain.as_deref() == Some(wanted));
+    match &stored.domain {
         Some(stored) if !stored.eq_ignore_ascii_case(domain.as_str()) || !same_subdomain => {
             return Err(DomainError::OtherDomain(stored.clone()));
         }
@@ -298,22 +296,29 @@ pub async fn set_up(
     let records: Vec<DnsRecordState> = authenticated.records.into_iter().map(Into::into).collect();
 
     let mut tx = ctx.pool.begin().await?;
+    let current = PracticeMessagingConfig::load_for_update(&mut tx, practice_id)
+        .await?
+        .ok_or(DomainError::UnknownPractice)?;
+    let before = SendGridAccount::of(&current);
     // Setting up the stored authentication again keeps its age, and so its re-check schedule.
-    sqlx::query(
-        "update practices set sendgrid_domain = $2, sendgrid_domain_subdomain = $3,
-             sendgrid_domain_created_at = case when sendgrid_domain_id = $4 then coalesce(sendgrid_domain_created_at, now()) else now() end,
-             email_domain_last_checked_at = case when sendgrid_domain_id = $4 then email_domain_last_checked_at end,
-             sendgrid_domain_id = $4, sendgrid_domain_records = $5, email_domain_verified = $6
-         where id = $1",
-    )
-    .bind(practice_id)
-    .bind(&authenticated.domain)
-    .bind(&authenticated.subdomain)
-    .bind(authenticated.id)
-    .bind(sqlx::types::Json(&records))
-    .bind(authenticated.valid)
-    .execute(&mut *tx)
-    .await?;
+    let again = before.domain_id == Some(authenticated.id);
+    let last_checked_at = current.email_domain_last_checked_at.filter(|_| again);
+    let account = SendGridAccount {
+        domain: Some(authenticated.domain),
+        domain_subdomain: authenticated.subdomain,
+        domain_id: Some(authenticated.id),
+        domain_records: records,
+        domain_created_at: Some(
+            before
+                .domain_created_at
+                .filter(|_| again)
+                .unwrap_or_else(Utc::now),
+        ),
+        ..before
+    };
+    accounts::update_settings(&mut *tx, practice_id, Vendor::Sendgrid, &account).await?;
+    settings::record_email_domain(&mut tx, practice_id, authenticated.valid, last_checked_at)
+        .await?;
     commit_change(
         tx,
         &ctx.messaging,
@@ -339,37 +344,33 @@ pub async fn verify(
     user_id: Option<Uuid>,
 ) -> Result<DomainView, DomainError> {
     let config = load(ctx, practice_id).await?;
-    let domain_id = config.sendgrid_domain_id.ok_or(DomainError::NotSetUp)?;
+    let domain_id = SendGridAccount::of(&config)
+        .domain_id
+        .ok_or(DomainError::NotSetUp)?;
     let client = practice_client(ctx, &config)?;
     let validation = client
         .validate_domain(domain_id)
         .await
         .map_err(refused(None))?;
-    let mut records = stored_records(&config)?;
-    for record in &mut records {
+
+    let mut tx = ctx.pool.begin().await?;
+    let current = PracticeMessagingConfig::load_for_update(&mut tx, practice_id)
+        .await?
+        .ok_or(DomainError::UnknownPractice)?;
+    let mut account = SendGridAccount::of(&current);
+    // Deleted or replaced while SendGrid was validating: these results are about nothing we keep.
+    if account.domain_id != Some(domain_id) {
+        return Err(DomainError::NotSetUp);
+    }
+    for record in &mut account.domain_records {
         if let Some(result) = validation.results.iter().find(|r| r.name == record.name) {
             record.valid = result.valid;
             record.reason = result.reason.clone();
         }
     }
 
-    let mut tx = ctx.pool.begin().await?;
-    let current = PracticeMessagingConfig::load_for_update(&mut tx, practice_id)
-        .await?
-        .ok_or(DomainError::UnknownPractice)?;
-    // Deleted or replaced while SendGrid was validating: these results are about nothing we keep.
-    if current.sendgrid_domain_id != Some(domain_id) {
-        return Err(DomainError::NotSetUp);
-    }
-    sqlx::query(
-        "update practices set sendgrid_domain_records = $2, email_domain_verified = $3, email_domain_last_checked_at = now()
-         where id = $1",
-    )
-    .bind(practice_id)
-    .bind(sqlx::types::Json(&records))
-    .bind(validation.valid)
-    .execute(&mut *tx)
-    .await?;
+    accounts::update_settings(&mut *tx, practice_id, Vendor::Sendgrid, &account).await?;
+    settings::record_email_domain(&mut tx, practice_id, validation.valid, Some(Utc::now())).await?;
     if current.email_domain_verified == validation.valid {
         tx.commit().await?;
     } else {
@@ -404,9 +405,8 @@ pub async fn delete(
 ) -> Result<DomainDeletion, DomainError> {
     let practice_id = caller.practice_id;
     let config = load(ctx, practice_id).await?;
-    let (Some(domain_id), Some(domain)) =
-        (config.sendgrid_domain_id, config.sendgrid_domain.clone())
-    else {
+    let stored = SendGridAccount::of(&config);
+    let (Some(domain_id), Some(domain)) = (stored.domain_id, stored.domain) else {
         return Err(DomainError::NotSetUp);
     };
     let outcome = practice_client(ctx, &config)?
@@ -414,19 +414,20 @@ pub async fn delete(
         .await
         .map_err(refused(None))?;
     let mut tx = ctx.pool.begin().await?;
+    let current = PracticeMessagingConfig::load_for_update(&mut tx, practice_id)
+        .await?
+        .ok_or(DomainError::UnknownPractice)?;
+    let account = SendGridAccount::of(&current);
     // Guarded by the id: a domain set up again meanwhile is not the one SendGrid just removed.
-    let cleared = sqlx::query(
-        "update practices set sendgrid_domain = null, sendgrid_domain_subdomain = null, sendgrid_domain_id = null,
-             sendgrid_domain_records = '[]', sendgrid_domain_created_at = null,
-             email_domain_verified = false, email_domain_last_checked_at = null
-         where id = $1 and sendgrid_domain_id = $2",
-    )
-    .bind(practice_id)
-    .bind(domain_id)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if cleared > 0 {
+    if account.domain_id == Some(domain_id) {
+        accounts::update_settings(
+            &mut *tx,
+            practice_id,
+            Vendor::Sendgrid,
+            &account.without_domain(),
+        )
+        .await?;
+        settings::record_email_domain(&mut tx, practice_id, false, None).await?;
         commit_change(
             tx,
             &ctx.messaging,
@@ -466,28 +467,29 @@ pub async fn recheck_unverified_domains(ctx: SettingsContext, mut stop: watch::R
 /// checked. The schedule follows how DNS changes land: every 15 minutes in the 48 hours after
 /// set-up, then hourly for a week, then no more (Verify still works).
 ///
-/// Each due domain is claimed by moving its `email_domain_last_checked_at` on before it is
-/// checked, skipping rows another instance is claiming, so however many instances run this loop,
-/// each domain is checked once per turn. Counting the attempt up front also means a revoked key or
-/// an outage is retried on the schedule, not every tick.
+/// Each due domain is claimed ([`settings::claim_domain_checks`]) by moving its last check on
+/// before it is checked, so however many instances run this loop, each domain is checked once per
+/// turn. Counting the attempt up front also means a revoked key or an outage is retried on the
+/// schedule, not every tick.
 pub async fn recheck_due_domains(ctx: &SettingsContext) -> Result<usize, sqlx::Error> {
-    let due: Vec<Uuid> = sqlx::query_scalar(
-        "update practices set email_domain_last_checked_at = now()
-         where id in (
-             select id from practices
-             where sendgrid_domain_id is not null and not email_domain_verified
-               and sendgrid_domain_created_at > now() - interval '9 days'
-               and (email_domain_last_checked_at is null
-                    or email_domain_last_checked_at <= now() - case
-                        when sendgrid_domain_created_at > now() - interval '48 hours' then interval '15 minutes'
-                        else interval '1 hour' end)
-             order by email_domain_last_checked_at nulls first
-             limit 100
-             for update skip locked)
-         returning id",
+    let candidates: Vec<DueDomainCheck> = sqlx::query_as(
+        "select p.id as practice_id, p.email_domain_last_checked_at as last_checked_at
+         from practices p
+         join practice_accounts a on a.practice_id = p.id and a.vendor = $1
+         cross join lateral (select (a.settings ->> 'domainCreatedAt')::timestamptz as created_at) domain
+         where a.settings ->> 'domainId' is not null and not p.email_domain_verified
+           and domain.created_at > now() - interval '9 days'
+           and (p.email_domain_last_checked_at is null
+                or p.email_domain_last_checked_at <= now() - case
+                    when domain.created_at > now() - interval '48 hours' then interval '15 minutes'
+                    else interval '1 hour' end)
+         order by p.email_domain_last_checked_at nulls first
+         limit 100",
     )
+    .bind(Vendor::Sendgrid)
     .fetch_all(&ctx.pool)
     .await?;
+    let due = settings::claim_domain_checks(&ctx.pool, &candidates).await?;
     for &practice_id in &due {
         if let Err(e) = verify(ctx, practice_id, None).await {
             tracing::warn!(%practice_id, error = %e, "background re-check of a SendGrid domain failed");

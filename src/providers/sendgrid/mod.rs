@@ -7,7 +7,9 @@ pub mod settings;
 pub mod signature;
 pub mod webhook;
 
+use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
 
 use self::client::{OutgoingEmail, SendGridClient};
 use crate::{
@@ -21,6 +23,46 @@ use crate::{
 
 /// SendGrid in the registry.
 pub struct SendGrid;
+
+/// The non-secret part of a practice's SendGrid account, as `practice_accounts.settings` holds
+/// it: the sender (kept with the platform's account too, where it names the practice), the event
+/// webhook and the domain authentication. The API key is its one secret.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendGridAccount {
+    pub from_email: Option<String>,
+    pub from_name: Option<String>,
+    /// The Signed Event Webhook's public key, pasted or read back from the webhook we created.
+    pub webhook_verify_key: Option<String>,
+    /// The id of the event webhook we created in the practice's account.
+    pub webhook_id: Option<String>,
+    pub domain: Option<String>,
+    pub domain_subdomain: Option<String>,
+    /// SendGrid's id of the domain authentication.
+    pub domain_id: Option<i64>,
+    /// The DNS records as SendGrid gave them, with their last validation, shown verbatim.
+    #[serde(default)]
+    pub domain_records: Vec<domain::DnsRecordState>,
+    pub domain_created_at: Option<DateTime<Utc>>,
+}
+
+impl SendGridAccount {
+    pub fn of(config: &PracticeMessagingConfig) -> Self {
+        config.account(Vendor::Sendgrid)
+    }
+
+    /// Forgets the domain authentication.
+    fn without_domain(self) -> Self {
+        Self {
+            domain: None,
+            domain_subdomain: None,
+            domain_id: None,
+            domain_records: Vec::new(),
+            domain_created_at: None,
+            ..self
+        }
+    }
+}
 
 /// A SendGrid client for `api_key` against the configured API base.
 pub fn client(ctx: &ProviderContext, api_key: secrecy::SecretString) -> SendGridClient {
@@ -91,9 +133,9 @@ impl Provider for SendGrid {
 
 impl PracticeAccounts for SendGrid {
     fn custom_blocker(&self, config: &PracticeMessagingConfig) -> Option<&'static str> {
-        if config.sendgrid_api_key.is_none() {
+        if config.envelope(CredentialField::SendGridApiKey).is_none() {
             Some("custom SendGrid has no API key")
-        } else if config.sendgrid_from_email.is_none() {
+        } else if SendGridAccount::of(config).from_email.is_none() {
             Some("custom SendGrid has no from address")
         } else if !config.email_domain_verified {
             Some("custom SendGrid domain is not verified")
@@ -109,7 +151,8 @@ impl PracticeAccounts for SendGrid {
         secrets: &dyn Secrets,
     ) -> Result<Option<Account>, FactoryError> {
         let key = secrets.decrypt(config, CredentialField::SendGridApiKey)?;
-        let (Some(key), Some(from_email)) = (key, config.sendgrid_from_email.clone()) else {
+        let account = SendGridAccount::of(config);
+        let (Some(key), Some(from_email)) = (key, account.from_email) else {
             return Ok(None);
         };
         Ok(Some(Account {
@@ -118,7 +161,7 @@ impl PracticeAccounts for SendGrid {
             sender: Box::new(EmailSender {
                 client: client(ctx, key),
                 from_email,
-                from_name: config.sendgrid_from_name.clone(),
+                from_name: account.from_name,
             }),
         }))
     }

@@ -1,16 +1,19 @@
 //! The email channel: a practice's own SendGrid account, its key checked with `GET /v3/scopes`
 //! before it is saved, and its signed Event Webhook created through the API when the key may.
 
-use crate::audit::AuditAction;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::client::{EventWebhook, SendGridClient};
+use super::{
+    SendGridAccount,
+    client::{EventWebhook, SendGridClient},
+};
 use crate::providers::practice_settings::{
-    EmailSettingsRequest, EmailValidationRequest, ProviderFailure, SettingsError, SettingsUpdate,
-    begin_change, changed, commit_change, invalid, is_stored_secret, load, parse_provider,
-    refuse_custom_only, refuse_other_vendors, required, stored_secret, view,
+    AccountWrite, EmailSettingsRequest, EmailValidationRequest, Kept, ProviderFailure,
+    SettingsError, SettingsUpdate, begin_change, changed, invalid, is_stored_secret, load,
+    parse_provider, refuse_custom_only, refuse_other_vendors, required, save_account,
+    stored_secret, view,
 };
 use crate::{
     auth::PracticeCaller,
@@ -92,7 +95,8 @@ impl EmailChange {
         );
         match provider {
             Some(ProviderKind::CustomSendgrid)
-                if request.sendgrid_api_key.is_none() && stored.sendgrid_api_key.is_none() =>
+                if request.sendgrid_api_key.is_none()
+                    && stored.envelope(CredentialField::SendGridApiKey).is_none() =>
             {
                 errors.add(
                     API_KEY,
@@ -180,7 +184,7 @@ pub async fn update_email(
         require_mail_send(&scopes)?;
         let wants_webhook = change.provider == ProviderKind::CustomSendgrid
             && change.webhook_verify_key.is_none()
-            && stored.sendgrid_webhook_verify_key.is_none();
+            && SendGridAccount::of(&stored).webhook_verify_key.is_none();
         if wants_webhook {
             webhook = create_webhook(
                 &client,
@@ -193,70 +197,60 @@ pub async fn update_email(
         }
     }
 
-    let (mut tx, current) = begin_change(ctx, practice_id, Some(stored.settings_version)).await?;
-    let api_key = match &change.new_api_key {
-        Some(key) => Some(ctx.keyring.encrypt(
-            key.expose_secret(),
-            practice_id,
-            CredentialField::SendGridApiKey,
-        )),
-        None => current.sendgrid_api_key.clone(),
-    };
-    let (verify_key, webhook_id) = match (&webhook, &change.webhook_verify_key) {
+    let (tx, current) = begin_change(ctx, practice_id, Some(stored.settings_version)).await?;
+    let stored_account = current.accounts.get(Vendor::Sendgrid);
+    let mut secrets = stored_account
+        .map(|a| a.secrets.clone())
+        .unwrap_or_default();
+    if let Some(key) = &change.new_api_key {
+        let field = CredentialField::SendGridApiKey;
+        secrets.insert(
+            field.stored_name().to_string(),
+            ctx.keyring.encrypt(key.expose_secret(), practice_id, field),
+        );
+    }
+    let before = SendGridAccount::of(&current);
+    let (webhook_verify_key, webhook_id) = match (&webhook, &change.webhook_verify_key) {
         (Ok(Some(created)), _) => (Some(created.public_key.clone()), Some(created.id.clone())),
         // A pasted key belongs to a webhook the practice made itself, not to one we created.
         (_, Some(pasted)) => (Some(pasted.clone()), None),
-        _ => (
-            current.sendgrid_webhook_verify_key.clone(),
-            current.sendgrid_webhook_id.clone(),
-        ),
+        _ => (before.webhook_verify_key.clone(), before.webhook_id.clone()),
+    };
+    let account = SendGridAccount {
+        from_email: Some(change.from_email.to_string()),
+        from_name: Some(change.from_name.clone()),
+        webhook_verify_key,
+        webhook_id,
+        ..before.clone()
     };
     let fields = changed(&[
         ("provider", current.email_provider != change.provider),
         (API_KEY, change.new_api_key.is_some()),
-        (
-            "fromEmail",
-            current.sendgrid_from_email.as_deref() != Some(change.from_email.as_str()),
-        ),
-        (
-            "fromName",
-            current.sendgrid_from_name.as_deref() != Some(change.from_name.as_str()),
-        ),
+        ("fromEmail", before.from_email != account.from_email),
+        ("fromName", before.from_name != account.from_name),
         (
             "fallbackEnabled",
             current.email_fallback_enabled != change.fallback_enabled,
         ),
         (
             WEBHOOK_VERIFY_KEY,
-            verify_key != current.sendgrid_webhook_verify_key,
+            before.webhook_verify_key != account.webhook_verify_key,
         ),
     ]);
-    if !fields.is_empty() {
-        sqlx::query(
-            "update practices set email_provider = $2, sendgrid_api_key = $3, sendgrid_from_email = $4, sendgrid_from_name = $5,
-                 email_fallback_enabled = $6, sendgrid_webhook_verify_key = $7, sendgrid_webhook_id = $8
-             where id = $1",
-        )
-        .bind(practice_id)
-        .bind(change.provider)
-        .bind(api_key)
-        .bind(change.from_email.as_str())
-        .bind(&change.from_name)
-        .bind(change.fallback_enabled)
-        .bind(&verify_key)
-        .bind(webhook_id)
-        .execute(&mut *tx)
-        .await?;
-        commit_change(
-            tx,
-            &ctx.messaging,
-            practice_id,
-            Some(caller.user_id),
-            AuditAction::EmailUpdate,
-            &fields,
-        )
-        .await?;
-    }
+    save_account(
+        tx,
+        ctx,
+        caller,
+        AccountWrite {
+            kind: change.provider,
+            settings: &account,
+            secrets: &secrets,
+            sending_confirmed_at: None,
+            fallback_enabled: change.fallback_enabled,
+        },
+        &fields,
+    )
+    .await?;
 
     let settings = view(ctx, practice_id).await?;
     let mut notes = Vec::new();
@@ -383,22 +377,32 @@ pub async fn validate_email(
 /// they stay in the practice's SendGrid account, which we do not touch without being asked
 /// (DELETE /email/domain removes the domain there).
 pub fn erased_fields(current: &PracticeMessagingConfig) -> Vec<&'static str> {
+    let account = SendGridAccount::of(current);
     changed(&[
         ("provider", current.wants_custom_email()),
-        (API_KEY, current.sendgrid_api_key.is_some()),
+        (
+            API_KEY,
+            current.envelope(CredentialField::SendGridApiKey).is_some(),
+        ),
         (
             WEBHOOK_VERIFY_KEY,
-            current.sendgrid_webhook_verify_key.is_some() || current.sendgrid_webhook_id.is_some(),
+            account.webhook_verify_key.is_some() || account.webhook_id.is_some(),
         ),
-        ("domain", current.sendgrid_domain.is_some()),
+        ("domain", account.domain.is_some()),
     ])
 }
 
-/// Returns the channel to the system account and forgets SendGrid's key, webhook and domain.
-pub const ERASE_SQL: &str =
-    "update practices set email_provider = 'system_sendgrid', sendgrid_api_key = null,
-         sendgrid_webhook_verify_key = null, sendgrid_webhook_id = null,
-         sendgrid_domain = null, sendgrid_domain_subdomain = null, sendgrid_domain_id = null,
-         sendgrid_domain_records = '[]', sendgrid_domain_created_at = null,
-         email_domain_verified = false, email_domain_last_checked_at = null
-     where id = $1";
+/// What erasing the email channel keeps of SendGrid's: the sender, which names the practice
+/// whichever account sends.
+pub fn kept_after_erase(current: &PracticeMessagingConfig) -> Kept {
+    let account = SendGridAccount::of(current);
+    let sender = SendGridAccount {
+        from_email: account.from_email,
+        from_name: account.from_name,
+        ..SendGridAccount::default()
+    };
+    (sender != SendGridAccount::default()).then(|| {
+        let settings = serde_json::to_value(sender).expect("an account serializes");
+        (Vendor::Sendgrid, settings)
+    })
+}

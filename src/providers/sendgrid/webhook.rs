@@ -83,10 +83,10 @@ async fn verify_key(ctx: Context<'_>, tenant: Tenant) -> Result<String, WebhookE
     let key = match tenant {
         Tenant::System => ctx.settings.sendgrid_webhook_verify_key.clone(),
         Tenant::Practice(id) => {
-            PracticeMessagingConfig::load(ctx.pool, id)
+            let config = PracticeMessagingConfig::load(ctx.pool, id)
                 .await?
-                .ok_or_else(|| WebhookError::unauthenticated("no such practice"))?
-                .sendgrid_webhook_verify_key
+                .ok_or_else(|| WebhookError::unauthenticated("no such practice"))?;
+            super::SendGridAccount::of(&config).webhook_verify_key
         }
     };
     key.ok_or_else(|| {

@@ -229,9 +229,9 @@ pub async fn update(
     let mut secrets: BTreeMap<String, String> = current_account
         .map(|account| account.secrets.clone())
         .unwrap_or_default();
-    if change.key_changed || !secrets.contains_key(CredentialField::TelnyxApiKey.column()) {
+    if change.key_changed || !secrets.contains_key(CredentialField::TelnyxApiKey.stored_name()) {
         secrets.insert(
-            CredentialField::TelnyxApiKey.column().to_string(),
+            CredentialField::TelnyxApiKey.stored_name().to_string(),
             ctx.keyring.encrypt(
                 change.api_key.expose_secret(),
                 practice_id,

@@ -8,6 +8,7 @@ pub mod webhook;
 
 use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
 
 use self::client::{OutgoingSms, TwilioClient};
 use crate::{
@@ -21,6 +22,25 @@ use crate::{
 
 /// Twilio in the registry.
 pub struct Twilio;
+
+/// The non-secret part of a practice's Twilio account, as `practice_accounts.settings` holds
+/// it. The Account SID and auth token are its secrets.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TwilioAccount {
+    /// The number it sends from, E.164.
+    pub phone_number: Option<String>,
+    /// Whether our inbound webhook answers HELP/INFO on this number (Twilio answers them too,
+    /// so it is off until the practice turns it on).
+    #[serde(default)]
+    pub help_reply_enabled: bool,
+}
+
+impl TwilioAccount {
+    pub fn of(config: &PracticeMessagingConfig) -> Self {
+        config.account(Vendor::Twilio)
+    }
+}
 
 /// The route segment of Twilio's status callbacks under `/api/webhooks/`.
 pub const STATUS_ROUTE: &str = "twilio";
@@ -93,9 +113,10 @@ impl Provider for Twilio {
 
 impl PracticeAccounts for Twilio {
     fn custom_blocker(&self, config: &PracticeMessagingConfig) -> Option<&'static str> {
-        if config.twilio_account_sid.is_none() || config.twilio_auth_token.is_none() {
+        let has = |field| config.envelope(field).is_some();
+        if !has(CredentialField::TwilioAccountSid) || !has(CredentialField::TwilioAuthToken) {
             Some("custom Twilio credentials are incomplete")
-        } else if config.twilio_phone_number.is_none() {
+        } else if TwilioAccount::of(config).phone_number.is_none() {
             Some("custom Twilio has no phone number")
         } else {
             None
@@ -110,7 +131,8 @@ impl PracticeAccounts for Twilio {
     ) -> Result<Option<Account>, FactoryError> {
         let sid = secrets.decrypt(config, CredentialField::TwilioAccountSid)?;
         let token = secrets.decrypt(config, CredentialField::TwilioAuthToken)?;
-        let (Some(sid), Some(token), Some(from)) = (sid, token, config.twilio_phone_number.clone())
+        let (Some(sid), Some(token), Some(from)) =
+            (sid, token, TwilioAccount::of(config).phone_number)
         else {
             return Ok(None);
         };

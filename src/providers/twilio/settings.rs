@@ -2,22 +2,22 @@
 //! with `GET /Accounts/{sid}.json` (the account must be active) and the sending number with
 //! `IncomingPhoneNumbers` (an exact match that can send SMS).
 
-use crate::audit::AuditAction;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::TwilioAccount;
 use crate::providers::practice_settings::{
-    ProviderFailure, SettingsError, SettingsUpdate, SmsSettingsRequest, SmsValidationRequest,
-    begin_change, changed, commit_change, is_stored_secret, load, parse_provider,
-    refuse_custom_only, stored_secret, view,
+    AccountWrite, ProviderFailure, SettingsError, SettingsUpdate, SmsSettingsRequest,
+    SmsValidationRequest, begin_change, changed, is_stored_secret, load, parse_provider,
+    refuse_custom_only, save_account, stored_secret, view,
 };
 use crate::{
     auth::PracticeCaller,
     crypto::CredentialField,
     messaging::{Channel, ProviderKind, settings::PracticeMessagingConfig},
     providers::practice_settings::SettingsContext,
-    providers::twilio::client::TwilioClient,
+    providers::{Vendor, twilio::client::TwilioClient},
     types::FieldErrors,
     types::{self, PhoneE164},
 };
@@ -33,13 +33,13 @@ const TRIAL_WARNING: &str = "This is a Twilio trial account: it can only text nu
 struct SmsChange {
     provider: ProviderKind,
     /// The custom account; `None` with `system_twilio`, which keeps whatever is stored.
-    account: Option<TwilioAccount>,
+    account: Option<CustomAccount>,
     fallback_enabled: bool,
     /// `None`: keep the stored choice.
     help_reply_enabled: Option<bool>,
 }
 
-struct TwilioAccount {
+struct CustomAccount {
     sid: String,
     /// The given token, or the stored one when none was given.
     token: SecretString,
@@ -49,7 +49,7 @@ struct TwilioAccount {
     phone_changed: bool,
 }
 
-impl TwilioAccount {
+impl CustomAccount {
     /// Only what is new is checked with Twilio: a change of the fallback flag alone calls nobody.
     fn needs_check(&self) -> bool {
         self.sid_changed || self.token_changed || self.phone_changed
@@ -147,7 +147,7 @@ impl SmsChange {
                 Some(Some(phone)),
                 Some(token),
             ) if errors.is_empty() => {
-                let account = TwilioAccount {
+                let account = CustomAccount {
                     sid_changed: !same_sid(&sid),
                     token_changed: !is_stored_secret(
                         &ctx.keyring,
@@ -155,7 +155,8 @@ impl SmsChange {
                         CredentialField::TwilioAuthToken,
                         token.expose_secret(),
                     ),
-                    phone_changed: stored.twilio_phone_number.as_deref() != Some(phone.as_str()),
+                    phone_changed: TwilioAccount::of(stored).phone_number.as_deref()
+                        != Some(phone.as_str()),
                     sid,
                     token,
                     phone,
@@ -203,11 +204,10 @@ pub async fn update_sms(
     let practice_id = caller.practice_id;
     let stored = load(&ctx.pool, practice_id).await?;
     let change = SmsChange::parse(ctx, request, &stored)?;
-    let help_reply_enabled = change
-        .help_reply_enabled
-        .unwrap_or(stored.sms_help_reply_enabled);
+    let stored_help_reply = TwilioAccount::of(&stored).help_reply_enabled;
+    let help_reply_enabled = change.help_reply_enabled.unwrap_or(stored_help_reply);
     if help_reply_enabled
-        && !stored.sms_help_reply_enabled
+        && !stored_help_reply
         && crate::compliance::settings::help_contact(&ctx.pool, practice_id)
             .await?
             .is_none()
@@ -230,72 +230,63 @@ pub async fn update_sms(
         notes.extend(check_account(&client, &account.phone).await?.warnings);
     }
 
-    let (mut tx, current) = begin_change(ctx, practice_id, Some(stored.settings_version)).await?;
-    let encrypt = |value: &str, field| Some(ctx.keyring.encrypt(value, practice_id, field));
-    let (sid, token, phone) = match &change.account {
-        Some(account) => (
-            if account.sid_changed {
-                encrypt(&account.sid, CredentialField::TwilioAccountSid)
-            } else {
-                current.twilio_account_sid.clone()
-            },
-            if account.token_changed {
-                encrypt(
-                    account.token.expose_secret(),
-                    CredentialField::TwilioAuthToken,
-                )
-            } else {
-                current.twilio_auth_token.clone()
-            },
-            Some(account.phone.to_string()),
-        ),
-        // The system account keeps the stored custom one, so switching back needs no re-entry.
-        None => (
-            current.twilio_account_sid.clone(),
-            current.twilio_auth_token.clone(),
-            current.twilio_phone_number.clone(),
-        ),
+    let (tx, current) = begin_change(ctx, practice_id, Some(stored.settings_version)).await?;
+    let before = TwilioAccount::of(&current);
+    let mut secrets = current
+        .accounts
+        .get(Vendor::Twilio)
+        .map(|a| a.secrets.clone())
+        .unwrap_or_default();
+    let mut put = |field: CredentialField, value: &str| {
+        secrets.insert(
+            field.stored_name().to_string(),
+            ctx.keyring.encrypt(value, practice_id, field),
+        );
     };
-    let account = change.account.as_ref();
+    // The system account keeps the stored custom one, so switching back needs no re-entry.
+    let mut account = before.clone();
+    if let Some(custom) = &change.account {
+        if custom.sid_changed {
+            put(CredentialField::TwilioAccountSid, &custom.sid);
+        }
+        if custom.token_changed {
+            put(
+                CredentialField::TwilioAuthToken,
+                custom.token.expose_secret(),
+            );
+        }
+        account.phone_number = Some(custom.phone.to_string());
+    }
+    account.help_reply_enabled = help_reply_enabled;
+    let custom = change.account.as_ref();
     let fields = changed(&[
         ("provider", current.sms_provider != change.provider),
-        (ACCOUNT_SID, account.is_some_and(|a| a.sid_changed)),
-        (AUTH_TOKEN, account.is_some_and(|a| a.token_changed)),
-        (PHONE_NUMBER, account.is_some_and(|a| a.phone_changed)),
+        (ACCOUNT_SID, custom.is_some_and(|a| a.sid_changed)),
+        (AUTH_TOKEN, custom.is_some_and(|a| a.token_changed)),
+        (PHONE_NUMBER, custom.is_some_and(|a| a.phone_changed)),
         (
             "fallbackEnabled",
             current.sms_fallback_enabled != change.fallback_enabled,
         ),
         (
             HELP_REPLY_ENABLED,
-            current.sms_help_reply_enabled != help_reply_enabled,
+            before.help_reply_enabled != help_reply_enabled,
         ),
     ]);
-    if !fields.is_empty() {
-        sqlx::query(
-            "update practices set sms_provider = $2, twilio_account_sid = $3, twilio_auth_token = $4, twilio_phone_number = $5,
-                 sms_fallback_enabled = $6, sms_help_reply_enabled = $7
-             where id = $1",
-        )
-        .bind(practice_id)
-        .bind(change.provider)
-        .bind(sid)
-        .bind(token)
-        .bind(phone)
-        .bind(change.fallback_enabled)
-        .bind(help_reply_enabled)
-        .execute(&mut *tx)
-        .await?;
-        commit_change(
-            tx,
-            &ctx.messaging,
-            practice_id,
-            Some(caller.user_id),
-            AuditAction::SmsUpdate,
-            &fields,
-        )
-        .await?;
-    }
+    save_account(
+        tx,
+        ctx,
+        caller,
+        AccountWrite {
+            kind: change.provider,
+            settings: &account,
+            secrets: &secrets,
+            sending_confirmed_at: None,
+            fallback_enabled: change.fallback_enabled,
+        },
+        &fields,
+    )
+    .await?;
     Ok(SettingsUpdate {
         settings: view(ctx, practice_id).await?,
         notes,
@@ -424,7 +415,7 @@ pub async fn validate_sms(
         no_token,
         types::twilio_auth_token,
     );
-    let stored_phone = stored.twilio_phone_number.clone();
+    let stored_phone = TwilioAccount::of(&stored).phone_number;
     let phone = given_or_stored(
         &mut errors,
         PHONE_NUMBER,
@@ -478,16 +469,13 @@ fn given_or_stored<T>(
 
 /// What erasing the SMS channel erases of Twilio's: the fields it finds set, for the audit.
 pub fn erased_fields(current: &PracticeMessagingConfig) -> Vec<&'static str> {
+    let account = TwilioAccount::of(current);
+    let has = |field| current.envelope(field).is_some();
     changed(&[
         ("provider", current.wants_custom_sms()),
-        (ACCOUNT_SID, current.twilio_account_sid.is_some()),
-        (AUTH_TOKEN, current.twilio_auth_token.is_some()),
-        (PHONE_NUMBER, current.twilio_phone_number.is_some()),
-        (HELP_REPLY_ENABLED, current.sms_help_reply_enabled),
+        (ACCOUNT_SID, has(CredentialField::TwilioAccountSid)),
+        (AUTH_TOKEN, has(CredentialField::TwilioAuthToken)),
+        (PHONE_NUMBER, account.phone_number.is_some()),
+        (HELP_REPLY_ENABLED, account.help_reply_enabled),
     ])
 }
-
-/// Returns the channel to the system account and forgets Twilio's credentials and number.
-pub const ERASE_SQL: &str = "update practices set sms_provider = 'system_twilio', twilio_account_sid = null, twilio_auth_token = null,
-         twilio_phone_number = null, sms_help_reply_enabled = false
-     where id = $1";

@@ -409,13 +409,13 @@ async fn account(ctx: Context<'_>, tenant: Tenant) -> Result<Account, WebhookErr
                 |field, envelope: Option<&str>| ctx.keyring.decrypt_if_present(envelope, id, field);
             let sid = decrypt(
                 CredentialField::TwilioAccountSid,
-                config.twilio_account_sid.as_deref(),
+                config.envelope(CredentialField::TwilioAccountSid),
             )?;
             let auth_token = decrypt(
                 CredentialField::TwilioAuthToken,
-                config.twilio_auth_token.as_deref(),
+                config.envelope(CredentialField::TwilioAuthToken),
             )?;
-            let help_reply = if config.sms_help_reply_enabled {
+            let help_reply = if super::TwilioAccount::of(&config).help_reply_enabled {
                 Some(HelpReply {
                     contact: crate::compliance::settings::help_contact(ctx.pool, id).await?,
                     sender: config.name,
