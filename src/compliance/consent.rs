@@ -326,9 +326,9 @@ async fn append_for_address(
 }
 
 /// What an inbound SMS does to consent, called once per newly received message: an opt-out
-/// (keyword or phrase) revokes SMS care and marketing for the patients at `from`; a phrase,
-/// which the carrier does not act on, also puts the number on the suppression ledger and stops
-/// its sequences; START/UNSTOP/YES restores care. Returns what the message asked for.
+/// (keyword or phrase) revokes SMS care and marketing for the patients at `from` (a phrase,
+/// which the carrier does not act on, the caller also suppresses, as it does a STOP);
+/// START/UNSTOP/YES restores care. Returns what the message asked for.
 pub async fn on_inbound_sms(
     db: &mut PgConnection,
     scope: Scope,
@@ -352,20 +352,6 @@ pub async fn on_inbound_sms(
                 },
             )
             .await?;
-            if intent == optout::Intent::OptOutPhrase {
-                suppression::suppress(
-                    db,
-                    &[suppression::Suppression {
-                        scope,
-                        channel: Channel::Sms,
-                        address: from.to_string(),
-                        reason: SuppressionReason::OptedOut,
-                        unsubscribe_group: None,
-                        source: suppression::SuppressionSource::SmsReply,
-                    }],
-                )
-                .await?;
-            }
         }
         optout::Intent::OptIn => {
             append_for_address(
@@ -412,7 +398,7 @@ pub async fn on_email_unsubscribe(
 }
 
 /// [`on_email_unsubscribe`] for each practice-scoped email unsubscribe among suppression entries
-/// (a provider's unsubscribe and group-unsubscribe events).
+/// (the unsubscribe link, a provider's unsubscribe and group-unsubscribe events).
 pub async fn on_email_unsubscribes(
     db: &mut PgConnection,
     entries: &[suppression::Suppression],
@@ -421,13 +407,11 @@ pub async fn on_email_unsubscribes(
         if let (Scope::Practice(practice_id), Channel::Email, SuppressionReason::Unsubscribed) =
             (entry.scope, entry.channel, entry.reason)
         {
-            on_email_unsubscribe(
-                db,
-                practice_id,
-                &entry.address,
-                "provider unsubscribe event",
-            )
-            .await?;
+            let evidence = match entry.source {
+                suppression::SuppressionSource::UnsubscribeLink => "unsubscribe link",
+                _ => "provider unsubscribe event",
+            };
+            on_email_unsubscribe(db, practice_id, &entry.address, evidence).await?;
         }
     }
     Ok(())

@@ -1,7 +1,6 @@
-//! `practice_accounts`: a practice's own account of a vendor that has no columns on `practices`
-//! (Mailgun, Postmark, Telnyx). Each row holds the vendor's settings as JSON, shaped by the
-//! vendor's own module, and its secrets as encryption envelopes keyed by
-//! [`CredentialField::column`], each bound to the practice and the field.
+//! `practice_accounts`: a practice's account of each vendor. Each row holds the vendor's settings
+//! as JSON, shaped by the vendor's own module, and its secrets as encryption envelopes keyed by
+//! [`CredentialField::stored_name`], each bound to the practice and the field.
 
 use std::collections::BTreeMap;
 

@@ -7,7 +7,7 @@ use sqlx::{PgConnection, PgExecutor, PgPool};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{Channel, ProviderKind};
+use super::Channel;
 use crate::{
     page::{Page, PageRequest},
     types::FieldErrors,
@@ -115,7 +115,8 @@ pub async fn add(
 }
 
 /// Adds every entry in one statement (a webhook batch may carry hundreds); entries already on
-/// their ledger keep their first reason.
+/// their ledger keep their first reason. What else an opt-out does (its sequences stop, its
+/// consent is revoked) is `outreach::opt_outs::suppress`, which every opt-out goes through.
 pub async fn add_all(db: impl PgExecutor<'_>, entries: &[Suppression]) -> Result<(), sqlx::Error> {
     bind_entries(
         sqlx::query(
@@ -175,7 +176,7 @@ pub async fn lift_group_unsubscribes(
 
 /// Binds `entries` as four parallel arrays, normalised as the ledger stores them:
 /// practice id (`uuid[]`, null for the system sender), channel, address and reason (`text[]`).
-fn bind_entries<'q>(
+pub fn bind_entries<'q>(
     query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     entries: &[Suppression],
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
@@ -247,32 +248,6 @@ pub async fn check(
     .await
 }
 
-/// Puts every entry on its ledger and stops the active sequence enrolments of patients at that
-/// address, who must receive no further steps: in the entry's practice, or, for the shared
-/// system sender, in every practice that sends that channel from the system account.
-pub async fn suppress(db: &mut PgConnection, entries: &[Suppression]) -> Result<(), sqlx::Error> {
-    if entries.is_empty() {
-        return Ok(());
-    }
-    add_all(&mut *db, entries).await?;
-    let stop = sqlx::query(
-        "update sequence_enrollments e
-         set status = 'stopped', stop_reason = s.reason, updated_at = now()
-         from unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) as s(practice_id, channel, address, reason),
-              patients p, practices pr
-         where e.status = 'active' and p.id = e.patient_id and pr.id = e.practice_id
-           and (e.practice_id = s.practice_id
-                or (s.practice_id is null and case s.channel
-                        when 'email' then pr.email_provider <> all($5)
-                        else pr.sms_provider <> all($5) end))
-           and case s.channel when 'email' then lower(p.email) = s.address else p.phone = s.address end",
-    );
-    bind_entries(stop, entries)
-        .bind(ProviderKind::custom_names())
-        .execute(db)
-        .await?;
-    Ok(())
-}
 /// What the practice's suppression list and lifting refuse.
 #[derive(Debug, thiserror::Error)]
 pub enum SuppressionError {

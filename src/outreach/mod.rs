@@ -8,6 +8,7 @@ pub mod activity;
 pub mod analytics;
 pub mod logs;
 pub mod messages;
+pub mod opt_outs;
 pub mod patients;
 pub mod queue;
 pub mod rate_limit;

@@ -24,7 +24,10 @@ use super::{
 };
 use crate::{
     compliance::Category,
-    messaging::Channel,
+    messaging::{
+        Channel, ProviderKind,
+        suppression::{self, Suppression},
+    },
     page::{NewestFirst, Page, PageRequest},
     types::FieldErrors,
 };
@@ -636,6 +639,32 @@ pub async fn remove_enrollment(
     if found.rows_affected() == 0 {
         return Err(OutreachError::NotFound("enrollment"));
     }
+    Ok(())
+}
+
+/// Stops the active enrolments of patients at each entry's address, who must receive no further
+/// steps: in the entry's practice, or, for the shared system sender, in every practice that
+/// sends that channel from the platform's accounts. The stop reason is the entry's.
+pub async fn stop_enrolments_at(
+    db: &mut sqlx::PgConnection,
+    entries: &[Suppression],
+) -> Result<(), sqlx::Error> {
+    let stop = sqlx::query(
+        "update sequence_enrollments e
+         set status = 'stopped', stop_reason = s.reason, updated_at = now()
+         from unnest($1::uuid[], $2::text[], $3::text[], $4::text[]) as s(practice_id, channel, address, reason),
+              patients p, practices pr
+         where e.status = 'active' and p.id = e.patient_id and pr.id = e.practice_id
+           and (e.practice_id = s.practice_id
+                or (s.practice_id is null and case s.channel
+                        when 'email' then pr.email_provider <> all($5)
+                        else pr.sms_provider <> all($5) end))
+           and case s.channel when 'email' then lower(p.email) = s.address else p.phone = s.address end",
+    );
+    suppression::bind_entries(stop, entries)
+        .bind(ProviderKind::custom_names())
+        .execute(db)
+        .await?;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::messaging::{
     Channel,
-    suppression::{self, Scope, Suppression, SuppressionReason, SuppressionSource},
+    suppression::{Scope, Suppression, SuppressionReason, SuppressionSource},
 };
 
 pub struct UnsubscribeLinks {
@@ -101,7 +101,7 @@ pub async fn unsubscribe(pool: &PgPool, request: &Unsubscribe) -> Result<bool, s
     if !exists {
         return Ok(false);
     }
-    suppression::suppress(
+    super::opt_outs::suppress(
         &mut tx,
         &[Suppression {
             scope: Scope::Practice(request.practice_id),
@@ -111,13 +111,6 @@ pub async fn unsubscribe(pool: &PgPool, request: &Unsubscribe) -> Result<bool, s
             unsubscribe_group: None,
             source: SuppressionSource::UnsubscribeLink,
         }],
-    )
-    .await?;
-    crate::compliance::consent::on_email_unsubscribe(
-        &mut tx,
-        request.practice_id,
-        &request.email,
-        "unsubscribe link",
     )
     .await?;
     tx.commit().await?;

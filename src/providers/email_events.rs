@@ -12,7 +12,6 @@ use uuid::Uuid;
 use crate::webhooks::{
     Receipt, Tenant,
     events::{self, NewEvent},
-    ledger,
 };
 use crate::{
     messaging::{
@@ -225,7 +224,7 @@ pub async fn ingest(
         }
     }
     status::advance(db, &changes).await?;
-    ledger::suppress(db, &suppressions).await?;
+    crate::outreach::opt_outs::suppress(db, &suppressions).await?;
     Ok(Receipt {
         received: events.len(),
         stored,

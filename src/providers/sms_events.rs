@@ -7,7 +7,6 @@ use uuid::Uuid;
 use crate::webhooks::{
     Tenant,
     events::{self, NewEvent},
-    ledger,
 };
 use crate::{
     compliance::inbound,
@@ -162,14 +161,19 @@ pub async fn receive_inbound(
             .await?;
         }
         tracing::info!(route = ?tenant, ?keyword, "Processing {} inbound message", vendor.display_name());
-        match keyword {
-            Keyword::OptOut => {
-                ledger::suppress(
-                    &mut tx,
-                    &[opt_out(tenant, message.from, SuppressionSource::SmsKeyword)],
-                )
-                .await?
+        let opt_out_source = match (keyword, intent) {
+            (Keyword::OptOut, _) => Some(SuppressionSource::SmsKeyword),
+            (_, crate::compliance::optout::Intent::OptOutPhrase) => {
+                Some(SuppressionSource::SmsReply)
             }
+            _ => None,
+        };
+        if let Some(source) = opt_out_source {
+            crate::outreach::opt_outs::suppress(&mut tx, &[opt_out(tenant, message.from, source)])
+                .await?;
+        }
+        match keyword {
+            Keyword::OptOut => {}
             Keyword::OptIn => {
                 suppression::remove(&mut *tx, tenant.scope(), Channel::Sms, message.from).await?;
             }

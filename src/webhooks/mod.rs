@@ -8,7 +8,6 @@
 //! duplicate deliveries change nothing twice.
 
 pub mod events;
-pub mod ledger;
 
 use serde::Serialize;
 use utoipa::ToSchema;

@@ -22,7 +22,6 @@ use crate::providers::email_events::{EmailLog, Logs, NamesMessage, Target};
 use crate::webhooks::{
     Context, Receipt, Route, Tenant, WebhookError,
     events::{self, NewEvent},
-    ledger,
 };
 use crate::{
     messaging::{
@@ -399,7 +398,7 @@ async fn ingest(
         resubscribes.extend(event.resubscribe(practice));
     }
     status::advance(db, &changes).await?;
-    ledger::suppress(db, &suppressions).await?;
+    crate::outreach::opt_outs::suppress(db, &suppressions).await?;
     suppression::lift_group_unsubscribes(&mut *db, &resubscribes).await?;
     Ok(Receipt {
         received: events.len(),

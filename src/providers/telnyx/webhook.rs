@@ -13,7 +13,7 @@ use crate::{
     messaging::{ProviderKind, settings::PracticeMessagingConfig, suppression::SuppressionSource},
     outreach::status::{self, OutreachStatus, ReportedPrice, StatusChange},
     providers::Vendor,
-    webhooks::{Context, Receipt, Route, Tenant, WebhookError, events::NewEvent, ledger},
+    webhooks::{Context, Receipt, Route, Tenant, WebhookError, events::NewEvent},
 };
 
 /// Telnyx's error for a send to a number that replied STOP to the messaging profile.
@@ -252,7 +252,7 @@ async fn apply_update(
             .any(|error| error.code.as_deref() == Some(BLOCKED_BY_STOP))
             && let Some(to) = recipient
         {
-            ledger::suppress(
+            crate::outreach::opt_outs::suppress(
                 &mut tx,
                 &[opt_out(
                     tenant,

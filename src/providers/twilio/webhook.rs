@@ -18,7 +18,7 @@ use sqlx::PgConnection;
 
 use crate::providers::sms_events::{self as sms, InboundSms, Keyword, SmsLog, opt_out};
 
-use crate::webhooks::{Context, Receipt, Route, Tenant, WebhookError, events::NewEvent, ledger};
+use crate::webhooks::{Context, Receipt, Route, Tenant, WebhookError, events::NewEvent};
 use crate::{
     config::Settings,
     crypto::CredentialField,
@@ -95,7 +95,7 @@ async fn apply_status(
         if params.get("ErrorCode") == Some(OPTED_OUT_ERROR)
             && let Some(to) = params.get("To")
         {
-            ledger::suppress(
+            crate::outreach::opt_outs::suppress(
                 &mut tx,
                 &[opt_out(tenant, to, SuppressionSource::ProviderRefusal)],
             )
