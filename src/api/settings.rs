@@ -19,14 +19,14 @@ use crate::{
     auth::{PracticeCaller, Role},
     error::{ApiError, ErrorBody},
     messaging::Channel,
+    providers::practice_settings::domain::{
+        DomainDeletion, DomainError, DomainSetupRequest, DomainView, SetUpOutcome,
+    },
     providers::practice_settings::{
         self as settings, EmailSettingsRequest, EmailValidation, EmailValidationRequest,
         MessagingSettings, MessagingStatus, ProviderFailure, SettingsContext, SettingsError,
         SettingsUpdate, SmsSettingsRequest, SmsValidation, SmsValidationRequest, TestSendRequest,
         TestSendResult,
-    },
-    providers::sendgrid::domain::{
-        DomainDeletion, DomainError, DomainSetupRequest, DomainView, SetUpOutcome,
     },
 };
 

@@ -4,14 +4,14 @@
 use super::{Account, Channel, PracticeAccounts, Provider, ProviderContext, Vendor};
 
 pub struct Registry {
-    providers: Vec<Box<dyn Provider>>,
+    providers: Vec<&'static dyn Provider>,
     /// Where a channel's messages go when the platform has no vendor for it.
     outbox: fn(&ProviderContext, Channel) -> Account,
 }
 
 impl Registry {
     pub fn new(
-        providers: Vec<Box<dyn Provider>>,
+        providers: Vec<&'static dyn Provider>,
         outbox: fn(&ProviderContext, Channel) -> Account,
     ) -> Self {
         Self { providers, outbox }
@@ -21,7 +21,7 @@ impl Registry {
         self.providers
             .iter()
             .find(|p| p.vendor() == vendor)
-            .map(|p| &**p)
+            .copied()
     }
 
     /// The practices' own accounts of `vendor`, if it takes them.

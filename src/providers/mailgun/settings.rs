@@ -4,6 +4,8 @@
 //! account used only while Mailgun calls the domain `active`.
 
 use crate::audit::AuditAction;
+use crate::providers::practice_settings::{AccountSettings, EmailRoutes};
+use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -24,7 +26,10 @@ use crate::{
     },
     providers::{
         Vendor,
-        sendgrid::domain::{DnsRecordState, DomainError, DomainState, DomainView},
+        practice_settings::domain::{
+            DnsRecordState, DomainDeletion, DomainError, DomainSetupRequest, DomainState,
+            DomainView, SendingDomain, SetUpOutcome,
+        },
     },
     types::{self, DomainName, EmailAddress, FieldErrors},
 };
@@ -579,4 +584,74 @@ pub async fn verify_domain(
         .await
         .map_err(|e| DomainError::Internal(anyhow::anyhow!(e.to_string())))?;
     domain_view(&reread)
+}
+
+impl AccountSettings<EmailRoutes> for super::Mailgun {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::CustomMailgun
+    }
+
+    fn given_fields(&self, change: &EmailSettingsRequest) -> Vec<(&'static str, bool)> {
+        given_fields(change).to_vec()
+    }
+
+    fn update<'a>(
+        &'a self,
+        ctx: &'a SettingsContext,
+        caller: &'a PracticeCaller,
+        change: EmailSettingsRequest,
+    ) -> BoxFuture<'a, Result<SettingsUpdate, SettingsError>> {
+        Box::pin(update(ctx, caller, change))
+    }
+
+    fn validate<'a>(
+        &'a self,
+        ctx: &'a SettingsContext,
+        caller: &'a PracticeCaller,
+        check: EmailValidationRequest,
+    ) -> BoxFuture<'a, Result<EmailValidation, SettingsError>> {
+        Box::pin(validate(ctx, caller, check))
+    }
+
+    fn sending_domain(&self) -> Option<&'static dyn SendingDomain> {
+        Some(&super::Mailgun)
+    }
+}
+
+/// The domain routes for a practice on its own Mailgun domain: read and verified here; it is
+/// chosen and removed with the account itself.
+impl SendingDomain for super::Mailgun {
+    fn view<'a>(
+        &'a self,
+        _ctx: &'a SettingsContext,
+        config: &'a PracticeMessagingConfig,
+    ) -> BoxFuture<'a, Result<DomainView, DomainError>> {
+        Box::pin(async move { domain_view(config) })
+    }
+
+    fn verify<'a>(
+        &'a self,
+        ctx: &'a SettingsContext,
+        config: &'a PracticeMessagingConfig,
+        user_id: Option<uuid::Uuid>,
+    ) -> BoxFuture<'a, Result<DomainView, DomainError>> {
+        Box::pin(verify_domain(ctx, config, user_id))
+    }
+
+    fn set_up<'a>(
+        &'a self,
+        _ctx: &'a SettingsContext,
+        _caller: &'a PracticeCaller,
+        _request: DomainSetupRequest,
+    ) -> BoxFuture<'a, Result<(DomainView, SetUpOutcome), DomainError>> {
+        Box::pin(async { Err(DomainError::MailgunDomain) })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        _ctx: &'a SettingsContext,
+        _caller: &'a PracticeCaller,
+    ) -> BoxFuture<'a, Result<DomainDeletion, DomainError>> {
+        Box::pin(async { Err(DomainError::MailgunDomain) })
+    }
 }

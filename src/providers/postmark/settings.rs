@@ -3,6 +3,8 @@
 //! for the practice, and the sender confirmed by the first test send Postmark accepts (a server
 //! token cannot prove that its server may send from an address).
 
+use crate::providers::practice_settings::{AccountSettings, EmailRoutes};
+use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -428,4 +430,32 @@ pub async fn validate(
         can_authenticate_domains: false,
         can_create_event_webhook: valid,
     })
+}
+
+impl AccountSettings<EmailRoutes> for super::Postmark {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::CustomPostmark
+    }
+
+    fn given_fields(&self, change: &EmailSettingsRequest) -> Vec<(&'static str, bool)> {
+        given_fields(change).to_vec()
+    }
+
+    fn update<'a>(
+        &'a self,
+        ctx: &'a SettingsContext,
+        caller: &'a PracticeCaller,
+        change: EmailSettingsRequest,
+    ) -> BoxFuture<'a, Result<SettingsUpdate, SettingsError>> {
+        Box::pin(update(ctx, caller, change))
+    }
+
+    fn validate<'a>(
+        &'a self,
+        ctx: &'a SettingsContext,
+        caller: &'a PracticeCaller,
+        check: EmailValidationRequest,
+    ) -> BoxFuture<'a, Result<EmailValidation, SettingsError>> {
+        Box::pin(validate(ctx, caller, check))
+    }
 }

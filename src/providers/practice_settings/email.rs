@@ -1,19 +1,17 @@
-//! The email channel's requests, whichever vendor they choose, and the operations that are the
-//! channel's rather than a vendor's: choosing the vendor's settings module, and erasing every
-//! custom account of the channel.
+//! The email channel's requests, whichever vendor they choose, and its routes' operations, which
+//! hand each request to the vendor it chooses ([`channel`]).
 
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{
-    EmailValidation, MessagingSettings, SettingsError, SettingsUpdate, changed, erase,
-    refuse_custom_only,
+    EmailValidation, MessagingSettings, SettingsError, SettingsUpdate,
+    channel::{self, AccountSettings, ChannelRoutes},
 };
 use crate::{
     auth::PracticeCaller,
-    messaging::{Channel, ProviderKind, settings::PracticeMessagingConfig},
-    providers::practice_settings::SettingsContext,
-    providers::{Vendor, mailgun, postmark, sendgrid},
+    messaging::{Channel, ProviderKind},
+    providers::{Registered, practice_settings::SettingsContext},
     types::FieldErrors,
 };
 
@@ -74,40 +72,39 @@ pub struct EmailValidationRequest {
     pub mailgun_region: Option<String>,
 }
 
-/// Flags each field of an email vendor other than `chosen` that the request gives: silently
-/// ignoring it would let the practice believe it was saved. Each vendor's parsing calls this, so
-/// every bad field of a request is named in one answer.
+/// The email settings routes.
+pub struct EmailRoutes;
+
+impl ChannelRoutes for EmailRoutes {
+    const CHANNEL: Channel = Channel::Email;
+    type Change = EmailSettingsRequest;
+    type Check = EmailValidationRequest;
+    type Checked = EmailValidation;
+
+    fn chosen(change: &EmailSettingsRequest) -> Option<&str> {
+        change.provider.as_deref()
+    }
+
+    fn checked(check: &EmailValidationRequest) -> Option<&str> {
+        check.provider.as_deref()
+    }
+
+    fn settings(vendor: &Registered) -> Option<&'static dyn AccountSettings<Self>> {
+        match *vendor {
+            Registered::Email(vendor) => Some(vendor),
+            Registered::Sms(_) => None,
+        }
+    }
+}
+
+/// Flags each field of an email vendor other than `chosen` that the request gives (see
+/// [`channel::refuse_other_vendors`]).
 pub(crate) fn refuse_other_vendors(
     errors: &mut FieldErrors,
     request: &EmailSettingsRequest,
     chosen: ProviderKind,
 ) {
-    let vendors: [(ProviderKind, &[(&'static str, bool)]); 3] = [
-        (
-            ProviderKind::CustomSendgrid,
-            &[
-                ("sendgridApiKey", request.sendgrid_api_key.is_some()),
-                ("webhookVerifyKey", request.webhook_verify_key.is_some()),
-            ],
-        ),
-        (
-            ProviderKind::CustomMailgun,
-            &mailgun::settings::given_fields(request),
-        ),
-        (
-            ProviderKind::CustomPostmark,
-            &postmark::settings::given_fields(request),
-        ),
-    ];
-    for (kind, given) in vendors {
-        if kind != chosen {
-            refuse_custom_only(errors, given, kind, Channel::Email);
-        }
-    }
-}
-
-fn wants(provider: Option<&str>, kind: ProviderKind) -> bool {
-    provider.map(str::trim) == Some(kind.as_str())
+    channel::refuse_other_vendors::<EmailRoutes>(errors, request, chosen);
 }
 
 /// Saves the email settings through the chosen vendor's module.
@@ -117,13 +114,7 @@ pub async fn update_email(
     caller: &PracticeCaller,
     request: EmailSettingsRequest,
 ) -> Result<SettingsUpdate, SettingsError> {
-    if wants(request.provider.as_deref(), ProviderKind::CustomPostmark) {
-        postmark::settings::update(ctx, caller, request).await
-    } else if wants(request.provider.as_deref(), ProviderKind::CustomMailgun) {
-        mailgun::settings::update(ctx, caller, request).await
-    } else {
-        sendgrid::settings::update_email(ctx, caller, request).await
-    }
+    channel::update::<EmailRoutes>(ctx, caller, request).await
 }
 
 /// Checks a credential with its vendor without saving anything.
@@ -133,13 +124,7 @@ pub async fn validate_email(
     caller: &PracticeCaller,
     request: EmailValidationRequest,
 ) -> Result<EmailValidation, SettingsError> {
-    if wants(request.provider.as_deref(), ProviderKind::CustomPostmark) {
-        postmark::settings::validate(ctx, caller, request).await
-    } else if wants(request.provider.as_deref(), ProviderKind::CustomMailgun) {
-        mailgun::settings::validate(ctx, caller, request).await
-    } else {
-        sendgrid::settings::validate_email(ctx, caller, request).await
-    }
+    channel::validate::<EmailRoutes>(ctx, caller, request).await
 }
 
 /// Back to the system account; every custom email account's credentials are erased here (the
@@ -149,20 +134,5 @@ pub async fn delete_email(
     ctx: &SettingsContext,
     caller: &PracticeCaller,
 ) -> Result<MessagingSettings, SettingsError> {
-    let erased = |current: &PracticeMessagingConfig| {
-        let mut fields = sendgrid::settings::erased_fields(current);
-        fields.extend(changed(&[
-            ("mailgun", current.accounts.get(Vendor::Mailgun).is_some()),
-            ("postmark", current.accounts.get(Vendor::Postmark).is_some()),
-        ]));
-        fields
-    };
-    erase(
-        ctx,
-        caller,
-        Channel::Email,
-        erased,
-        sendgrid::settings::kept_after_erase,
-    )
-    .await
+    channel::delete::<EmailRoutes>(ctx, caller).await
 }

@@ -9,6 +9,7 @@
 //! notification ([`commit_change`]). Nothing here knows HTTP: `api::settings` maps
 //! [`SettingsError`] to statuses.
 
+mod channel;
 pub mod domain;
 mod email;
 mod sms;
@@ -26,15 +27,21 @@ use uuid::Uuid;
 
 pub use crate::providers::sendgrid::settings::EmailValidation;
 pub use crate::providers::twilio::settings::SmsValidation;
+pub use channel::{AccountSettings, ChannelRoutes};
 pub(crate) use email::refuse_other_vendors;
 pub use email::{
-    EmailSettingsRequest, EmailValidationRequest, delete_email, update_email, validate_email,
+    EmailRoutes, EmailSettingsRequest, EmailValidationRequest, delete_email, update_email,
+    validate_email,
 };
-pub use sms::{SmsSettingsRequest, SmsValidationRequest, delete_sms, update_sms, validate_sms};
+pub(crate) use sms::refuse_other_vendors as refuse_other_sms_vendors;
+pub use sms::{
+    SmsRoutes, SmsSettingsRequest, SmsValidationRequest, delete_sms, update_sms, validate_sms,
+};
 pub use status::{
     ChannelStatus, MessagingStatus, TestSendRequest, TestSendResult, UsageCounts, send_test, status,
 };
 
+use self::domain::DomainState;
 pub(crate) use crate::messaging::settings::commit_change;
 use crate::messaging::{
     Channel, MessagingServiceFactory, ProviderError, ProviderKind,
@@ -46,12 +53,8 @@ use crate::{
     config::Settings,
     crypto::{CredentialField, CryptoError, Keyring},
     providers::{
-        Vendor,
-        mailgun::settings::MailgunSettingsView,
-        postmark::settings::PostmarkSettingsView,
-        sendgrid::{SendGridAccount, domain::DomainState},
-        telnyx::settings::TelnyxSettingsView,
-        twilio::TwilioAccount,
+        Vendor, mailgun::settings::MailgunSettingsView, postmark::settings::PostmarkSettingsView,
+        sendgrid::SendGridAccount, telnyx::settings::TelnyxSettingsView, twilio::TwilioAccount,
     },
     types::FieldErrors,
 };
@@ -543,27 +546,32 @@ pub(crate) fn changed(fields: &[(&'static str, bool)]) -> Vec<&'static str> {
         .collect()
 }
 
-/// The provider choice for `channel`, or what the practice may write instead.
+/// The platform's choice for `channel` or its vendor's own account (what the platform vendor's
+/// settings module saves), or every choice the practice may write instead.
 pub(crate) fn parse_provider(
     value: Option<&str>,
     channel: Channel,
 ) -> Result<ProviderKind, String> {
-    let (allowed, choices): (&[ProviderKind], &str) = match channel {
-        Channel::Email => (
-            &[ProviderKind::SystemSendgrid, ProviderKind::CustomSendgrid],
-            "system_sendgrid, custom_sendgrid, custom_mailgun or custom_postmark",
-        ),
-        Channel::Sms => (
-            &[ProviderKind::SystemTwilio, ProviderKind::CustomTwilio],
-            "system_twilio, custom_twilio or custom_telnyx",
-        ),
-    };
+    let platform = ProviderKind::platform_choice(channel);
     let wanted = value.ok_or_else(|| "is required".to_string())?;
-    allowed
-        .iter()
-        .copied()
+    if let Some(kind) = std::iter::once(platform)
+        .chain(platform.vendor().custom_kind())
         .find(|kind| kind.as_str() == wanted)
-        .ok_or_else(|| format!("must be {choices}"))
+    {
+        return Ok(kind);
+    }
+    let choices: Vec<&str> = std::iter::once(platform)
+        .chain(
+            crate::providers::VENDORS
+                .iter()
+                .map(crate::providers::Registered::provider)
+                .filter(|provider| provider.channel() == channel)
+                .filter_map(|provider| provider.vendor().custom_kind()),
+        )
+        .map(ProviderKind::as_str)
+        .collect();
+    let (last, rest) = choices.split_last().expect("the platform's choice is one");
+    Err(format!("must be {} or {last}", rest.join(", ")))
 }
 
 pub(crate) fn required(value: Option<String>) -> Result<String, String> {

@@ -1,19 +1,17 @@
-//! The SMS channel's requests, whichever vendor they choose, and the operations that are the
-//! channel's rather than a vendor's: choosing the vendor's settings module, and erasing every
-//! custom account of the channel.
+//! The SMS channel's requests, whichever vendor they choose, and its routes' operations, which
+//! hand each request to the vendor it chooses ([`channel`]).
 
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{
-    MessagingSettings, SettingsError, SettingsUpdate, SmsValidation, changed, erase,
-    refuse_custom_only,
+    MessagingSettings, SettingsError, SettingsUpdate, SmsValidation,
+    channel::{self, AccountSettings, ChannelRoutes},
 };
 use crate::{
     auth::PracticeCaller,
-    messaging::{Channel, ProviderKind, settings::PracticeMessagingConfig},
-    providers::practice_settings::SettingsContext,
-    providers::{Vendor, telnyx, twilio},
+    messaging::{Channel, ProviderKind},
+    providers::{Registered, practice_settings::SettingsContext},
     types::FieldErrors,
 };
 
@@ -71,8 +69,39 @@ pub struct SmsValidationRequest {
     pub telnyx_messaging_profile_id: Option<String>,
 }
 
-fn wants(provider: Option<&str>, kind: ProviderKind) -> bool {
-    provider.map(str::trim) == Some(kind.as_str())
+/// The SMS settings routes.
+pub struct SmsRoutes;
+
+impl ChannelRoutes for SmsRoutes {
+    const CHANNEL: Channel = Channel::Sms;
+    type Change = SmsSettingsRequest;
+    type Check = SmsValidationRequest;
+    type Checked = SmsValidation;
+
+    fn chosen(change: &SmsSettingsRequest) -> Option<&str> {
+        change.provider.as_deref()
+    }
+
+    fn checked(check: &SmsValidationRequest) -> Option<&str> {
+        check.provider.as_deref()
+    }
+
+    fn settings(vendor: &Registered) -> Option<&'static dyn AccountSettings<Self>> {
+        match *vendor {
+            Registered::Sms(vendor) => Some(vendor),
+            Registered::Email(_) => None,
+        }
+    }
+}
+
+/// Flags each field of an SMS vendor other than `chosen` that the request gives (see
+/// [`channel::refuse_other_vendors`]).
+pub(crate) fn refuse_other_vendors(
+    errors: &mut FieldErrors,
+    request: &SmsSettingsRequest,
+    chosen: ProviderKind,
+) {
+    channel::refuse_other_vendors::<SmsRoutes>(errors, request, chosen);
 }
 
 /// Saves the SMS settings through the chosen vendor's module.
@@ -82,20 +111,7 @@ pub async fn update_sms(
     caller: &PracticeCaller,
     request: SmsSettingsRequest,
 ) -> Result<SettingsUpdate, SettingsError> {
-    if wants(request.provider.as_deref(), ProviderKind::CustomTelnyx) {
-        return telnyx::settings::update(ctx, caller, request).await;
-    }
-    let mut errors = FieldErrors::new();
-    refuse_custom_only(
-        &mut errors,
-        &telnyx::settings::given_fields(&request),
-        ProviderKind::CustomTelnyx,
-        Channel::Sms,
-    );
-    if !errors.is_empty() {
-        return Err(SettingsError::Invalid(errors));
-    }
-    twilio::settings::update_sms(ctx, caller, request).await
+    channel::update::<SmsRoutes>(ctx, caller, request).await
 }
 
 /// Checks an account with its vendor without saving anything.
@@ -105,11 +121,7 @@ pub async fn validate_sms(
     caller: &PracticeCaller,
     request: SmsValidationRequest,
 ) -> Result<SmsValidation, SettingsError> {
-    if wants(request.provider.as_deref(), ProviderKind::CustomTelnyx) {
-        telnyx::settings::validate(ctx, caller, request).await
-    } else {
-        twilio::settings::validate_sms(ctx, caller, request).await
-    }
+    channel::validate::<SmsRoutes>(ctx, caller, request).await
 }
 
 /// Back to the system account; every custom SMS account's credentials and number are erased
@@ -119,13 +131,5 @@ pub async fn delete_sms(
     ctx: &SettingsContext,
     caller: &PracticeCaller,
 ) -> Result<MessagingSettings, SettingsError> {
-    let erased = |current: &PracticeMessagingConfig| {
-        let mut fields = twilio::settings::erased_fields(current);
-        fields.extend(changed(&[(
-            "telnyx",
-            current.accounts.get(Vendor::Telnyx).is_some(),
-        )]));
-        fields
-    };
-    erase(ctx, caller, Channel::Sms, erased, |_| None).await
+    channel::delete::<SmsRoutes>(ctx, caller).await
 }

@@ -20,7 +20,7 @@ use crate::{
     },
     outreach::status::{DeliveryOutcome, OutreachStatus},
     providers::practice_settings::SettingsContext,
-    providers::sendgrid::domain::DomainState,
+    providers::practice_settings::domain::DomainState,
     types::{EmailAddress, PhoneE164},
 };
 

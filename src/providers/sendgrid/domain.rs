@@ -7,12 +7,12 @@
 //! change: versioned, audited and announced to every instance.
 
 use crate::audit::AuditAction;
+use futures::future::BoxFuture;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::Utc;
+
 use tokio::sync::watch;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{
@@ -28,56 +28,19 @@ use crate::{
     },
     providers::Vendor,
     providers::practice_settings::ProviderFailure,
-    providers::practice_settings::SettingsContext,
+    providers::practice_settings::{
+        SettingsContext,
+        domain::{
+            DnsRecordState, DomainDeletion, DomainError, DomainSetupRequest, DomainState,
+            DomainView, SendingDomain, SetUpOutcome,
+        },
+    },
     types::DomainName,
     types::FieldErrors,
 };
 
-#[derive(Debug, thiserror::Error)]
-pub enum DomainError {
-    #[error("the request has invalid fields")]
-    Invalid(FieldErrors),
-    #[error(
-        "configure a custom SendGrid API key first (PUT /api/practice-settings/messaging/email with provider \
-         custom_sendgrid and sendgridApiKey): the domain is authenticated in the practice's own SendGrid account"
-    )]
-    NoApiKey,
-    #[error(
-        "{0} is already set up; delete it first (DELETE /api/practice-settings/messaging/email/domain) to authenticate another domain"
-    )]
-    OtherDomain(String),
-    #[error("no email domain is set up")]
-    NotSetUp,
-    /// The practice's own Mailgun domain is chosen with its account, not set up or deleted here.
-    #[error(
-        "the practice sends through its own Mailgun domain, which is chosen with PUT /api/practice-settings/messaging/email          (mailgunDomain) and removed with DELETE /api/practice-settings/messaging/email; here it can be read and verified"
-    )]
-    MailgunDomain,
-    #[error("the practice no longer exists")]
-    UnknownPractice,
-    #[error("{}", .0.unreadable_message())]
-    UnreadableCredential(crate::crypto::CredentialField),
-    #[error(transparent)]
-    Provider(#[from] ProviderFailure),
-    #[error(transparent)]
-    Database(#[from] sqlx::Error),
-    #[error(transparent)]
-    Internal(#[from] anyhow::Error),
-}
-
-/// A practice's domain authentication, as settings and status pages show it.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct DomainState {
-    pub domain: String,
-    pub subdomain: Option<String>,
-    pub verified: bool,
-    /// When SendGrid last validated the records (on request or in the background).
-    pub last_checked_at: Option<DateTime<Utc>>,
-    pub created_at: Option<DateTime<Utc>>,
-}
-
 impl DomainState {
+    /// The practice's SendGrid domain authentication, if it has one.
     pub fn from_config(config: &PracticeMessagingConfig) -> Option<Self> {
         let account = SendGridAccount::of(config);
         account.domain.map(|domain| Self {
@@ -88,22 +51,6 @@ impl DomainState {
             created_at: account.domain_created_at,
         })
     }
-}
-
-/// One DNS record, verbatim as SendGrid gave it, with its last validation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct DnsRecordState {
-    /// SendGrid's name for it: `mail_cname`, `dkim1`, `dkim2`.
-    pub name: String,
-    /// Lowercase, as SendGrid sends it: `cname`.
-    #[serde(rename = "type")]
-    pub record_type: String,
-    pub host: String,
-    pub data: String,
-    pub valid: bool,
-    /// Why the record failed validation, in SendGrid's words.
-    #[serde(default)]
-    pub reason: Option<String>,
 }
 
 impl From<DnsRecord> for DnsRecordState {
@@ -119,24 +66,8 @@ impl From<DnsRecord> for DnsRecordState {
     }
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct DomainView {
-    #[serde(flatten)]
-    pub state: DomainState,
-    /// SendGrid's id of the domain authentication; absent for a Mailgun domain.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sendgrid_domain_id: Option<i64>,
-    /// Mailgun's state of the domain (`active`, `unverified`, `disabled`); absent for SendGrid.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mailgun_state: Option<String>,
-    pub records: Vec<DnsRecordState>,
-    /// What to do in a DNS panel, step by step.
-    pub instructions: Vec<String>,
-}
-
 impl DomainView {
-    fn from_config(config: &PracticeMessagingConfig) -> Result<Self, DomainError> {
+    pub(crate) fn from_config(config: &PracticeMessagingConfig) -> Result<Self, DomainError> {
         let account = SendGridAccount::of(config);
         let (Some(state), Some(sendgrid_domain_id)) =
             (DomainState::from_config(config), account.domain_id)
@@ -180,24 +111,6 @@ fn instructions(state: &DomainState, records: &[DnsRecordState]) -> Vec<String> 
         "DNS changes can take up to 48 hours to be seen. We check again every 15 minutes for 48 hours, then hourly for a week; press Verify to check at once.".to_string(),
     ]);
     steps
-}
-
-/// `POST /email/domain`.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-pub struct DomainSetupRequest {
-    /// The domain mail is sent from, without scheme or path: `smiledental.com`.
-    #[schema(required = true, nullable = false, value_type = String, example = "smiledental.com")]
-    pub domain: Option<String>,
-    /// The return-path label SendGrid uses (a single DNS label such as `em`); SendGrid picks one
-    /// when omitted.
-    pub subdomain: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SetUpOutcome {
-    Created,
-    /// The practice's SendGrid account already authenticated this domain; that one is used.
-    Adopted,
 }
 
 async fn load(
@@ -331,7 +244,7 @@ pub async fn set_up(
     Ok((view(ctx, practice_id).await?, outcome))
 }
 
-pub async fn view(ctx: &SettingsContext, practice_id: Uuid) -> Result<DomainView, DomainError> {
+async fn view(ctx: &SettingsContext, practice_id: Uuid) -> Result<DomainView, DomainError> {
     DomainView::from_config(&load(ctx, practice_id).await?)
 }
 
@@ -386,14 +299,6 @@ pub async fn verify(
         .await?;
     }
     view(ctx, practice_id).await
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct DomainDeletion {
-    pub domain: String,
-    /// SendGrid no longer had it (removed in its dashboard, say); it is forgotten here all the same.
-    pub already_gone_at_sendgrid: bool,
 }
 
 /// Removes the authentication at SendGrid, then here. A domain SendGrid no longer has is
@@ -496,4 +401,40 @@ pub async fn recheck_due_domains(ctx: &SettingsContext) -> Result<usize, sqlx::E
         }
     }
     Ok(due.len())
+}
+
+impl SendingDomain for super::SendGrid {
+    fn view<'a>(
+        &'a self,
+        _ctx: &'a SettingsContext,
+        config: &'a PracticeMessagingConfig,
+    ) -> BoxFuture<'a, Result<DomainView, DomainError>> {
+        Box::pin(async move { DomainView::from_config(config) })
+    }
+
+    fn verify<'a>(
+        &'a self,
+        ctx: &'a SettingsContext,
+        config: &'a PracticeMessagingConfig,
+        user_id: Option<Uuid>,
+    ) -> BoxFuture<'a, Result<DomainView, DomainError>> {
+        Box::pin(verify(ctx, config.id, user_id))
+    }
+
+    fn set_up<'a>(
+        &'a self,
+        ctx: &'a SettingsContext,
+        caller: &'a PracticeCaller,
+        request: DomainSetupRequest,
+    ) -> BoxFuture<'a, Result<(DomainView, SetUpOutcome), DomainError>> {
+        Box::pin(set_up(ctx, caller, request))
+    }
+
+    fn delete<'a>(
+        &'a self,
+        ctx: &'a SettingsContext,
+        caller: &'a PracticeCaller,
+    ) -> BoxFuture<'a, Result<DomainDeletion, DomainError>> {
+        Box::pin(delete(ctx, caller))
+    }
 }

@@ -42,7 +42,7 @@ pub struct SendGridAccount {
     pub domain_id: Option<i64>,
     /// The DNS records as SendGrid gave them, with their last validation, shown verbatim.
     #[serde(default)]
-    pub domain_records: Vec<domain::DnsRecordState>,
+    pub domain_records: Vec<super::practice_settings::domain::DnsRecordState>,
     pub domain_created_at: Option<DateTime<Utc>>,
 }
 

@@ -1,6 +1,8 @@
 //! The email channel: a practice's own SendGrid account, its key checked with `GET /v3/scopes`
 //! before it is saved, and its signed Event Webhook created through the API when the key may.
 
+use crate::providers::practice_settings::{AccountSettings, EmailRoutes, domain::SendingDomain};
+use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -379,7 +381,6 @@ pub async fn validate_email(
 pub fn erased_fields(current: &PracticeMessagingConfig) -> Vec<&'static str> {
     let account = SendGridAccount::of(current);
     changed(&[
-        ("provider", current.wants_custom_email()),
         (
             API_KEY,
             current.envelope(CredentialField::SendGridApiKey).is_some(),
@@ -405,4 +406,47 @@ pub fn kept_after_erase(current: &PracticeMessagingConfig) -> Kept {
         let settings = serde_json::to_value(sender).expect("an account serializes");
         (Vendor::Sendgrid, settings)
     })
+}
+
+impl AccountSettings<EmailRoutes> for super::SendGrid {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::CustomSendgrid
+    }
+
+    fn given_fields(&self, change: &EmailSettingsRequest) -> Vec<(&'static str, bool)> {
+        vec![
+            (API_KEY, change.sendgrid_api_key.is_some()),
+            (WEBHOOK_VERIFY_KEY, change.webhook_verify_key.is_some()),
+        ]
+    }
+
+    fn update<'a>(
+        &'a self,
+        ctx: &'a SettingsContext,
+        caller: &'a PracticeCaller,
+        change: EmailSettingsRequest,
+    ) -> BoxFuture<'a, Result<SettingsUpdate, SettingsError>> {
+        Box::pin(update_email(ctx, caller, change))
+    }
+
+    fn validate<'a>(
+        &'a self,
+        ctx: &'a SettingsContext,
+        caller: &'a PracticeCaller,
+        check: EmailValidationRequest,
+    ) -> BoxFuture<'a, Result<EmailValidation, SettingsError>> {
+        Box::pin(validate_email(ctx, caller, check))
+    }
+
+    fn erased_fields(&self, current: &PracticeMessagingConfig) -> Vec<&'static str> {
+        erased_fields(current)
+    }
+
+    fn kept_after_erase(&self, current: &PracticeMessagingConfig) -> Kept {
+        kept_after_erase(current)
+    }
+
+    fn sending_domain(&self) -> Option<&'static dyn SendingDomain> {
+        Some(&super::SendGrid)
+    }
 }

@@ -2,6 +2,8 @@
 //! (`GET /v2/phone_numbers`), the number must have a messaging profile, and that profile must be
 //! enabled (`GET /v2/messaging_profiles/{id}`). Nothing is sent.
 
+use crate::providers::practice_settings::{AccountSettings, SmsRoutes};
+use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -12,12 +14,12 @@ use super::{client::TelnyxClient, signature::PublicKey};
 use crate::{
     auth::PracticeCaller,
     crypto::CredentialField,
-    messaging::{Channel, ProviderKind, settings::PracticeMessagingConfig},
+    messaging::{ProviderKind, settings::PracticeMessagingConfig},
     providers::Vendor,
     providers::practice_settings::SettingsContext,
     providers::practice_settings::{
         AccountWrite, ProviderFailure, SettingsError, SettingsUpdate, SmsSettingsRequest,
-        SmsValidation, SmsValidationRequest, begin_change, changed, load, refuse_custom_only,
+        SmsValidation, SmsValidationRequest, begin_change, changed, load, refuse_other_sms_vendors,
         save_account, stored_secret, view,
     },
     types::{FieldErrors, PhoneE164},
@@ -124,16 +126,7 @@ impl TelnyxChange {
             "fallbackEnabled",
             request.fallback_enabled.ok_or("is required"),
         );
-        refuse_custom_only(
-            &mut errors,
-            &[
-                ("accountSid", request.account_sid.is_some()),
-                ("authToken", request.auth_token.is_some()),
-                ("helpReplyEnabled", request.help_reply_enabled == Some(true)),
-            ],
-            ProviderKind::CustomTwilio,
-            Channel::Sms,
-        );
+        refuse_other_sms_vendors(&mut errors, &request, ProviderKind::CustomTelnyx);
         let before = stored.accounts.settings::<TelnyxAccount>(Vendor::Telnyx);
         let stored_key = stored_secret(&ctx.keyring, stored, CredentialField::TelnyxApiKey)
             .ok()
@@ -401,5 +394,33 @@ pub async fn validate(
             warnings: Vec::new(),
         }),
         Err(unavailable) => Err(unavailable.into()),
+    }
+}
+
+impl AccountSettings<SmsRoutes> for super::Telnyx {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::CustomTelnyx
+    }
+
+    fn given_fields(&self, change: &SmsSettingsRequest) -> Vec<(&'static str, bool)> {
+        given_fields(change).to_vec()
+    }
+
+    fn update<'a>(
+        &'a self,
+        ctx: &'a SettingsContext,
+        caller: &'a PracticeCaller,
+        change: SmsSettingsRequest,
+    ) -> BoxFuture<'a, Result<SettingsUpdate, SettingsError>> {
+        Box::pin(update(ctx, caller, change))
+    }
+
+    fn validate<'a>(
+        &'a self,
+        ctx: &'a SettingsContext,
+        caller: &'a PracticeCaller,
+        check: SmsValidationRequest,
+    ) -> BoxFuture<'a, Result<SmsValidation, SettingsError>> {
+        Box::pin(validate(ctx, caller, check))
     }
 }

@@ -2,6 +2,8 @@
 //! with `GET /Accounts/{sid}.json` (the account must be active) and the sending number with
 //! `IncomingPhoneNumbers` (an exact match that can send SMS).
 
+use crate::providers::practice_settings::{AccountSettings, SmsRoutes};
+use futures::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -10,7 +12,7 @@ use super::TwilioAccount;
 use crate::providers::practice_settings::{
     AccountWrite, ProviderFailure, SettingsError, SettingsUpdate, SmsSettingsRequest,
     SmsValidationRequest, begin_change, changed, is_stored_secret, load, parse_provider,
-    refuse_custom_only, save_account, stored_secret, view,
+    refuse_custom_only, refuse_other_sms_vendors, save_account, stored_secret, view,
 };
 use crate::{
     auth::PracticeCaller,
@@ -71,6 +73,7 @@ impl SmsChange {
             "fallbackEnabled",
             request.fallback_enabled.ok_or("is required"),
         );
+        refuse_other_sms_vendors(&mut errors, &request, ProviderKind::CustomTwilio);
         let custom = provider == Some(ProviderKind::CustomTwilio);
         if provider == Some(ProviderKind::SystemTwilio) {
             let given = [
@@ -472,10 +475,45 @@ pub fn erased_fields(current: &PracticeMessagingConfig) -> Vec<&'static str> {
     let account = TwilioAccount::of(current);
     let has = |field| current.envelope(field).is_some();
     changed(&[
-        ("provider", current.wants_custom_sms()),
         (ACCOUNT_SID, has(CredentialField::TwilioAccountSid)),
         (AUTH_TOKEN, has(CredentialField::TwilioAuthToken)),
         (PHONE_NUMBER, account.phone_number.is_some()),
         (HELP_REPLY_ENABLED, account.help_reply_enabled),
     ])
+}
+
+impl AccountSettings<SmsRoutes> for super::Twilio {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::CustomTwilio
+    }
+
+    fn given_fields(&self, change: &SmsSettingsRequest) -> Vec<(&'static str, bool)> {
+        vec![
+            (ACCOUNT_SID, change.account_sid.is_some()),
+            (AUTH_TOKEN, change.auth_token.is_some()),
+            (HELP_REPLY_ENABLED, change.help_reply_enabled == Some(true)),
+        ]
+    }
+
+    fn update<'a>(
+        &'a self,
+        ctx: &'a SettingsContext,
+        caller: &'a PracticeCaller,
+        change: SmsSettingsRequest,
+    ) -> BoxFuture<'a, Result<SettingsUpdate, SettingsError>> {
+        Box::pin(update_sms(ctx, caller, change))
+    }
+
+    fn validate<'a>(
+        &'a self,
+        ctx: &'a SettingsContext,
+        caller: &'a PracticeCaller,
+        check: SmsValidationRequest,
+    ) -> BoxFuture<'a, Result<SmsValidation, SettingsError>> {
+        Box::pin(validate_sms(ctx, caller, check))
+    }
+
+    fn erased_fields(&self, current: &PracticeMessagingConfig) -> Vec<&'static str> {
+        erased_fields(current)
+    }
 }
