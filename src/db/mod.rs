@@ -116,6 +116,22 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     MIGRATOR.run(pool).await.context("migrations failed")
 }
 
+/// Runs one batch of a table owner's purge statement (`$1` the age, `$2` the batch size; rows
+/// claimed with `for update skip locked`) and returns how many rows it deleted or changed.
+pub async fn purge_batch(
+    pool: &PgPool,
+    statement: &'static str,
+    age: i32,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(statement)
+        .bind(age)
+        .bind(limit)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected())
+}
+
 /// Errors that mean "Postgres cannot be reached right now" rather than "this query is wrong".
 pub fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {

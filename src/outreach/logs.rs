@@ -361,7 +361,8 @@ pub async fn record_outcome(
 /// a send job left). Rows are claimed with `for update skip locked`, so several instances purge
 /// disjoint rows. Returns how many.
 pub async fn forget_old_bodies(pool: &PgPool, days: i32, limit: i64) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    crate::db::purge_batch(
+        pool,
         "with doomed as (
              select l.id from outreach_logs l
              where l.body is not null and l.created_at < now() - make_interval(days => $1)
@@ -371,18 +372,17 @@ pub async fn forget_old_bodies(pool: &PgPool, days: i32, limit: i64) -> Result<u
              for update skip locked)
          update outreach_logs l set body = null, subject = null
          from doomed where l.id = doomed.id",
+        days,
+        limit,
     )
-    .bind(days)
-    .bind(limit)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
+    .await
 }
 
 /// Retention: deletes at most `limit` logs older than `days` days, as [`forget_old_bodies`]
 /// chooses them. The outreach counts are left alone (no trigger fires on delete).
 pub async fn delete_old(pool: &PgPool, days: i32, limit: i64) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    crate::db::purge_batch(
+        pool,
         "with doomed as (
              select l.id from outreach_logs l
              where l.created_at < now() - make_interval(days => $1)
@@ -391,12 +391,10 @@ pub async fn delete_old(pool: &PgPool, days: i32, limit: i64) -> Result<u64, sql
              order by l.created_at limit $2
              for update skip locked)
          delete from outreach_logs l using doomed where l.id = doomed.id",
+        days,
+        limit,
     )
-    .bind(days)
-    .bind(limit)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
+    .await
 }
 
 #[cfg(test)]

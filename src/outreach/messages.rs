@@ -214,7 +214,8 @@ pub async fn delete_old_idempotency_keys(
     hours: i32,
     limit: i64,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    crate::db::purge_batch(
+        pool,
         "with doomed as (
              select practice_id, key from idempotency_keys
              where created_at < now() - make_interval(hours => $1)
@@ -222,10 +223,8 @@ pub async fn delete_old_idempotency_keys(
              for update skip locked)
          delete from idempotency_keys k using doomed
          where k.practice_id = doomed.practice_id and k.key = doomed.key",
+        hours,
+        limit,
     )
-    .bind(hours)
-    .bind(limit)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
+    .await
 }

@@ -61,17 +61,16 @@ pub async fn append(
 /// Retention: deletes at most `limit` events received more than `days` days ago, claimed with
 /// `for update skip locked` so several instances purge disjoint rows; returns how many.
 pub async fn delete_old(pool: &sqlx::PgPool, days: i32, limit: i64) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    crate::db::purge_batch(
+        pool,
         "with doomed as (
              select id from provider_events
              where received_at < now() - make_interval(days => $1)
              order by received_at limit $2
              for update skip locked)
          delete from provider_events e using doomed where e.id = doomed.id",
+        days,
+        limit,
     )
-    .bind(days)
-    .bind(limit)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
+    .await
 }

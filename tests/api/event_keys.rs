@@ -2,15 +2,13 @@
 //! route, an event carrying another tenant's ids cannot make that tenant's genuine event a
 //! duplicate.
 
-use dentite::{
-    crypto::CredentialField,
-    providers::twilio::signature::{TwilioAlgorithm, sign_twilio},
-};
+use dentite::providers::twilio::signature::{TwilioAlgorithm, sign_twilio};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{
-    MigrationDatabase, SendGridSigner, TestApp, sendgrid_batch, spawn_app, store_account,
+    MigrationDatabase, SendGridSigner, TestApp, practice_with_sendgrid_key, sendgrid_batch,
+    spawn_app,
 };
 
 /// `WEBHOOK_BASE_URL` of `TestEnv`: Twilio signs the URL it was given.
@@ -21,36 +19,9 @@ const PATIENT_EMAIL: &str = "pat@example.com";
 const PATIENT_PHONE: &str = "+15557654321";
 
 async fn practice_with_own_accounts(app: &TestApp, name: &str) -> (Uuid, SendGridSigner) {
-    let practice = app.create_practice(name).await;
-    let signer = SendGridSigner::new();
-    let encrypt = |value: &str, field| app.state.keyring.encrypt(value, practice, field);
-    store_account(
-        &app.pool,
-        practice,
-        "sendgrid",
-        json!({"webhookVerifyKey": signer.public_key()}),
-        json!({}),
-    )
-    .await;
-    store_account(
-        &app.pool,
-        practice,
-        "twilio",
-        json!({"phoneNumber": "+15551230000"}),
-        json!({
-            "twilio_account_sid": encrypt(TWILIO_SID, CredentialField::TwilioAccountSid),
-            "twilio_auth_token": encrypt(TWILIO_TOKEN, CredentialField::TwilioAuthToken),
-        }),
-    )
-    .await;
-    sqlx::query(
-        "update practices set email_provider = 'custom_sendgrid', sms_provider = 'custom_twilio'
-         where id = $1",
-    )
-    .bind(practice)
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    let (practice, signer) = practice_with_sendgrid_key(app, name).await;
+    app.store_twilio_account(practice, TWILIO_SID, TWILIO_TOKEN, "+15551230000")
+        .await;
     (practice, signer)
 }
 

@@ -4,7 +4,7 @@
 //! account used only while Mailgun calls the domain `active`.
 
 use crate::audit::AuditAction;
-use crate::providers::practice_settings::{AccountSettings, EmailRoutes};
+use crate::providers::practice_settings::{EmailRoutes, account_settings};
 use futures::future::BoxFuture;
 use std::collections::BTreeMap;
 
@@ -586,37 +586,18 @@ pub async fn verify_domain(
     domain_view(&reread)
 }
 
-impl AccountSettings<EmailRoutes> for super::Mailgun {
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::CustomMailgun
-    }
-
-    fn given_fields(&self, change: &EmailSettingsRequest) -> Vec<(&'static str, bool)> {
-        given_fields(change).to_vec()
-    }
-
-    fn update<'a>(
-        &'a self,
-        ctx: &'a SettingsContext,
-        caller: &'a PracticeCaller,
-        change: EmailSettingsRequest,
-    ) -> BoxFuture<'a, Result<SettingsUpdate, SettingsError>> {
-        Box::pin(update(ctx, caller, change))
-    }
-
-    fn validate<'a>(
-        &'a self,
-        ctx: &'a SettingsContext,
-        caller: &'a PracticeCaller,
-        check: EmailValidationRequest,
-    ) -> BoxFuture<'a, Result<EmailValidation, SettingsError>> {
-        Box::pin(validate(ctx, caller, check))
-    }
+account_settings!(
+    super::Mailgun,
+    EmailRoutes,
+    ProviderKind::CustomMailgun,
+    given_fields: given_fields,
+    update: update,
+    validate: validate,
 
     fn sending_domain(&self) -> Option<&'static dyn SendingDomain> {
         Some(&super::Mailgun)
     }
-}
+);
 
 /// The domain routes for a practice on its own Mailgun domain: read and verified here; it is
 /// chosen and removed with the account itself.

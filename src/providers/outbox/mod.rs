@@ -59,19 +59,18 @@ pub struct OutboxEntry {
 /// Retention: deletes at most `limit` messages stored more than `days` days ago, claimed with
 /// `for update skip locked` so several instances purge disjoint rows; returns how many.
 pub async fn delete_old(pool: &PgPool, days: i32, limit: i64) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    crate::db::purge_batch(
+        pool,
         "with doomed as (
              select id from outbox_messages
              where created_at < now() - make_interval(days => $1)
              order by created_at limit $2
              for update skip locked)
          delete from outbox_messages o using doomed where o.id = doomed.id",
+        days,
+        limit,
     )
-    .bind(days)
-    .bind(limit)
-    .execute(pool)
-    .await?;
-    Ok(done.rows_affected())
+    .await
 }
 
 /// The practice's outbox, newest first.

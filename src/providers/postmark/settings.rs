@@ -3,8 +3,7 @@
 //! for the practice, and the sender confirmed by the first test send Postmark accepts (a server
 //! token cannot prove that its server may send from an address).
 
-use crate::providers::practice_settings::{AccountSettings, EmailRoutes};
-use futures::future::BoxFuture;
+use crate::providers::practice_settings::{EmailRoutes, account_settings};
 use std::collections::BTreeMap;
 
 use base64::{Engine as _, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -432,30 +431,11 @@ pub async fn validate(
     })
 }
 
-impl AccountSettings<EmailRoutes> for super::Postmark {
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::CustomPostmark
-    }
-
-    fn given_fields(&self, change: &EmailSettingsRequest) -> Vec<(&'static str, bool)> {
-        given_fields(change).to_vec()
-    }
-
-    fn update<'a>(
-        &'a self,
-        ctx: &'a SettingsContext,
-        caller: &'a PracticeCaller,
-        change: EmailSettingsRequest,
-    ) -> BoxFuture<'a, Result<SettingsUpdate, SettingsError>> {
-        Box::pin(update(ctx, caller, change))
-    }
-
-    fn validate<'a>(
-        &'a self,
-        ctx: &'a SettingsContext,
-        caller: &'a PracticeCaller,
-        check: EmailValidationRequest,
-    ) -> BoxFuture<'a, Result<EmailValidation, SettingsError>> {
-        Box::pin(validate(ctx, caller, check))
-    }
-}
+account_settings!(
+    super::Postmark,
+    EmailRoutes,
+    ProviderKind::CustomPostmark,
+    given_fields: given_fields,
+    update: update,
+    validate: validate,
+);

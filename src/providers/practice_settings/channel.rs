@@ -142,6 +142,64 @@ pub(crate) async fn delete<C: ChannelRoutes>(
     erase(ctx, caller, C::CHANNEL, erased, kept).await
 }
 
+/// Implements [`AccountSettings`] for a vendor from its settings module's functions: its account
+/// kind, `given_fields`, and the async `update` and `validate`, which cross the `dyn` boundary
+/// boxed. What follows them are the trait's other methods, written out where the vendor needs
+/// more than their defaults.
+macro_rules! account_settings {
+    (
+        $vendor:ty, $routes:ty, $kind:expr,
+        given_fields: $given:path, update: $update:path, validate: $validate:path,
+        $($methods:tt)*
+    ) => {
+        impl $crate::providers::practice_settings::AccountSettings<$routes> for $vendor {
+            fn kind(&self) -> $crate::messaging::ProviderKind {
+                $kind
+            }
+
+            fn given_fields(
+                &self,
+                change: &<$routes as $crate::providers::practice_settings::ChannelRoutes>::Change,
+            ) -> Vec<(&'static str, bool)> {
+                $given(change).into_iter().collect()
+            }
+
+            fn update<'a>(
+                &'a self,
+                ctx: &'a $crate::providers::practice_settings::SettingsContext,
+                caller: &'a $crate::auth::PracticeCaller,
+                change: <$routes as $crate::providers::practice_settings::ChannelRoutes>::Change,
+            ) -> futures::future::BoxFuture<
+                'a,
+                Result<
+                    $crate::providers::practice_settings::SettingsUpdate,
+                    $crate::providers::practice_settings::SettingsError,
+                >,
+            > {
+                Box::pin($update(ctx, caller, change))
+            }
+
+            fn validate<'a>(
+                &'a self,
+                ctx: &'a $crate::providers::practice_settings::SettingsContext,
+                caller: &'a $crate::auth::PracticeCaller,
+                check: <$routes as $crate::providers::practice_settings::ChannelRoutes>::Check,
+            ) -> futures::future::BoxFuture<
+                'a,
+                Result<
+                    <$routes as $crate::providers::practice_settings::ChannelRoutes>::Checked,
+                    $crate::providers::practice_settings::SettingsError,
+                >,
+            > {
+                Box::pin($validate(ctx, caller, check))
+            }
+
+            $($methods)*
+        }
+    };
+}
+pub(crate) use account_settings;
+
 #[cfg(test)]
 mod tests {
     use super::*;

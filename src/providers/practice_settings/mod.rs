@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 pub use crate::providers::sendgrid::settings::EmailValidation;
 pub use crate::providers::twilio::settings::SmsValidation;
+pub(crate) use channel::account_settings;
 pub use channel::{AccountSettings, ChannelRoutes};
 pub(crate) use email::refuse_other_vendors;
 pub use email::{

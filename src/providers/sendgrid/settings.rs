@@ -1,8 +1,7 @@
 //! The email channel: a practice's own SendGrid account, its key checked with `GET /v3/scopes`
 //! before it is saved, and its signed Event Webhook created through the API when the key may.
 
-use crate::providers::practice_settings::{AccountSettings, EmailRoutes, domain::SendingDomain};
-use futures::future::BoxFuture;
+use crate::providers::practice_settings::{EmailRoutes, account_settings, domain::SendingDomain};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -408,35 +407,21 @@ pub fn kept_after_erase(current: &PracticeMessagingConfig) -> Kept {
     })
 }
 
-impl AccountSettings<EmailRoutes> for super::SendGrid {
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::CustomSendgrid
-    }
+/// The SendGrid-only fields of a request and whether each was given.
+fn given_fields(request: &EmailSettingsRequest) -> [(&'static str, bool); 2] {
+    [
+        (API_KEY, request.sendgrid_api_key.is_some()),
+        (WEBHOOK_VERIFY_KEY, request.webhook_verify_key.is_some()),
+    ]
+}
 
-    fn given_fields(&self, change: &EmailSettingsRequest) -> Vec<(&'static str, bool)> {
-        vec![
-            (API_KEY, change.sendgrid_api_key.is_some()),
-            (WEBHOOK_VERIFY_KEY, change.webhook_verify_key.is_some()),
-        ]
-    }
-
-    fn update<'a>(
-        &'a self,
-        ctx: &'a SettingsContext,
-        caller: &'a PracticeCaller,
-        change: EmailSettingsRequest,
-    ) -> BoxFuture<'a, Result<SettingsUpdate, SettingsError>> {
-        Box::pin(update_email(ctx, caller, change))
-    }
-
-    fn validate<'a>(
-        &'a self,
-        ctx: &'a SettingsContext,
-        caller: &'a PracticeCaller,
-        check: EmailValidationRequest,
-    ) -> BoxFuture<'a, Result<EmailValidation, SettingsError>> {
-        Box::pin(validate_email(ctx, caller, check))
-    }
+account_settings!(
+    super::SendGrid,
+    EmailRoutes,
+    ProviderKind::CustomSendgrid,
+    given_fields: given_fields,
+    update: update_email,
+    validate: validate_email,
 
     fn erased_fields(&self, current: &PracticeMessagingConfig) -> Vec<&'static str> {
         erased_fields(current)
@@ -449,4 +434,4 @@ impl AccountSettings<EmailRoutes> for super::SendGrid {
     fn sending_domain(&self) -> Option<&'static dyn SendingDomain> {
         Some(&super::SendGrid)
     }
-}
+);

@@ -2,8 +2,7 @@
 //! (`GET /v2/phone_numbers`), the number must have a messaging profile, and that profile must be
 //! enabled (`GET /v2/messaging_profiles/{id}`). Nothing is sent.
 
-use crate::providers::practice_settings::{AccountSettings, SmsRoutes};
-use futures::future::BoxFuture;
+use crate::providers::practice_settings::{SmsRoutes, account_settings};
 use std::collections::BTreeMap;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -397,30 +396,11 @@ pub async fn validate(
     }
 }
 
-impl AccountSettings<SmsRoutes> for super::Telnyx {
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::CustomTelnyx
-    }
-
-    fn given_fields(&self, change: &SmsSettingsRequest) -> Vec<(&'static str, bool)> {
-        given_fields(change).to_vec()
-    }
-
-    fn update<'a>(
-        &'a self,
-        ctx: &'a SettingsContext,
-        caller: &'a PracticeCaller,
-        change: SmsSettingsRequest,
-    ) -> BoxFuture<'a, Result<SettingsUpdate, SettingsError>> {
-        Box::pin(update(ctx, caller, change))
-    }
-
-    fn validate<'a>(
-        &'a self,
-        ctx: &'a SettingsContext,
-        caller: &'a PracticeCaller,
-        check: SmsValidationRequest,
-    ) -> BoxFuture<'a, Result<SmsValidation, SettingsError>> {
-        Box::pin(validate(ctx, caller, check))
-    }
-}
+account_settings!(
+    super::Telnyx,
+    SmsRoutes,
+    ProviderKind::CustomTelnyx,
+    given_fields: given_fields,
+    update: update,
+    validate: validate,
+);

@@ -2,8 +2,7 @@
 //! with `GET /Accounts/{sid}.json` (the account must be active) and the sending number with
 //! `IncomingPhoneNumbers` (an exact match that can send SMS).
 
-use crate::providers::practice_settings::{AccountSettings, SmsRoutes};
-use futures::future::BoxFuture;
+use crate::providers::practice_settings::{SmsRoutes, account_settings};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -482,38 +481,24 @@ pub fn erased_fields(current: &PracticeMessagingConfig) -> Vec<&'static str> {
     ])
 }
 
-impl AccountSettings<SmsRoutes> for super::Twilio {
-    fn kind(&self) -> ProviderKind {
-        ProviderKind::CustomTwilio
-    }
+/// The Twilio-only fields of a request and whether each was given (the number is Telnyx's too).
+fn given_fields(request: &SmsSettingsRequest) -> [(&'static str, bool); 3] {
+    [
+        (ACCOUNT_SID, request.account_sid.is_some()),
+        (AUTH_TOKEN, request.auth_token.is_some()),
+        (HELP_REPLY_ENABLED, request.help_reply_enabled == Some(true)),
+    ]
+}
 
-    fn given_fields(&self, change: &SmsSettingsRequest) -> Vec<(&'static str, bool)> {
-        vec![
-            (ACCOUNT_SID, change.account_sid.is_some()),
-            (AUTH_TOKEN, change.auth_token.is_some()),
-            (HELP_REPLY_ENABLED, change.help_reply_enabled == Some(true)),
-        ]
-    }
-
-    fn update<'a>(
-        &'a self,
-        ctx: &'a SettingsContext,
-        caller: &'a PracticeCaller,
-        change: SmsSettingsRequest,
-    ) -> BoxFuture<'a, Result<SettingsUpdate, SettingsError>> {
-        Box::pin(update_sms(ctx, caller, change))
-    }
-
-    fn validate<'a>(
-        &'a self,
-        ctx: &'a SettingsContext,
-        caller: &'a PracticeCaller,
-        check: SmsValidationRequest,
-    ) -> BoxFuture<'a, Result<SmsValidation, SettingsError>> {
-        Box::pin(validate_sms(ctx, caller, check))
-    }
+account_settings!(
+    super::Twilio,
+    SmsRoutes,
+    ProviderKind::CustomTwilio,
+    given_fields: given_fields,
+    update: update_sms,
+    validate: validate_sms,
 
     fn erased_fields(&self, current: &PracticeMessagingConfig) -> Vec<&'static str> {
         erased_fields(current)
     }
-}
+);
