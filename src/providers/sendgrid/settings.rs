@@ -155,7 +155,7 @@ impl EmailChange {
     }
 }
 
-/// A display name for the From header: one line, so it cannot smuggle in another header.
+/// A pasted Signed Event Webhook verification key, kept only if it is a P-256 public key.
 fn webhook_verify_key(value: &str) -> Result<String, String> {
     SendGridVerifier::from_base64_der(value).map(|_| value.trim().to_string()).map_err(|_| {
         "must be the Signed Event Webhook verification key from SendGrid: a P-256 public key in base64 DER \
