@@ -23,10 +23,10 @@ use crate::{
         DomainDeletion, DomainError, DomainSetupRequest, DomainView, SetUpOutcome,
     },
     providers::practice_settings::{
-        self as settings, EmailSettingsRequest, EmailValidation, EmailValidationRequest,
-        MessagingSettings, MessagingStatus, ProviderFailure, SettingsContext, SettingsError,
-        SettingsUpdate, SmsSettingsRequest, SmsValidation, SmsValidationRequest, TestSendRequest,
-        TestSendResult,
+        self as settings, EmailRoutes, EmailSettingsRequest, EmailValidation,
+        EmailValidationRequest, MessagingSettings, MessagingStatus, ProviderFailure,
+        SettingsContext, SettingsError, SettingsUpdate, SmsRoutes, SmsSettingsRequest,
+        SmsValidation, SmsValidationRequest, TestSendRequest, TestSendResult,
     },
 };
 
@@ -119,7 +119,9 @@ async fn put_email(
     SettingsEditor(caller): SettingsEditor,
     Json(request): Json<EmailSettingsRequest>,
 ) -> Result<Json<SettingsUpdate>, ApiError> {
-    Ok(Json(settings::update_email(&ctx, &caller, request).await?))
+    Ok(Json(
+        settings::update::<EmailRoutes>(&ctx, &caller, request).await?,
+    ))
 }
 
 /// Back to the system SendGrid account; the stored key, webhook key and domain are erased here.
@@ -129,7 +131,7 @@ async fn delete_email(
     State(ctx): State<SettingsContext>,
     SettingsEditor(caller): SettingsEditor,
 ) -> Result<Json<MessagingSettings>, ApiError> {
-    Ok(Json(settings::delete_email(&ctx, &caller).await?))
+    Ok(Json(settings::delete::<EmailRoutes>(&ctx, &caller).await?))
 }
 
 /// Chooses the SMS account. New credentials or a new number are checked with Twilio (the
@@ -145,7 +147,9 @@ async fn put_sms(
     SettingsEditor(caller): SettingsEditor,
     Json(request): Json<SmsSettingsRequest>,
 ) -> Result<Json<SettingsUpdate>, ApiError> {
-    Ok(Json(settings::update_sms(&ctx, &caller, request).await?))
+    Ok(Json(
+        settings::update::<SmsRoutes>(&ctx, &caller, request).await?,
+    ))
 }
 
 /// Back to the system Twilio account; the stored credentials and number are erased.
@@ -155,7 +159,7 @@ async fn delete_sms(
     State(ctx): State<SettingsContext>,
     SettingsEditor(caller): SettingsEditor,
 ) -> Result<Json<MessagingSettings>, ApiError> {
-    Ok(Json(settings::delete_sms(&ctx, &caller).await?))
+    Ok(Json(settings::delete::<SmsRoutes>(&ctx, &caller).await?))
 }
 
 /// Checks a SendGrid key (the given one, else the stored one) without saving. SendGrid refusing
@@ -171,7 +175,7 @@ async fn validate_email(
     Json(request): Json<EmailValidationRequest>,
 ) -> Result<Json<EmailValidation>, ApiError> {
     Ok(Json(
-        settings::validate_email(&ctx, &caller, request).await?,
+        settings::validate::<EmailRoutes>(&ctx, &caller, request).await?,
     ))
 }
 
@@ -187,7 +191,9 @@ async fn validate_sms(
     SettingsEditor(caller): SettingsEditor,
     Json(request): Json<SmsValidationRequest>,
 ) -> Result<Json<SmsValidation>, ApiError> {
-    Ok(Json(settings::validate_sms(&ctx, &caller, request).await?))
+    Ok(Json(
+        settings::validate::<SmsRoutes>(&ctx, &caller, request).await?,
+    ))
 }
 
 /// Sends a test email through the account in effect, with fallback as for any message; sets

@@ -6,9 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, PgPool, Postgres, Transaction};
 use uuid::Uuid;
 
-use super::{
-    Channel, MessagingServiceFactory, ProviderKind, accounts::StoredAccounts, provider::Vendor,
-};
+use super::{Channel, MessagingServiceFactory, ProviderKind, accounts::StoredAccounts};
 use crate::crypto::CredentialField;
 
 #[derive(Debug, thiserror::Error)]
@@ -138,12 +136,6 @@ impl PracticeMessagingConfig {
     /// The stored envelope of a credential field, whichever of the practice's accounts holds it.
     pub fn envelope(&self, field: CredentialField) -> Option<&str> {
         self.accounts.envelope(field)
-    }
-
-    /// The settings of the practice's account of `vendor` in the vendor's own shape; empty
-    /// without one.
-    pub fn account<T: serde::de::DeserializeOwned + Default>(&self, vendor: Vendor) -> T {
-        self.accounts.settings(vendor)
     }
 
     /// The account kind chosen for a channel, as stored.

@@ -698,7 +698,7 @@ async fn domain_set_up_shows_dns_records_to_copy_and_check_verification_shows_ea
     let background = validate_mock(DOMAIN_ID, false, Some(reason))
         .mount_as_scoped(&app.sendgrid)
         .await;
-    dentite::providers::sendgrid::domain::verify(&app.settings_context(), practice, None)
+    dentite::providers::practice_settings::domain::verify(&app.settings_context(), practice, None)
         .await
         .unwrap();
     drop(background);

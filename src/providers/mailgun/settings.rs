@@ -169,7 +169,7 @@ impl MailgunChange {
         stored: &PracticeMessagingConfig,
     ) -> Result<Self, SettingsError> {
         let mut errors = FieldErrors::new();
-        refuse_other_vendors(&mut errors, &request, ProviderKind::CustomMailgun);
+        refuse_other_vendors::<EmailRoutes>(&mut errors, &request, ProviderKind::CustomMailgun);
         let before = stored.accounts.settings::<MailgunAccount>(Vendor::Mailgun);
         let from_email = errors.check(
             "fromEmail",
@@ -623,6 +623,7 @@ impl SendingDomain for super::Mailgun {
         &'a self,
         _ctx: &'a SettingsContext,
         _caller: &'a PracticeCaller,
+        _config: &'a PracticeMessagingConfig,
         _request: DomainSetupRequest,
     ) -> BoxFuture<'a, Result<(DomainView, SetUpOutcome), DomainError>> {
         Box::pin(async { Err(DomainError::MailgunDomain) })
@@ -632,6 +633,7 @@ impl SendingDomain for super::Mailgun {
         &'a self,
         _ctx: &'a SettingsContext,
         _caller: &'a PracticeCaller,
+        _config: &'a PracticeMessagingConfig,
     ) -> BoxFuture<'a, Result<DomainDeletion, DomainError>> {
         Box::pin(async { Err(DomainError::MailgunDomain) })
     }

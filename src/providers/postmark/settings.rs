@@ -155,7 +155,7 @@ impl PostmarkChange {
         stored: &PracticeMessagingConfig,
     ) -> Result<Self, SettingsError> {
         let mut errors = FieldErrors::new();
-        refuse_other_vendors(&mut errors, &request, ProviderKind::CustomPostmark);
+        refuse_other_vendors::<EmailRoutes>(&mut errors, &request, ProviderKind::CustomPostmark);
         let from_email = errors.check(
             "fromEmail",
             required(request.from_email).and_then(|v| EmailAddress::parse(&v)),

@@ -5,13 +5,19 @@
 
 use futures::future::BoxFuture;
 
+use std::collections::BTreeMap;
+
 use super::{
-    Kept, MessagingSettings, SettingsContext, SettingsError, SettingsUpdate, changed,
-    domain::SendingDomain, erase, refuse_custom_only,
+    Kept, MessagingSettings, SettingsContext, SettingsError, SettingsUpdate, begin_change, changed,
+    commit_change, domain::SendingDomain, refuse_custom_only, view,
 };
 use crate::{
+    audit::AuditAction,
     auth::PracticeCaller,
-    messaging::{Channel, ProviderKind, settings::PracticeMessagingConfig},
+    messaging::{
+        Channel, ProviderKind, accounts,
+        settings::{self, PracticeMessagingConfig},
+    },
     providers::{Registered, VENDORS},
     types::FieldErrors,
 };
@@ -74,7 +80,7 @@ fn vendors<C: ChannelRoutes>() -> impl Iterator<Item = &'static dyn AccountSetti
 
 /// The module of the vendor `provider` names; any other value is the platform's vendor's, which
 /// also saves the platform's choice and names what is wrong with `provider`.
-fn module<C: ChannelRoutes>(provider: Option<&str>) -> &'static dyn AccountSettings<C> {
+pub(crate) fn module<C: ChannelRoutes>(provider: Option<&str>) -> &'static dyn AccountSettings<C> {
     let named = provider.map(str::trim);
     let platform = ProviderKind::platform_choice(C::CHANNEL).vendor();
     vendors::<C>()
@@ -83,8 +89,9 @@ fn module<C: ChannelRoutes>(provider: Option<&str>) -> &'static dyn AccountSetti
         .expect("the platform's vendor of each channel is registered")
 }
 
-/// Flags each field of a vendor other than `chosen` that the change gives. Each vendor's parsing
-/// calls this, so every bad field of a request is named in one answer.
+/// Flags each field of a vendor other than `chosen` that the change gives: silently ignoring one
+/// would let the practice believe it was saved. Each vendor's parsing calls this, so every bad
+/// field of a request is named in one answer.
 pub(crate) fn refuse_other_vendors<C: ChannelRoutes>(
     errors: &mut FieldErrors,
     change: &C::Change,
@@ -100,8 +107,9 @@ pub(crate) fn refuse_other_vendors<C: ChannelRoutes>(
     }
 }
 
-/// Saves the channel's settings through the chosen vendor's module.
-pub(crate) async fn update<C: ChannelRoutes>(
+/// `PUT /<channel>`: saves the channel's settings through the chosen vendor's module.
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id, channel = C::CHANNEL.as_str()))]
+pub async fn update<C: ChannelRoutes>(
     ctx: &SettingsContext,
     caller: &PracticeCaller,
     change: C::Change,
@@ -111,9 +119,10 @@ pub(crate) async fn update<C: ChannelRoutes>(
         .await
 }
 
-/// Checks a credential with the vendor the check names (the platform's vendor by default)
-/// without saving anything.
-pub(crate) async fn validate<C: ChannelRoutes>(
+/// `POST /<channel>/validate`: checks a credential with the vendor the check names (the
+/// platform's vendor by default) without saving anything.
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id, channel = C::CHANNEL.as_str()))]
+pub async fn validate<C: ChannelRoutes>(
     ctx: &SettingsContext,
     caller: &PracticeCaller,
     check: C::Check,
@@ -123,23 +132,44 @@ pub(crate) async fn validate<C: ChannelRoutes>(
         .await
 }
 
-/// Back to the platform's accounts; every account of the channel's vendors is erased here but
-/// what a vendor keeps (the vendors' own accounts are not touched).
-pub(crate) async fn delete<C: ChannelRoutes>(
+/// `DELETE /<channel>`: back to the platform's accounts. Every account of the channel's vendors
+/// is erased here but what a vendor keeps (the vendors' own accounts are not touched), audited
+/// with the fields that were set; a channel with nothing to erase is left alone.
+#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id, channel = C::CHANNEL.as_str()))]
+pub async fn delete<C: ChannelRoutes>(
     ctx: &SettingsContext,
     caller: &PracticeCaller,
 ) -> Result<MessagingSettings, SettingsError> {
-    let erased = |current: &PracticeMessagingConfig| {
-        let mut fields = changed(&[("provider", current.chosen(C::CHANNEL).is_custom())]);
-        for vendor in vendors::<C>() {
-            fields.extend(vendor.erased_fields(current));
+    let practice_id = caller.practice_id;
+    let (mut tx, current) = begin_change(ctx, practice_id, None).await?;
+    let mut fields = changed(&[("provider", current.chosen(C::CHANNEL).is_custom())]);
+    for vendor in vendors::<C>() {
+        fields.extend(vendor.erased_fields(&current));
+    }
+    if !fields.is_empty() {
+        let erased: Vec<_> = vendors::<C>()
+            .map(|vendor| vendor.kind().vendor())
+            .collect();
+        settings::return_to_system(&mut tx, practice_id, C::CHANNEL).await?;
+        accounts::erase(&mut tx, practice_id, &erased).await?;
+        if let Some((vendor, kept)) = vendors::<C>().find_map(|v| v.kept_after_erase(&current)) {
+            accounts::save(&mut tx, practice_id, vendor, &kept, &BTreeMap::new(), None).await?;
         }
-        fields
-    };
-    let kept = |current: &PracticeMessagingConfig| {
-        vendors::<C>().find_map(|vendor| vendor.kept_after_erase(current))
-    };
-    erase(ctx, caller, C::CHANNEL, erased, kept).await
+        let action = match C::CHANNEL {
+            Channel::Email => AuditAction::EmailDelete,
+            Channel::Sms => AuditAction::SmsDelete,
+        };
+        commit_change(
+            tx,
+            &ctx.messaging,
+            practice_id,
+            Some(caller.user_id),
+            action,
+            &fields,
+        )
+        .await?;
+    }
+    view(ctx, practice_id).await
 }
 
 /// Implements [`AccountSettings`] for a vendor from its settings module's functions: its account

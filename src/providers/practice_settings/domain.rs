@@ -9,13 +9,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{ChannelRoutes, EmailRoutes, ProviderFailure};
+use super::{EmailRoutes, ProviderFailure, channel::module};
 use crate::{
-    auth::PracticeCaller,
-    messaging::{ProviderKind, settings::PracticeMessagingConfig},
-    providers::VENDORS,
-    providers::practice_settings::SettingsContext,
-    types::FieldErrors,
+    auth::PracticeCaller, messaging::settings::PracticeMessagingConfig,
+    providers::practice_settings::SettingsContext, types::FieldErrors,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -134,12 +131,14 @@ pub trait SendingDomain: Sync {
         &'a self,
         ctx: &'a SettingsContext,
         caller: &'a PracticeCaller,
+        config: &'a PracticeMessagingConfig,
         request: DomainSetupRequest,
     ) -> BoxFuture<'a, Result<(DomainView, SetUpOutcome), DomainError>>;
     fn delete<'a>(
         &'a self,
         ctx: &'a SettingsContext,
         caller: &'a PracticeCaller,
+        config: &'a PracticeMessagingConfig,
     ) -> BoxFuture<'a, Result<DomainDeletion, DomainError>>;
 }
 
@@ -151,17 +150,9 @@ async fn chosen(
     let config = PracticeMessagingConfig::load(&ctx.pool, practice_id)
         .await?
         .ok_or(DomainError::UnknownPractice)?;
-    let kind = config.email_provider;
-    let domain_of = |wanted: &dyn Fn(ProviderKind) -> bool| {
-        VENDORS
-            .iter()
-            .filter_map(EmailRoutes::settings)
-            .filter(|vendor| wanted(vendor.kind()))
-            .find_map(|vendor| vendor.sending_domain())
-    };
-    let platform = ProviderKind::platform_choice(EmailRoutes::CHANNEL).vendor();
-    let domain = domain_of(&|own| kind.is_custom() && own == kind)
-        .or_else(|| domain_of(&|own| own.vendor() == platform))
+    let domain = module::<EmailRoutes>(Some(config.email_provider.as_str()))
+        .sending_domain()
+        .or_else(|| module::<EmailRoutes>(None).sending_domain())
         .expect("the platform's email vendor authenticates domains");
     Ok((config, domain))
 }
@@ -188,8 +179,8 @@ pub async fn set_up(
     caller: &PracticeCaller,
     request: DomainSetupRequest,
 ) -> Result<(DomainView, SetUpOutcome), DomainError> {
-    let (_, domain) = chosen(ctx, caller.practice_id).await?;
-    domain.set_up(ctx, caller, request).await
+    let (config, domain) = chosen(ctx, caller.practice_id).await?;
+    domain.set_up(ctx, caller, &config, request).await
 }
 
 #[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
@@ -197,6 +188,6 @@ pub async fn delete(
     ctx: &SettingsContext,
     caller: &PracticeCaller,
 ) -> Result<DomainDeletion, DomainError> {
-    let (_, domain) = chosen(ctx, caller.practice_id).await?;
-    domain.delete(ctx, caller).await
+    let (config, domain) = chosen(ctx, caller.practice_id).await?;
+    domain.delete(ctx, caller, &config).await
 }

@@ -1,19 +1,14 @@
-//! The email channel's requests, whichever vendor they choose, and its routes' operations, which
-//! hand each request to the vendor it chooses ([`channel`]).
+//! The email channel's requests, whichever vendor they choose, which its routes hand to the vendor
+//! each chooses (`practice_settings::channel`).
 
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{
-    EmailValidation, MessagingSettings, SettingsError, SettingsUpdate,
-    channel::{self, AccountSettings, ChannelRoutes},
+    EmailValidation,
+    channel::{AccountSettings, ChannelRoutes},
 };
-use crate::{
-    auth::PracticeCaller,
-    messaging::{Channel, ProviderKind},
-    providers::{Registered, practice_settings::SettingsContext},
-    types::FieldErrors,
-};
+use crate::{messaging::Channel, providers::Registered};
 
 /// `PUT /email`. Every field is optional to serde so that all missing and malformed fields are
 /// reported together; the schema marks the ones the contract requires.
@@ -95,44 +90,4 @@ impl ChannelRoutes for EmailRoutes {
             Registered::Sms(_) => None,
         }
     }
-}
-
-/// Flags each field of an email vendor other than `chosen` that the request gives (see
-/// [`channel::refuse_other_vendors`]).
-pub(crate) fn refuse_other_vendors(
-    errors: &mut FieldErrors,
-    request: &EmailSettingsRequest,
-    chosen: ProviderKind,
-) {
-    channel::refuse_other_vendors::<EmailRoutes>(errors, request, chosen);
-}
-
-/// Saves the email settings through the chosen vendor's module.
-#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
-pub async fn update_email(
-    ctx: &SettingsContext,
-    caller: &PracticeCaller,
-    request: EmailSettingsRequest,
-) -> Result<SettingsUpdate, SettingsError> {
-    channel::update::<EmailRoutes>(ctx, caller, request).await
-}
-
-/// Checks a credential with its vendor without saving anything.
-#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
-pub async fn validate_email(
-    ctx: &SettingsContext,
-    caller: &PracticeCaller,
-    request: EmailValidationRequest,
-) -> Result<EmailValidation, SettingsError> {
-    channel::validate::<EmailRoutes>(ctx, caller, request).await
-}
-
-/// Back to the system account; every custom email account's credentials are erased here (the
-/// vendors' own accounts are not touched).
-#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
-pub async fn delete_email(
-    ctx: &SettingsContext,
-    caller: &PracticeCaller,
-) -> Result<MessagingSettings, SettingsError> {
-    channel::delete::<EmailRoutes>(ctx, caller).await
 }

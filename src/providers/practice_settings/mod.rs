@@ -28,16 +28,11 @@ use uuid::Uuid;
 pub use crate::providers::sendgrid::settings::EmailValidation;
 pub use crate::providers::twilio::settings::SmsValidation;
 pub(crate) use channel::account_settings;
+pub(crate) use channel::refuse_other_vendors;
 pub use channel::{AccountSettings, ChannelRoutes};
-pub(crate) use email::refuse_other_vendors;
-pub use email::{
-    EmailRoutes, EmailSettingsRequest, EmailValidationRequest, delete_email, update_email,
-    validate_email,
-};
-pub(crate) use sms::refuse_other_vendors as refuse_other_sms_vendors;
-pub use sms::{
-    SmsRoutes, SmsSettingsRequest, SmsValidationRequest, delete_sms, update_sms, validate_sms,
-};
+pub use channel::{delete, update, validate};
+pub use email::{EmailRoutes, EmailSettingsRequest, EmailValidationRequest};
+pub use sms::{SmsRoutes, SmsSettingsRequest, SmsValidationRequest};
 pub use status::{
     ChannelStatus, MessagingStatus, TestSendRequest, TestSendResult, UsageCounts, send_test, status,
 };
@@ -484,55 +479,6 @@ pub(crate) async fn save_account<S: Serialize>(
 /// What a channel keeps of an account when its accounts are erased (the sender's name and
 /// address, which are not credentials): the vendor and its settings in the vendor's shape.
 pub(crate) type Kept = Option<(Vendor, serde_json::Value)>;
-
-/// Returns `channel` to the platform's accounts and removes every account the practice has of
-/// the channel's vendors but what `kept` keeps, audited with the fields `erased` finds set; a
-/// channel with nothing to erase is left alone.
-pub(crate) async fn erase(
-    ctx: &SettingsContext,
-    caller: &PracticeCaller,
-    channel: Channel,
-    erased: impl Fn(&PracticeMessagingConfig) -> Vec<&'static str>,
-    kept: impl Fn(&PracticeMessagingConfig) -> Kept,
-) -> Result<MessagingSettings, SettingsError> {
-    let practice_id = caller.practice_id;
-    let (mut tx, current) = begin_change(ctx, practice_id, None).await?;
-    let fields = erased(&current);
-    if !fields.is_empty() {
-        let vendors: Vec<Vendor> = Vendor::SYSTEM
-            .into_iter()
-            .filter(|vendor| vendor.channel() == Some(channel))
-            .collect();
-        settings::return_to_system(&mut tx, practice_id, channel).await?;
-        crate::messaging::accounts::erase(&mut tx, practice_id, &vendors).await?;
-        if let Some((vendor, settings)) = kept(&current) {
-            let no_secrets = std::collections::BTreeMap::new();
-            crate::messaging::accounts::save(
-                &mut tx,
-                practice_id,
-                vendor,
-                &settings,
-                &no_secrets,
-                None,
-            )
-            .await?;
-        }
-        let action = match channel {
-            Channel::Email => AuditAction::EmailDelete,
-            Channel::Sms => AuditAction::SmsDelete,
-        };
-        commit_change(
-            tx,
-            &ctx.messaging,
-            practice_id,
-            Some(caller.user_id),
-            action,
-            &fields,
-        )
-        .await?;
-    }
-    view(ctx, practice_id).await
-}
 
 pub(crate) fn invalid(field: &str, message: impl Into<String>) -> SettingsError {
     SettingsError::Invalid(FieldErrors::single(field, message))

@@ -1,19 +1,14 @@
-//! The SMS channel's requests, whichever vendor they choose, and its routes' operations, which
-//! hand each request to the vendor it chooses ([`channel`]).
+//! The SMS channel's requests, whichever vendor they choose, which its routes hand to the vendor
+//! each chooses (`practice_settings::channel`).
 
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{
-    MessagingSettings, SettingsError, SettingsUpdate, SmsValidation,
-    channel::{self, AccountSettings, ChannelRoutes},
+    SmsValidation,
+    channel::{AccountSettings, ChannelRoutes},
 };
-use crate::{
-    auth::PracticeCaller,
-    messaging::{Channel, ProviderKind},
-    providers::{Registered, practice_settings::SettingsContext},
-    types::FieldErrors,
-};
+use crate::{messaging::Channel, providers::Registered};
 
 /// `PUT /sms`. Every field is optional to serde so that all missing and malformed fields are
 /// reported together; the schema marks the ones the contract requires.
@@ -92,44 +87,4 @@ impl ChannelRoutes for SmsRoutes {
             Registered::Email(_) => None,
         }
     }
-}
-
-/// Flags each field of an SMS vendor other than `chosen` that the request gives (see
-/// [`channel::refuse_other_vendors`]).
-pub(crate) fn refuse_other_vendors(
-    errors: &mut FieldErrors,
-    request: &SmsSettingsRequest,
-    chosen: ProviderKind,
-) {
-    channel::refuse_other_vendors::<SmsRoutes>(errors, request, chosen);
-}
-
-/// Saves the SMS settings through the chosen vendor's module.
-#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
-pub async fn update_sms(
-    ctx: &SettingsContext,
-    caller: &PracticeCaller,
-    request: SmsSettingsRequest,
-) -> Result<SettingsUpdate, SettingsError> {
-    channel::update::<SmsRoutes>(ctx, caller, request).await
-}
-
-/// Checks an account with its vendor without saving anything.
-#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
-pub async fn validate_sms(
-    ctx: &SettingsContext,
-    caller: &PracticeCaller,
-    request: SmsValidationRequest,
-) -> Result<SmsValidation, SettingsError> {
-    channel::validate::<SmsRoutes>(ctx, caller, request).await
-}
-
-/// Back to the system account; every custom SMS account's credentials and number are erased
-/// here (the vendors' own accounts are not touched).
-#[tracing::instrument(skip_all, fields(practice_id = %caller.practice_id))]
-pub async fn delete_sms(
-    ctx: &SettingsContext,
-    caller: &PracticeCaller,
-) -> Result<MessagingSettings, SettingsError> {
-    channel::delete::<SmsRoutes>(ctx, caller).await
 }

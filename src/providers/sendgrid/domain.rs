@@ -158,6 +158,7 @@ fn refused(
 pub async fn set_up(
     ctx: &SettingsContext,
     caller: &PracticeCaller,
+    config: &PracticeMessagingConfig,
     request: DomainSetupRequest,
 ) -> Result<(DomainView, SetUpOutcome), DomainError> {
     let mut errors = FieldErrors::new();
@@ -180,9 +181,8 @@ pub async fn set_up(
         return Err(DomainError::Invalid(errors));
     };
     let practice_id = caller.practice_id;
-    let config = load(ctx, practice_id).await?;
-    let client = practice_client(ctx, &config)?;
-    let stored = SendGridAccount::of(&config);
+    let client = practice_client(ctx, config)?;
+    let stored = SendGridAccount::of(config);
     let same_subdomain = subdomain
         .as_deref()
         .is_none_or(|wanted| stored.domain_subdomain.as_deref() == Some(wanted));
@@ -250,17 +250,17 @@ async fn view(ctx: &SettingsContext, practice_id: Uuid) -> Result<DomainView, Do
 
 /// Asks SendGrid to validate the records now and stores each record's result. `user_id` is the
 /// caller, or `None` for the background re-check.
-#[tracing::instrument(skip_all, fields(practice_id = %practice_id))]
+#[tracing::instrument(skip_all, fields(practice_id = %config.id))]
 pub async fn verify(
     ctx: &SettingsContext,
-    practice_id: Uuid,
+    config: &PracticeMessagingConfig,
     user_id: Option<Uuid>,
 ) -> Result<DomainView, DomainError> {
-    let config = load(ctx, practice_id).await?;
-    let domain_id = SendGridAccount::of(&config)
+    let practice_id = config.id;
+    let domain_id = SendGridAccount::of(config)
         .domain_id
         .ok_or(DomainError::NotSetUp)?;
-    let client = practice_client(ctx, &config)?;
+    let client = practice_client(ctx, config)?;
     let validation = client
         .validate_domain(domain_id)
         .await
@@ -307,14 +307,14 @@ pub async fn verify(
 pub async fn delete(
     ctx: &SettingsContext,
     caller: &PracticeCaller,
+    config: &PracticeMessagingConfig,
 ) -> Result<DomainDeletion, DomainError> {
     let practice_id = caller.practice_id;
-    let config = load(ctx, practice_id).await?;
-    let stored = SendGridAccount::of(&config);
+    let stored = SendGridAccount::of(config);
     let (Some(domain_id), Some(domain)) = (stored.domain_id, stored.domain) else {
         return Err(DomainError::NotSetUp);
     };
-    let outcome = practice_client(ctx, &config)?
+    let outcome = practice_client(ctx, config)?
         .delete_domain(domain_id)
         .await
         .map_err(refused(None))?;
@@ -396,7 +396,11 @@ pub async fn recheck_due_domains(ctx: &SettingsContext) -> Result<usize, sqlx::E
     .await?;
     let due = settings::claim_domain_checks(&ctx.pool, &candidates).await?;
     for &practice_id in &due {
-        if let Err(e) = verify(ctx, practice_id, None).await {
+        let checked = match load(ctx, practice_id).await {
+            Ok(config) => verify(ctx, &config, None).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = checked {
             tracing::warn!(%practice_id, error = %e, "background re-check of a SendGrid domain failed");
         }
     }
@@ -418,23 +422,25 @@ impl SendingDomain for super::SendGrid {
         config: &'a PracticeMessagingConfig,
         user_id: Option<Uuid>,
     ) -> BoxFuture<'a, Result<DomainView, DomainError>> {
-        Box::pin(verify(ctx, config.id, user_id))
+        Box::pin(verify(ctx, config, user_id))
     }
 
     fn set_up<'a>(
         &'a self,
         ctx: &'a SettingsContext,
         caller: &'a PracticeCaller,
+        config: &'a PracticeMessagingConfig,
         request: DomainSetupRequest,
     ) -> BoxFuture<'a, Result<(DomainView, SetUpOutcome), DomainError>> {
-        Box::pin(set_up(ctx, caller, request))
+        Box::pin(set_up(ctx, caller, config, request))
     }
 
     fn delete<'a>(
         &'a self,
         ctx: &'a SettingsContext,
         caller: &'a PracticeCaller,
+        config: &'a PracticeMessagingConfig,
     ) -> BoxFuture<'a, Result<DomainDeletion, DomainError>> {
-        Box::pin(delete(ctx, caller))
+        Box::pin(delete(ctx, caller, config))
     }
 }

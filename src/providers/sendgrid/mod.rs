@@ -48,7 +48,7 @@ pub struct SendGridAccount {
 
 impl SendGridAccount {
     pub fn of(config: &PracticeMessagingConfig) -> Self {
-        config.account(Vendor::Sendgrid)
+        config.accounts.settings(Vendor::Sendgrid)
     }
 
     /// Forgets the domain authentication.

@@ -65,7 +65,7 @@ impl EmailChange {
             "provider",
             parse_provider(request.provider.as_deref(), Channel::Email),
         );
-        refuse_other_vendors(&mut errors, &request, ProviderKind::CustomSendgrid);
+        refuse_other_vendors::<EmailRoutes>(&mut errors, &request, ProviderKind::CustomSendgrid);
         let from_email = errors.check(
             "fromEmail",
             required(request.from_email).and_then(|v| EmailAddress::parse(&v)),

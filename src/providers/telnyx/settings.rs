@@ -18,7 +18,7 @@ use crate::{
     providers::practice_settings::SettingsContext,
     providers::practice_settings::{
         AccountWrite, ProviderFailure, SettingsError, SettingsUpdate, SmsSettingsRequest,
-        SmsValidation, SmsValidationRequest, begin_change, changed, load, refuse_other_sms_vendors,
+        SmsValidation, SmsValidationRequest, begin_change, changed, load, refuse_other_vendors,
         save_account, stored_secret, view,
     },
     types::{FieldErrors, PhoneE164},
@@ -125,7 +125,7 @@ impl TelnyxChange {
             "fallbackEnabled",
             request.fallback_enabled.ok_or("is required"),
         );
-        refuse_other_sms_vendors(&mut errors, &request, ProviderKind::CustomTelnyx);
+        refuse_other_vendors::<SmsRoutes>(&mut errors, &request, ProviderKind::CustomTelnyx);
         let before = stored.accounts.settings::<TelnyxAccount>(Vendor::Telnyx);
         let stored_key = stored_secret(&ctx.keyring, stored, CredentialField::TelnyxApiKey)
             .ok()

@@ -38,7 +38,7 @@ pub struct TwilioAccount {
 
 impl TwilioAccount {
     pub fn of(config: &PracticeMessagingConfig) -> Self {
-        config.account(Vendor::Twilio)
+        config.accounts.settings(Vendor::Twilio)
     }
 }
 

@@ -11,7 +11,7 @@ use super::TwilioAccount;
 use crate::providers::practice_settings::{
     AccountWrite, ProviderFailure, SettingsError, SettingsUpdate, SmsSettingsRequest,
     SmsValidationRequest, begin_change, changed, is_stored_secret, load, parse_provider,
-    refuse_custom_only, refuse_other_sms_vendors, save_account, stored_secret, view,
+    refuse_custom_only, refuse_other_vendors, save_account, stored_secret, view,
 };
 use crate::{
     auth::PracticeCaller,
@@ -72,7 +72,7 @@ impl SmsChange {
             "fallbackEnabled",
             request.fallback_enabled.ok_or("is required"),
         );
-        refuse_other_sms_vendors(&mut errors, &request, ProviderKind::CustomTwilio);
+        refuse_other_vendors::<SmsRoutes>(&mut errors, &request, ProviderKind::CustomTwilio);
         let custom = provider == Some(ProviderKind::CustomTwilio);
         if provider == Some(ProviderKind::SystemTwilio) {
             let given = [
